@@ -1,0 +1,1 @@
+//! The api function's handler (placeholder until its issue lands).

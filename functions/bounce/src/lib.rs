@@ -1,0 +1,1 @@
+//! The bounce function's handler (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! The fanout function's handler (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! The stop function's handler (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! The store function's handler (placeholder until its issue lands).

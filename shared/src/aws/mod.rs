@@ -1,0 +1,102 @@
+//! The real AWS adapters: one per port, each over the AWS SDK for Rust.
+//!
+//! Clients are built once per cold start from [`sdk_config`]. `AWS_ENDPOINT_URL` (and the
+//! per-service `AWS_ENDPOINT_URL_S3` etc.) is honoured by the SDK itself, which is how tests and
+//! `mailroom serve --aws` point the same code at a local emulator.
+
+pub mod s3;
+
+pub use s3::S3Store;
+
+use crate::ports::{ErrorKind, PortError};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+/// The shared SDK configuration from the standard provider chain.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// True when the SDK is pointed at a custom endpoint (an emulator), where path-style S3 is needed.
+pub fn custom_endpoint() -> bool {
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()))
+}
+
+/// Maps an SDK error onto the retry-relevant [`ErrorKind`] every port speaks.
+pub fn classify<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let (kind, message) = match err {
+        SdkError::TimeoutError(_) => (ErrorKind::Transient, "timed out".to_string()),
+        SdkError::DispatchFailure(e) => (ErrorKind::Transient, format!("dispatch failure: {e:?}")),
+        SdkError::ResponseError(e) => (ErrorKind::Transient, format!("bad response: {e:?}")),
+        SdkError::ConstructionFailure(e) => (
+            ErrorKind::Permanent,
+            format!("request construction failed: {e:?}"),
+        ),
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let code = ctx.err().code().unwrap_or("");
+            let msg = ctx.err().message().unwrap_or("");
+            let kind = service_error_kind(status, code);
+            (kind, format!("HTTP {status} {code}: {msg}"))
+        }
+        other => (ErrorKind::Transient, format!("{other:?}")),
+    };
+    PortError::new(kind, operation, message)
+}
+
+/// Status and error code to [`ErrorKind`]; shared by all services.
+pub fn service_error_kind(status: u16, code: &str) -> ErrorKind {
+    const THROTTLING: &[&str] = &[
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "SlowDown",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+    ];
+    const NOT_FOUND: &[&str] = &["NoSuchKey", "NoSuchBucket", "NotFound", "NotFoundException"];
+    if THROTTLING.contains(&code) || status == 429 {
+        ErrorKind::Throttled
+    } else if NOT_FOUND.contains(&code) || status == 404 {
+        ErrorKind::NotFound
+    } else if code == "PreconditionFailed" || status == 412 {
+        ErrorKind::AlreadyExists
+    } else if status >= 500 || code == "InternalError" || code == "ServiceUnavailable" {
+        ErrorKind::Transient
+    } else {
+        ErrorKind::Permanent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_codes_classify() {
+        assert_eq!(service_error_kind(503, "SlowDown"), ErrorKind::Throttled);
+        assert_eq!(service_error_kind(400, "Throttling"), ErrorKind::Throttled);
+        assert_eq!(service_error_kind(404, ""), ErrorKind::NotFound);
+        assert_eq!(
+            service_error_kind(412, "PreconditionFailed"),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            service_error_kind(500, "InternalError"),
+            ErrorKind::Transient
+        );
+        assert_eq!(
+            service_error_kind(403, "AccessDenied"),
+            ErrorKind::Permanent
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! The one JSON model of an email that every function shares (schema `mailroom.email/1`).
+//!
+//! `Email::parse` turns raw MIME into [`Parsed`]: the serializable [`Email`] plus the decoded
+//! bytes of each attachment, kept apart so the JSON stays small and the bytes are decoded once.
+
+pub mod model;
+
+pub use model::*;
+
+/// The version tag written into every serialized [`Email`].
+pub const SCHEMA: &str = "mailroom.email/1";
+
+/// Bounds that keep hostile input from costing unbounded time or memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest raw message accepted, in bytes (SES's own S3 limit is 40 MB).
+    pub max_size: usize,
+    /// Most MIME parts walked; further parts are dropped and flagged.
+    pub max_parts: usize,
+    /// Deepest multipart / message/rfc822 nesting walked.
+    pub max_depth: usize,
+    /// Largest header block (of the top-level message) accepted, in bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_size: 40 * 1024 * 1024,
+            max_parts: 1000,
+            max_depth: 10,
+            max_header_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("message is empty")]
+    Empty,
+    #[error("message is {size} bytes, over the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+    #[error("header block is over the {limit}-byte limit")]
+    HeadersTooLarge { limit: usize },
+    #[error("not a MIME message: {reason}")]
+    NotMime { reason: String },
+    #[error("the MIME parser failed on this message: {reason}")]
+    ParserPanicked { reason: String },
+}

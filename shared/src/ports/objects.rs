@@ -1,0 +1,57 @@
+//! Object storage (S3): reading the raw message SES wrote, writing the browsable layout.
+
+use super::PortError;
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::time::Duration;
+
+/// Headers stored with an object and served back on GET.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub content_type: String,
+    pub content_disposition: Option<String>,
+}
+
+impl ObjectMeta {
+    pub fn new(content_type: impl Into<String>) -> Self {
+        ObjectMeta {
+            content_type: content_type.into(),
+            content_disposition: None,
+        }
+    }
+
+    pub fn with_disposition(mut self, disposition: impl Into<String>) -> Self {
+        self.content_disposition = Some(disposition.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    /// An object was already at the key, so nothing was written (a retried invocation).
+    AlreadyExists,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// The whole object. `ErrorKind::NotFound` when there is none.
+    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, PortError>;
+
+    /// Writes only when nothing is at `key` yet (S3 `If-None-Match: *`), so retries write nothing twice.
+    async fn put_if_absent(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        meta: &ObjectMeta,
+    ) -> Result<PutOutcome, PortError>;
+
+    /// A URL that lets its holder GET the object until it expires.
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, PortError>;
+}

@@ -1,0 +1,1 @@
+//! Integration tests live beside this file, one `[[test]]` each in Cargo.toml.

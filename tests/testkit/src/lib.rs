@@ -1,0 +1,187 @@
+//! Test support shared by every crate's tests: a real moto server on 127.0.0.1 and AWS SDK
+//! clients pointed at it.
+//!
+//! `scripts/test` starts one moto server for the whole run and exports its address in
+//! `MAILROOM_TEST_MOTO_ENDPOINT`. When a test runs without it (`cargo test -p …` by hand), the
+//! first call to [`moto`] starts a private server from the project's `.venv` instead; it stops
+//! when the test process exits, because its supervisor watches our stdin pipe.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub const ENDPOINT_VAR: &str = "MAILROOM_TEST_MOTO_ENDPOINT";
+pub const REGION: &str = "us-east-1";
+
+/// A running moto server.
+#[derive(Debug)]
+pub struct Moto {
+    pub endpoint: String,
+    _supervisor: Option<std::sync::Mutex<Child>>,
+}
+
+/// The workspace root (where Cargo.lock and .venv live).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|p| p.join("Cargo.lock").exists() || p.join(".git").exists())
+        .unwrap_or(here)
+        .to_path_buf()
+}
+
+/// The shared moto server, started on first use if the test command did not start one.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        if let Ok(endpoint) = std::env::var(ENDPOINT_VAR)
+            && !endpoint.trim().is_empty()
+        {
+            let endpoint = endpoint.trim().trim_end_matches('/').to_string();
+            wait_ready(&endpoint, Duration::from_secs(30));
+            return Moto {
+                endpoint,
+                _supervisor: None,
+            };
+        }
+        start_private()
+    })
+}
+
+fn start_private() -> Moto {
+    let python = workspace_root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "moto is not installed: run scripts/setup-venv (scripts/test does it for you), \
+         or set {ENDPOINT_VAR} to a running moto server"
+    );
+    let port = free_port();
+    // The supervisor exits (and stops moto) when our end of its stdin closes, i.e. when the
+    // test process ends, so no server outlives the tests.
+    let code = "import sys,subprocess\n\
+                p=subprocess.Popen([sys.executable,'-m','moto.server','-H','127.0.0.1','-p',sys.argv[1]],\
+                stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\n\
+                sys.stdin.read()\np.terminate()\n";
+    let child = Command::new(&python)
+        .args(["-c", code, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting moto with {}: {e}", python.display()));
+    let endpoint = format!("http://127.0.0.1:{port}");
+    wait_ready(&endpoint, Duration::from_secs(60));
+    Moto {
+        endpoint,
+        _supervisor: Some(std::sync::Mutex::new(child)),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn wait_ready(endpoint: &str, timeout: Duration) {
+    let addr: SocketAddr = endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap_or_else(|e| panic!("{ENDPOINT_VAR}={endpoint}: not host:port ({e})"));
+    let start = Instant::now();
+    loop {
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let req = "GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+            let mut buf = [0u8; 12];
+            if s.write_all(req.as_bytes()).is_ok()
+                && s.read_exact(&mut buf).is_ok()
+                && buf.starts_with(b"HTTP/1.")
+            {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "moto at {endpoint} did not answer within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SDK configuration pointed at moto with static test credentials.
+pub fn sdk_config() -> aws_config::SdkConfig {
+    let creds = aws_credential_types::Credentials::new(
+        "testing",
+        "testing",
+        None,
+        None,
+        "mailroom-testkit",
+    );
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(&moto().endpoint)
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+        .build()
+}
+
+pub fn s3() -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(&sdk_config())
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+pub fn sns() -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::new(&sdk_config())
+}
+
+pub fn sqs() -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&sdk_config())
+}
+
+pub fn ses() -> aws_sdk_ses::Client {
+    aws_sdk_ses::Client::new(&sdk_config())
+}
+
+/// A name no other test in this run uses (buckets, topics and queues share one moto).
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh bucket on moto.
+pub async fn bucket(prefix: &str) -> String {
+    let name = unique(prefix);
+    s3().create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
+    name
+}
+
+/// The `events/` folder: sample SES events and .eml fixtures.
+pub fn events_dir() -> PathBuf {
+    workspace_root().join("events")
+}
+
+/// Reads a file under `events/`.
+pub fn event_file(rel: &str) -> Vec<u8> {
+    let p = events_dir().join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
