@@ -5,8 +5,10 @@
 //! functions need to decide between "let Lambda retry" and "log once and stop".
 
 pub mod objects;
+pub mod publisher;
 
 pub use objects::{ObjectMeta, ObjectStore, PutOutcome};
+pub use publisher::{Attribute, Publication, Publisher};
 
 /// What kind of failure an adapter saw, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
