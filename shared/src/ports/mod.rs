@@ -4,11 +4,17 @@
 //! Adapters translate their SDK's errors into [`PortError`], whose [`ErrorKind`] is what the
 //! functions need to decide between "let Lambda retry" and "log once and stop".
 
+pub mod http;
 pub mod objects;
 pub mod publisher;
+pub mod queue;
 
+pub use http::{
+    TransportError, TransportErrorKind, WebhookRequest, WebhookResponse, WebhookSender,
+};
 pub use objects::{ObjectMeta, ObjectStore, PutOutcome};
 pub use publisher::{Attribute, Publication, Publisher};
+pub use queue::{Queue, Received};
 
 /// What kind of failure an adapter saw, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
