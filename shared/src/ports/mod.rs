@@ -4,11 +4,16 @@
 //! Adapters translate their SDK's errors into [`PortError`], whose [`ErrorKind`] is what the
 //! functions need to decide between "let Lambda retry" and "log once and stop".
 
+pub mod bouncer;
 pub mod http;
 pub mod objects;
 pub mod publisher;
 pub mod queue;
 
+pub use bouncer::{
+    BounceRequest, BounceType, BouncedRecipient, Bouncer, DsnAction, DsnExtension, MessageDsn,
+    RecipientDsn,
+};
 pub use http::{
     TransportError, TransportErrorKind, WebhookRequest, WebhookResponse, WebhookSender,
 };
