@@ -290,17 +290,17 @@ mod tests {
             ("MAILROOM_RAW_BUCKET", "mail"),
             ("MAILROOM_RAW_PREFIX", "raw/"),
         ];
-        let loc = Locations::from_env(&env).unwrap();
+        let loc = Locations::from_env(&env).expect("valid env");
         assert_eq!(loc.raw_key("id1"), "raw/id1");
         assert_eq!(loc.store_bucket, "mail");
         assert_eq!(loc.store_prefix, "messages/");
-        let e = Locations::from_env(&[("MAILROOM_RAW_PREFIX", "x")]).unwrap_err();
+        let e = Locations::from_env(&[("MAILROOM_RAW_PREFIX", "x")]).expect_err("invalid env");
         assert!(e.to_string().contains("MAILROOM_RAW_BUCKET"), "{e}");
         let e = Locations::from_env(&[
             ("MAILROOM_RAW_BUCKET", "mail"),
             ("MAILROOM_STORE_PREFIX", "a/../b"),
         ])
-        .unwrap_err();
+        .expect_err("invalid env");
         assert!(e.to_string().contains("MAILROOM_STORE_PREFIX"), "{e}");
     }
 
