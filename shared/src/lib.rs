@@ -11,6 +11,7 @@ pub mod layout;
 pub mod logging;
 pub mod ports;
 pub mod ses;
+pub mod webhook;
 
 pub use email::{Email, Limits, ParseError, Parsed};
 pub use ses::{Disposition, SesEvent, SesMail, SesReceipt, SesRecord, Verdict};
