@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod config;
 pub mod email;
+pub mod fanout;
 pub mod layout;
 pub mod logging;
 pub mod ports;

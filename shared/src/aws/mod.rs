@@ -5,8 +5,10 @@
 //! `mailroom serve --aws` point the same code at a local emulator.
 
 pub mod s3;
+pub mod sns;
 
 pub use s3::S3Store;
+pub use sns::SnsPublisher;
 
 use crate::ports::{ErrorKind, PortError};
 use aws_sdk_s3::error::ProvideErrorMetadata;

@@ -1,0 +1,748 @@
+//! The fanout summary (schema `mailroom.summary/1`) and the SNS publication that carries it.
+//!
+//! Subscribers filter on the message attributes (recipient, sender domain, verdicts,
+//! has-attachments, size, subject) with SNS filter policies, and read the JSON summary for the
+//! rest. Bodies ride along only while the whole publication stays under SNS's 256 KB limit;
+//! otherwise the summary points at the stored copies in S3 instead. Everything here is pure, so
+//! the size rules are tested without SNS.
+
+use crate::email::{Address, Disposition, Email, Envelope, Verdicts};
+use crate::layout::{Locations, MessageLayout};
+use crate::ports::{Attribute, Publication};
+use crate::ses::{SesMail, SesReceipt, Verdict};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub const SCHEMA: &str = "mailroom.summary/1";
+
+/// SNS's limit for one message, body and attributes together.
+pub const SNS_MAX_BYTES: usize = 262_144;
+/// Room left for what SNS counts that we do not (attribute framing, encoding slack).
+pub const SAFETY_MARGIN: usize = 8 * 1024;
+/// The `subject` attribute is cut to this many characters (filter policies match prefixes).
+pub const SUBJECT_ATTRIBUTE_CHARS: usize = 256;
+/// SNS `Subject` (shown by email subscriptions): at most 100 printable ASCII characters.
+const SNS_SUBJECT_CHARS: usize = 100;
+/// `MessageGroupId` and `MessageDeduplicationId`: at most 128 characters.
+const FIFO_ID_CHARS: usize = 128;
+
+/// Attribute names, part of the contract with subscribers' filter policies.
+pub mod attr {
+    pub const RECIPIENT: &str = "recipient";
+    pub const SENDER_DOMAIN: &str = "sender_domain";
+    pub const SPAM: &str = "spam";
+    pub const VIRUS: &str = "virus";
+    pub const SPF: &str = "spf";
+    pub const DKIM: &str = "dkim";
+    pub const DMARC: &str = "dmarc";
+    pub const HAS_ATTACHMENTS: &str = "has_attachments";
+    pub const SIZE: &str = "size";
+    pub const SUBJECT: &str = "subject";
+}
+
+/// `s3://` coordinates of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct S3Pointer {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Where the store function puts this message's layout (it may still be writing it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredPointers {
+    pub bucket: String,
+    pub prefix: String,
+    pub message_json: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_html: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentSummary<'a> {
+    pub index: usize,
+    pub filename: Option<&'a str>,
+    pub content_type: &'a str,
+    pub size: u64,
+    pub disposition: Disposition,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<&'a str>,
+    /// The stored attachment's key in [`StoredPointers::bucket`].
+    pub key: String,
+}
+
+/// The JSON published to SNS.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary<'a> {
+    pub schema: &'static str,
+    /// SES's message id: the dedupe key for subscribers (stable across retries).
+    pub message_id: &'a str,
+    /// When SES received the message.
+    pub timestamp: &'a str,
+    pub envelope: Envelope,
+    pub from: Vec<Address>,
+    pub to: Vec<Address>,
+    pub cc: Vec<Address>,
+    pub subject: Option<&'a str>,
+    /// The `Message-ID` header.
+    pub header_message_id: Option<&'a str>,
+    pub date: Option<&'a str>,
+    pub verdicts: Verdicts,
+    pub has_attachments: bool,
+    pub attachment_count: usize,
+    pub attachments: Vec<AttachmentSummary<'a>>,
+    pub size: u64,
+    pub raw: S3Pointer,
+    pub stored: StoredPointers,
+    /// `inline` when `text`/`html` below are the whole bodies, `s3` when they are left out
+    /// (read `stored.bodyText` / `stored.bodyHtml`), `partial` when only the text body fits,
+    /// `none` when the message has no body.
+    pub bodies: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<&'a str>,
+    /// Parse flags, plus `attachments_omitted` / `addresses_omitted` when the summary was cut.
+    pub flags: Vec<String>,
+    /// Set when the raw message could not be parsed: the summary then comes from SES's headers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parse_error: Option<String>,
+}
+
+/// What [`publication`] needs: the SES record, the parsed message if parsing worked, and where
+/// things are.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub mail: &'a SesMail,
+    pub receipt: &'a SesReceipt,
+    pub email: Option<&'a Email>,
+    pub parse_error: Option<&'a str>,
+    pub locations: &'a Locations,
+    pub topic_arn: &'a str,
+    /// FIFO `MessageGroupId`; defaults to the first recipient's domain.
+    pub group_id: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("even a minimal summary is {size} bytes, over SNS's budget of {budget} bytes")]
+pub struct TooLarge {
+    pub size: usize,
+    pub budget: usize,
+}
+
+/// The publication for one message, the richest that fits SNS's size limit.
+///
+/// Order of giving things up: the HTML body, then the text body, then the attachment list, then
+/// the To/Cc lists. Pointers to S3 always stay, so nothing is lost by leaving content out.
+pub fn publication(input: &Input<'_>) -> Result<Publication, TooLarge> {
+    publication_within(input, SNS_MAX_BYTES - SAFETY_MARGIN)
+}
+
+/// [`publication`] with an explicit byte budget (tests use small ones).
+pub fn publication_within(input: &Input<'_>, budget: usize) -> Result<Publication, TooLarge> {
+    let attributes = attributes(input);
+    let mut base = Publication {
+        topic_arn: input.topic_arn.to_string(),
+        subject: sns_subject(subject_of(input)),
+        message: String::new(),
+        attributes,
+        group_id: None,
+        dedup_id: None,
+    };
+    if base.is_fifo() {
+        base.group_id = Some(fifo_id(input.group_id.map(str::to_string).unwrap_or_else(
+            || {
+                input
+                    .receipt
+                    .recipients
+                    .first()
+                    .and_then(|r| domain_of(r))
+                    .unwrap_or_else(|| "mailroom".to_string())
+            },
+        )));
+        base.dedup_id = Some(fifo_id(input.mail.message_id.clone()));
+    }
+
+    let full = summary(input);
+    let text = full.text;
+    let html = full.html;
+    let mut candidates = Vec::new();
+    // Both bodies, then text alone (the one most consumers read), then none.
+    if text.is_some() || html.is_some() {
+        candidates.push((text, html, "inline"));
+    }
+    if text.is_some() && html.is_some() {
+        candidates.push((text, None, "partial"));
+    }
+    // Unparsed mail may well have bodies: they are in the raw object.
+    let has_bodies = text.is_some() || html.is_some() || input.email.is_none();
+    candidates.push((None, None, if has_bodies { "s3" } else { "none" }));
+
+    let mut smallest = usize::MAX;
+    let mut try_fit = |s: &Summary<'_>| -> Option<Publication> {
+        let mut p = base.clone();
+        p.message = serde_json::to_string(s).ok()?;
+        let size = publication_size(&p);
+        smallest = smallest.min(size);
+        (size <= budget).then_some(p)
+    };
+    for (t, h, mode) in candidates {
+        let mut s = full.clone();
+        s.text = t;
+        s.html = h;
+        s.bodies = mode;
+        if let Some(p) = try_fit(&s) {
+            return Ok(p);
+        }
+    }
+    let mut s = full;
+    s.text = None;
+    s.html = None;
+    s.bodies = if has_bodies { "s3" } else { "none" };
+    s.attachments.clear();
+    s.flags.push("attachments_omitted".to_string());
+    if let Some(p) = try_fit(&s) {
+        return Ok(p);
+    }
+    s.to.clear();
+    s.cc.clear();
+    s.flags.push("addresses_omitted".to_string());
+    if let Some(p) = try_fit(&s) {
+        return Ok(p);
+    }
+    Err(TooLarge {
+        size: smallest,
+        budget,
+    })
+}
+
+/// The bytes SNS counts against its limit: the message, the subject and every attribute's name,
+/// type and value.
+pub fn publication_size(p: &Publication) -> usize {
+    p.message.len()
+        + p.subject.as_deref().map_or(0, str::len)
+        + p.attributes
+            .iter()
+            .map(|(name, a)| name.len() + a.data_type().len() + a.string_value().len())
+            .sum::<usize>()
+}
+
+/// The full summary, bodies included.
+pub fn summary<'a>(input: &Input<'a>) -> Summary<'a> {
+    let mail = input.mail;
+    let receipt = input.receipt;
+    let layout = input
+        .locations
+        .message(&crate::layout::date_of(&mail.timestamp), &mail.message_id);
+    let raw = S3Pointer {
+        bucket: input.locations.raw_bucket.clone(),
+        key: input.locations.raw_key(&mail.message_id),
+    };
+    let envelope = ses_envelope(mail, receipt);
+    let verdicts = ses_verdicts(receipt);
+    match input.email {
+        Some(email) => {
+            let attachments: Vec<_> = email
+                .attachments
+                .iter()
+                .map(|a| AttachmentSummary {
+                    index: a.index,
+                    filename: a.filename.as_deref(),
+                    content_type: &a.content_type,
+                    size: a.size,
+                    disposition: a.disposition,
+                    content_id: a.content_id.as_deref(),
+                    key: layout.attachment_of(a),
+                })
+                .collect();
+            Summary {
+                schema: SCHEMA,
+                message_id: &mail.message_id,
+                timestamp: &mail.timestamp,
+                envelope,
+                from: email.from.clone(),
+                to: email.to.clone(),
+                cc: email.cc.clone(),
+                subject: email.subject.as_deref(),
+                header_message_id: email.message_id.as_deref(),
+                date: email.date.as_deref(),
+                verdicts,
+                has_attachments: !attachments.is_empty(),
+                attachment_count: attachments.len(),
+                attachments,
+                size: email.size,
+                raw,
+                stored: stored(&layout, email.text.is_some(), email.html.is_some()),
+                bodies: "inline",
+                text: email.text.as_deref(),
+                html: email.html.as_deref(),
+                flags: email.flags.clone(),
+                parse_error: None,
+            }
+        }
+        None => {
+            let h = &mail.common_headers;
+            let addresses = |v: &Option<Vec<String>>| {
+                v.iter()
+                    .flatten()
+                    .map(|s| header_address(s))
+                    .collect::<Vec<_>>()
+            };
+            Summary {
+                schema: SCHEMA,
+                message_id: &mail.message_id,
+                timestamp: &mail.timestamp,
+                envelope,
+                from: addresses(&h.from),
+                to: addresses(&h.to),
+                cc: addresses(&h.cc),
+                subject: h.subject.as_deref(),
+                header_message_id: h
+                    .message_id
+                    .as_deref()
+                    .map(|s| s.trim().trim_start_matches('<').trim_end_matches('>')),
+                date: h.date.as_deref(),
+                verdicts,
+                has_attachments: false,
+                attachment_count: 0,
+                attachments: Vec::new(),
+                size: 0,
+                raw,
+                stored: stored(&layout, false, false),
+                bodies: "s3",
+                text: None,
+                html: None,
+                flags: vec!["unparsed".to_string()],
+                parse_error: Some(input.parse_error.unwrap_or("not parsed").to_string()),
+            }
+        }
+    }
+}
+
+fn stored(layout: &MessageLayout, text: bool, html: bool) -> StoredPointers {
+    StoredPointers {
+        bucket: layout.bucket.clone(),
+        prefix: layout.prefix.clone(),
+        message_json: layout.message_json(),
+        body_text: text.then(|| layout.body_text()),
+        body_html: html.then(|| layout.body_html()),
+    }
+}
+
+/// The SNS message attributes: at most 10, as SNS allows. Absent values are left out rather
+/// than sent empty (SNS rejects empty strings).
+pub fn attributes(input: &Input<'_>) -> BTreeMap<String, Attribute> {
+    let mut out = BTreeMap::new();
+    let r = input.receipt;
+    if !r.recipients.is_empty() {
+        out.insert(
+            attr::RECIPIENT.to_string(),
+            Attribute::StringArray(
+                r.recipients
+                    .iter()
+                    .map(|s| attribute_text(&s.to_ascii_lowercase()))
+                    .collect(),
+            ),
+        );
+    }
+    if let Some(d) = sender_domain(input) {
+        out.insert(attr::SENDER_DOMAIN.to_string(), Attribute::String(d));
+    }
+    for (name, v) in [
+        (attr::SPAM, r.spam()),
+        (attr::VIRUS, r.virus()),
+        (attr::SPF, r.spf()),
+        (attr::DKIM, r.dkim()),
+        (attr::DMARC, r.dmarc()),
+    ] {
+        if let Some(v) = v.map(Verdict::as_str).map(attribute_text)
+            && !v.is_empty()
+        {
+            out.insert(name.to_string(), Attribute::String(v));
+        }
+    }
+    let (has_attachments, size) = match input.email {
+        Some(e) => (!e.attachments.is_empty(), Some(e.size)),
+        None => (false, None),
+    };
+    out.insert(
+        attr::HAS_ATTACHMENTS.to_string(),
+        Attribute::String(has_attachments.to_string()),
+    );
+    if let Some(size) = size {
+        out.insert(attr::SIZE.to_string(), Attribute::number(size));
+    }
+    if let Some(s) = subject_of(input) {
+        let s = truncate_chars(&attribute_text(s), SUBJECT_ATTRIBUTE_CHARS)
+            .trim()
+            .to_string();
+        if !s.is_empty() {
+            out.insert(attr::SUBJECT.to_string(), Attribute::String(s));
+        }
+    }
+    out
+}
+
+/// The domain of the From address (what a person filters on), else of the envelope sender.
+fn sender_domain(input: &Input<'_>) -> Option<String> {
+    let from_header = match input.email {
+        Some(e) => e.from.first().map(|a| a.address.clone()),
+        None => input
+            .mail
+            .common_headers
+            .from
+            .as_ref()
+            .and_then(|v| v.first())
+            .map(|s| header_address(s).address),
+    };
+    from_header
+        .and_then(|a| domain_of(&a))
+        .or_else(|| domain_of(&input.mail.source))
+        .map(|d| attribute_text(&d))
+        .filter(|d| !d.is_empty())
+}
+
+fn subject_of<'a>(input: &Input<'a>) -> Option<&'a str> {
+    match input.email {
+        Some(e) => e.subject.as_deref(),
+        None => input.mail.common_headers.subject.as_deref(),
+    }
+}
+
+/// Lowercased domain of an address, if it has one.
+fn domain_of(address: &str) -> Option<String> {
+    let (_, d) = address.trim().rsplit_once('@')?;
+    let d = d.trim().trim_end_matches('>').trim().to_ascii_lowercase();
+    (!d.is_empty()).then_some(d)
+}
+
+/// `Jane <jane@example.net>` → name and address; a bare address stays as it is.
+fn header_address(s: &str) -> Address {
+    let s = s.trim();
+    match (s.rfind('<'), s.rfind('>')) {
+        (Some(open), Some(close)) if open < close => {
+            let name = s[..open].trim().trim_matches('"').trim();
+            Address {
+                name: (!name.is_empty()).then(|| name.to_string()),
+                address: s[open + 1..close].trim().to_string(),
+            }
+        }
+        _ => Address {
+            name: None,
+            address: s.to_string(),
+        },
+    }
+}
+
+/// The envelope as SES saw it: MAIL FROM and the recipients this rule matched.
+pub fn ses_envelope(mail: &SesMail, receipt: &SesReceipt) -> Envelope {
+    Envelope {
+        mail_from: (!mail.source.is_empty()).then(|| mail.source.clone()),
+        recipients: receipt.recipients.clone(),
+    }
+}
+
+/// SES's verdicts in the model's shape.
+pub fn ses_verdicts(receipt: &SesReceipt) -> Verdicts {
+    let s = |v: Option<&Verdict>| v.map(|v| v.as_str().to_string());
+    Verdicts {
+        spam: s(receipt.spam()),
+        virus: s(receipt.virus()),
+        spf: s(receipt.spf()),
+        dkim: s(receipt.dkim()),
+        dmarc: s(receipt.dmarc()),
+        dmarc_policy: receipt
+            .dmarc_policy
+            .as_ref()
+            .map(|p| p.as_str().to_string()),
+    }
+}
+
+/// Characters SNS accepts in attribute values (the XML character range), others become spaces.
+fn attribute_text(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => ' ',
+            c if c.is_control() => ' ',
+            '\u{FFFE}' | '\u{FFFF}' => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+/// At most `n` characters, cut on a character boundary.
+pub fn truncate_chars(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Printable ASCII, starting with a non-space, at most 100 characters, or none.
+fn sns_subject(subject: Option<&str>) -> Option<String> {
+    let cleaned: String = subject?
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let s = truncate_chars(&cleaned, SNS_SUBJECT_CHARS).trim_end();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// FIFO ids: alphanumerics and punctuation only, at most 128 characters, never empty.
+fn fifo_id(s: String) -> String {
+    let id: String = s
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .take(FIFO_ID_CHARS)
+        .collect();
+    if id.is_empty() { "_".to_string() } else { id }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::email::Attachment;
+    use crate::ses::SesEvent;
+
+    fn event() -> SesEvent {
+        let json = r#"{"Records":[{"eventSource":"aws:ses","eventVersion":"1.0","ses":{
+            "mail":{"timestamp":"2025-01-15T10:00:02.028Z","source":"bounce@lists.example.net",
+                    "messageId":"o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1",
+                    "destination":["support@example.com"],"headersTruncated":false,"headers":[],
+                    "commonHeaders":{"from":["Jane Sender <Jane@Example.NET>"],"to":["support@example.com"],
+                                     "subject":"Hello\u0007 there","messageId":"<abc@example.net>"}},
+            "receipt":{"timestamp":"2025-01-15T10:00:02.028Z","processingTimeMillis":512,
+                    "recipients":["Support@Example.com","sales@example.com"],
+                    "spamVerdict":{"status":"PASS"},"virusVerdict":{"status":"PASS"},
+                    "spfVerdict":{"status":"PASS"},"dkimVerdict":{"status":"GRAY"},
+                    "dmarcVerdict":{"status":"FAIL"},"dmarcPolicy":"reject",
+                    "action":{"type":"Lambda","invocationType":"Event"}}}}]}"#;
+        serde_json::from_str(json).expect("event")
+    }
+
+    fn email(text: &str, html: &str, attachments: usize) -> Email {
+        Email {
+            schema: crate::email::SCHEMA.to_string(),
+            envelope: Envelope::default(),
+            message_id: Some("abc@example.net".into()),
+            date: Some("2025-01-15T10:00:00Z".into()),
+            subject: Some("ünïcode ".repeat(100)),
+            from: vec![Address {
+                name: Some("Jane".into()),
+                address: "jane@Example.NET".into(),
+            }],
+            sender: None,
+            reply_to: vec![],
+            to: vec![Address {
+                name: None,
+                address: "support@example.com".into(),
+            }],
+            cc: vec![],
+            bcc: vec![],
+            mailbox_hash: None,
+            in_reply_to: vec![],
+            references: vec![],
+            headers: vec![],
+            text: Some(text.to_string()),
+            text_from_html: false,
+            html: Some(html.to_string()),
+            attachments: (0..attachments)
+                .map(|i| Attachment {
+                    index: i,
+                    filename: Some(format!("file-{i}.pdf")),
+                    safe_filename: format!("file-{i}.pdf"),
+                    content_type: "application/pdf".into(),
+                    size: 10,
+                    content_id: None,
+                    disposition: Disposition::Attachment,
+                    sha256: "00".repeat(32),
+                    message: None,
+                })
+                .collect(),
+            verdicts: None,
+            size: 12_345,
+            flags: vec![],
+        }
+    }
+
+    fn input<'a>(ev: &'a SesEvent, email: Option<&'a Email>, loc: &'a Locations) -> Input<'a> {
+        let r = &ev.records[0].ses;
+        Input {
+            mail: &r.mail,
+            receipt: &r.receipt,
+            email,
+            parse_error: email.is_none().then_some("not MIME"),
+            locations: loc,
+            topic_arn: "arn:aws:sns:us-east-1:123456789012:mail",
+            group_id: None,
+        }
+    }
+
+    fn message(p: &Publication) -> serde_json::Value {
+        serde_json::from_str(&p.message).expect("summary JSON")
+    }
+
+    #[test]
+    fn attributes_are_filterable_and_at_most_ten() {
+        let ev = event();
+        let loc = Locations::new("raw", "raw/", None, None);
+        let e = email("hi", "<p>hi</p>", 1);
+        let p = publication(&input(&ev, Some(&e), &loc)).expect("fits");
+        let a = &p.attributes;
+        assert!(a.len() <= 10, "{a:?}");
+        assert_eq!(
+            a[attr::RECIPIENT],
+            Attribute::StringArray(vec![
+                "support@example.com".into(),
+                "sales@example.com".into()
+            ])
+        );
+        assert_eq!(
+            a[attr::RECIPIENT].string_value(),
+            r#"["support@example.com","sales@example.com"]"#
+        );
+        assert_eq!(
+            a[attr::SENDER_DOMAIN],
+            Attribute::String("example.net".into())
+        );
+        assert_eq!(a[attr::DKIM], Attribute::String("GRAY".into()));
+        assert_eq!(a[attr::DMARC], Attribute::String("FAIL".into()));
+        assert_eq!(a[attr::HAS_ATTACHMENTS], Attribute::String("true".into()));
+        assert_eq!(a[attr::SIZE], Attribute::Number("12345".into()));
+        match &a[attr::SUBJECT] {
+            Attribute::String(s) => assert_eq!(s.chars().count(), SUBJECT_ATTRIBUTE_CHARS - 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(p.group_id.is_none() && p.dedup_id.is_none());
+        let subject = p.subject.expect("SNS subject");
+        assert!(subject.len() <= 100 && subject.is_ascii(), "{subject}");
+    }
+
+    #[test]
+    fn summary_points_at_raw_and_stored_layout() {
+        let ev = event();
+        let loc = Locations::new("raw", "raw/", Some("store".into()), None);
+        let e = email("hi", "<p>hi</p>", 2);
+        let p = publication(&input(&ev, Some(&e), &loc)).expect("fits");
+        let m = message(&p);
+        assert_eq!(m["schema"], SCHEMA);
+        assert_eq!(m["messageId"], "o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1");
+        assert_eq!(m["raw"]["bucket"], "raw");
+        assert_eq!(
+            m["raw"]["key"],
+            "raw/o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1"
+        );
+        let prefix = "messages/2025-01-15/o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1/";
+        assert_eq!(m["stored"]["bucket"], "store");
+        assert_eq!(m["stored"]["messageJson"], format!("{prefix}message.json"));
+        assert_eq!(
+            m["attachments"][1]["key"],
+            format!("{prefix}attachments/1-file-1.pdf")
+        );
+        assert_eq!(m["bodies"], "inline");
+        assert_eq!(m["text"], "hi");
+        assert_eq!(m["html"], "<p>hi</p>");
+        assert_eq!(m["verdicts"]["dmarcPolicy"], "reject");
+        assert_eq!(m["envelope"]["mailFrom"], "bounce@lists.example.net");
+    }
+
+    #[test]
+    fn large_bodies_become_pointers_and_stay_under_the_limit() {
+        let ev = event();
+        let loc = Locations::new("raw", "", None, None);
+        // Text fits on its own, text + html do not.
+        let e = email(&"t".repeat(100_000), &"h".repeat(200_000), 0);
+        let p = publication(&input(&ev, Some(&e), &loc)).expect("fits");
+        assert!(publication_size(&p) <= SNS_MAX_BYTES - SAFETY_MARGIN);
+        let m = message(&p);
+        assert_eq!(m["bodies"], "partial");
+        assert!(m.get("html").is_none());
+        assert_eq!(m["text"].as_str().map(str::len), Some(100_000));
+        assert!(m["stored"]["bodyHtml"].is_string());
+
+        let e = email(&"t".repeat(300_000), &"h".repeat(300_000), 0);
+        let p = publication(&input(&ev, Some(&e), &loc)).expect("fits");
+        assert!(publication_size(&p) <= SNS_MAX_BYTES - SAFETY_MARGIN);
+        let m = message(&p);
+        assert_eq!(m["bodies"], "s3");
+        assert!(m.get("text").is_none() && m.get("html").is_none());
+        assert!(m["stored"]["bodyText"].is_string());
+    }
+
+    #[test]
+    fn many_attachments_are_cut_from_the_list_not_from_the_count() {
+        let ev = event();
+        let loc = Locations::new("raw", "", None, None);
+        let e = email("x", "y", 3000);
+        let p = publication(&input(&ev, Some(&e), &loc)).expect("fits");
+        let m = message(&p);
+        assert_eq!(m["attachmentCount"], 3000);
+        assert_eq!(m["attachments"].as_array().map(Vec::len), Some(0));
+        assert!(
+            m["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f == "attachments_omitted"))
+        );
+        assert!(publication_size(&p) <= SNS_MAX_BYTES - SAFETY_MARGIN);
+
+        let err = publication_within(&input(&ev, Some(&e), &loc), 100).expect_err("tiny budget");
+        assert!(err.size > 100);
+    }
+
+    #[test]
+    fn unparsed_mail_is_summarised_from_ses_headers() {
+        let ev = event();
+        let loc = Locations::new("raw", "", None, None);
+        let p = publication(&input(&ev, None, &loc)).expect("fits");
+        let m = message(&p);
+        assert_eq!(m["parseError"], "not MIME");
+        assert_eq!(m["from"][0]["address"], "Jane@Example.NET");
+        assert_eq!(m["from"][0]["name"], "Jane Sender");
+        assert_eq!(m["headerMessageId"], "abc@example.net");
+        assert_eq!(m["bodies"], "s3");
+        assert_eq!(
+            p.attributes[attr::SENDER_DOMAIN],
+            Attribute::String("example.net".into())
+        );
+        assert_eq!(
+            p.attributes[attr::SUBJECT],
+            Attribute::String("Hello  there".into())
+        );
+        assert!(!p.attributes.contains_key(attr::SIZE));
+    }
+
+    #[test]
+    fn fifo_topics_get_group_and_dedup_ids() {
+        let ev = event();
+        let loc = Locations::new("raw", "", None, None);
+        let mut i = input(&ev, None, &loc);
+        i.topic_arn = "arn:aws:sns:us-east-1:123456789012:mail.fifo";
+        let p = publication(&i).expect("fits");
+        assert_eq!(p.group_id.as_deref(), Some("example.com"));
+        assert_eq!(
+            p.dedup_id.as_deref(),
+            Some("o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1")
+        );
+        i.group_id = Some("all mail");
+        let p = publication(&i).expect("fits");
+        assert_eq!(p.group_id.as_deref(), Some("all_mail"));
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("hi", 5), "hi");
+        assert_eq!(
+            sns_subject(Some("  \u{7}Ünïcode\r\nsubject ")),
+            Some("n code subject".into())
+        );
+        assert_eq!(sns_subject(Some("\u{1F600}")), None);
+    }
+}
