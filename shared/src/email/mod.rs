@@ -3,9 +3,15 @@
 //! `Email::parse` turns raw MIME into [`Parsed`]: the serializable [`Email`] plus the decoded
 //! bytes of each attachment, kept apart so the JSON stays small and the bytes are decoded once.
 
+mod html;
 pub mod model;
+mod parse;
+mod ses;
 
+pub use html::html_to_text;
 pub use model::*;
+pub use parse::flags;
+pub use ses::mailbox_hash;
 
 /// The version tag written into every serialized [`Email`].
 pub const SCHEMA: &str = "mailroom.email/1";
