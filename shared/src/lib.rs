@@ -5,11 +5,13 @@
 //! behind the small traits in [`ports`] with one real adapter each in [`aws`].
 
 pub mod aws;
+pub mod bounce;
 pub mod config;
 pub mod email;
 pub mod fanout;
 pub mod layout;
 pub mod logging;
+pub mod policy;
 pub mod ports;
 pub mod ses;
 pub mod webhook;
