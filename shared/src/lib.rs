@@ -9,6 +9,7 @@ pub mod bounce;
 pub mod config;
 pub mod email;
 pub mod fanout;
+pub mod keys;
 pub mod layout;
 pub mod logging;
 pub mod policy;
