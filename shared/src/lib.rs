@@ -14,6 +14,7 @@ pub mod layout;
 pub mod logging;
 pub mod policy;
 pub mod ports;
+pub mod receipt;
 pub mod ses;
 pub mod webhook;
 
