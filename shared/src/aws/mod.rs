@@ -6,9 +6,11 @@
 
 pub mod s3;
 pub mod sns;
+pub mod sqs;
 
 pub use s3::S3Store;
 pub use sns::SnsPublisher;
+pub use sqs::SqsQueue;
 
 use crate::ports::{ErrorKind, PortError};
 use aws_sdk_s3::error::ProvideErrorMetadata;

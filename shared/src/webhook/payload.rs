@@ -1,0 +1,497 @@
+//! The webhook body, in the format the user chose.
+//!
+//! - [`Format::Mailroom`]: a Standard Webhooks envelope `{"type":"email.received","timestamp",
+//!   "data"}` whose `data` holds our JSON model (with SES envelope and verdicts filled in), where
+//!   the raw message is in S3 (with a presigned URL), and each attachment's bytes or URL.
+//! - [`Format::Postmark`]: Postmark's inbound webhook JSON, field for field, so existing Postmark
+//!   inbound handlers accept it unchanged. Attachments over the inline limit keep
+//!   `ContentLength` but have an empty `Content` and carry `ContentUrl` (our addition) instead.
+//!
+//! Which attachments go inline is decided by [`plan_attachments`] (per-attachment and total
+//! limits) before the caller uploads and presigns the rest; [`build`] itself does no I/O.
+
+use crate::email::{Address, Email, Envelope, Parsed};
+use crate::webhook::delivery::SesContext;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Mailroom,
+    Postmark,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mailroom" => Some(Format::Mailroom),
+            "postmark" => Some(Format::Postmark),
+            _ => None,
+        }
+    }
+}
+
+/// The `type` of the mailroom envelope.
+pub const EVENT_TYPE: &str = "email.received";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Attachments up to this many bytes go inline (base64).
+    pub inline_max_bytes: u64,
+    /// Once inline attachments total this many bytes, the rest go by URL.
+    pub inline_total_max_bytes: u64,
+}
+
+/// How each attachment travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Inline,
+    Url {
+        url: String,
+        /// RFC 3339.
+        expires_at: String,
+    },
+}
+
+/// True at index `i` when attachment `i` goes inline. Attachments are taken in order so the
+/// choice is stable across retries.
+pub fn plan_attachments(parsed: &Parsed, limits: &Limits) -> Vec<bool> {
+    let mut total = 0u64;
+    parsed
+        .email
+        .attachments
+        .iter()
+        .map(|a| {
+            let size = content(parsed, a.index).len() as u64;
+            let fits = size <= limits.inline_max_bytes
+                && total.saturating_add(size) <= limits.inline_total_max_bytes;
+            if fits {
+                total += size;
+            }
+            fits
+        })
+        .collect()
+}
+
+fn content(parsed: &Parsed, index: usize) -> &[u8] {
+    parsed.contents.get(index).map_or(&[][..], Vec::as_slice)
+}
+
+/// Where the raw message is, and a URL to fetch it if one was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLocation {
+    pub bucket: String,
+    pub key: String,
+    pub url: Option<String>,
+    pub url_expires_at: Option<String>,
+}
+
+/// Everything [`build`] needs.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    pub format: Format,
+    pub webhook_id: &'a str,
+    /// SES messageId.
+    pub message_id: &'a str,
+    pub parsed: &'a Parsed,
+    pub ses: &'a SesContext,
+    pub raw_location: &'a RawLocation,
+    /// One entry per attachment, by index.
+    pub attachments: &'a [Delivery],
+    /// Postmark only: include `RawEmail` (the whole MIME message as text).
+    pub raw_email: Option<&'a [u8]>,
+}
+
+/// The body to POST.
+pub fn build(input: &Input<'_>) -> Result<Vec<u8>, serde_json::Error> {
+    let value = match input.format {
+        Format::Mailroom => mailroom(input),
+        Format::Postmark => postmark(input),
+    };
+    serde_json::to_vec(&value)
+}
+
+/// The model with what only SES knows filled in.
+fn email_with_ses(input: &Input<'_>) -> Email {
+    let mut email = input.parsed.email.clone();
+    let ses = input.ses;
+    if !ses.timestamp.is_empty() || !ses.recipients.is_empty() {
+        email.envelope = Envelope {
+            mail_from: Some(ses.mail_from.clone()).filter(|s| !s.is_empty()),
+            recipients: ses.recipients.clone(),
+        };
+        email.verdicts = Some(ses.verdicts.clone());
+        if let Some(hash) = ses.recipients.iter().find_map(|r| mailbox_hash(r)) {
+            email.mailbox_hash = Some(hash);
+        }
+    }
+    email
+}
+
+fn mailroom(input: &Input<'_>) -> Value {
+    let email = email_with_ses(input);
+    let attachments: Vec<Value> = email
+        .attachments
+        .iter()
+        .map(|a| {
+            let mut v = json!({
+                "index": a.index,
+                "filename": a.filename,
+                "contentType": a.content_type,
+                "size": a.size,
+                "contentId": a.content_id,
+                "sha256": a.sha256,
+            });
+            match input.attachments.get(a.index) {
+                Some(Delivery::Url { url, expires_at }) => {
+                    v["url"] = json!(url);
+                    v["urlExpiresAt"] = json!(expires_at);
+                }
+                _ => v["content"] = json!(B64.encode(content(input.parsed, a.index))),
+            }
+            v
+        })
+        .collect();
+    let raw = input.raw_location;
+    json!({
+        "type": EVENT_TYPE,
+        "timestamp": input.ses.timestamp,
+        "data": {
+            "id": input.webhook_id,
+            "messageId": input.message_id,
+            "email": email,
+            "raw": {
+                "bucket": raw.bucket,
+                "key": raw.key,
+                "url": raw.url,
+                "urlExpiresAt": raw.url_expires_at,
+            },
+            "attachments": attachments,
+        }
+    })
+}
+
+/// `"Name" <a@b>` or `a@b`, as Postmark writes its `To`/`Cc`/`Bcc` strings.
+fn display(a: &Address) -> String {
+    match a.name.as_deref().filter(|n| !n.is_empty()) {
+        Some(n) => format!("\"{}\" <{}>", n.replace('"', "'"), a.address),
+        None => a.address.clone(),
+    }
+}
+
+fn full(a: &Address) -> Value {
+    json!({
+        "Email": a.address,
+        "Name": a.name.clone().unwrap_or_default(),
+        "MailboxHash": mailbox_hash(&a.address).unwrap_or_default(),
+    })
+}
+
+/// The `+tag` of `local+tag@domain`.
+pub fn mailbox_hash(address: &str) -> Option<String> {
+    let local = address.rsplit_once('@').map_or(address, |(l, _)| l);
+    local
+        .split_once('+')
+        .map(|(_, h)| h.to_string())
+        .filter(|h| !h.is_empty())
+}
+
+fn header<'e>(email: &'e Email, name: &str) -> Option<&'e str> {
+    email
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+fn postmark(input: &Input<'_>) -> Value {
+    let email = email_with_ses(input);
+    let join = |list: &[Address]| list.iter().map(display).collect::<Vec<_>>().join(", ");
+    let fulls = |list: &[Address]| list.iter().map(full).collect::<Vec<_>>();
+    let from = email.from.first();
+    let attachments: Vec<Value> = email
+        .attachments
+        .iter()
+        .map(|a| {
+            let bytes = content(input.parsed, a.index);
+            let mut v = json!({
+                "Name": a.filename.clone().unwrap_or_else(|| a.safe_filename.clone()),
+                "Content": "",
+                "ContentType": a.content_type,
+                "ContentLength": bytes.len(),
+                "ContentID": a.content_id.clone().unwrap_or_default(),
+            });
+            match input.attachments.get(a.index) {
+                Some(Delivery::Url { url, expires_at }) => {
+                    v["ContentUrl"] = json!(url);
+                    v["ContentUrlExpiresAt"] = json!(expires_at);
+                }
+                _ => v["Content"] = json!(B64.encode(bytes)),
+            }
+            v
+        })
+        .collect();
+    let headers: Vec<Value> = email
+        .headers
+        .iter()
+        .map(|h| json!({"Name": h.name, "Value": h.value}))
+        .collect();
+    let original_recipient = input
+        .ses
+        .recipients
+        .first()
+        .cloned()
+        .or_else(|| email.to.first().map(|a| a.address.clone()))
+        .unwrap_or_default();
+    let mailbox_hash = mailbox_hash(&original_recipient)
+        .or_else(|| email.mailbox_hash.clone())
+        .unwrap_or_default();
+    let text = email.text.clone().unwrap_or_default();
+    let mut v = json!({
+        "FromName": from.and_then(|a| a.name.clone()).unwrap_or_default(),
+        "MessageStream": "inbound",
+        "From": from.map(|a| a.address.clone()).unwrap_or_default(),
+        "FromFull": from.map_or_else(
+            || json!({"Email": "", "Name": "", "MailboxHash": ""}),
+            full,
+        ),
+        "To": join(&email.to),
+        "ToFull": fulls(&email.to),
+        "Cc": join(&email.cc),
+        "CcFull": fulls(&email.cc),
+        "Bcc": join(&email.bcc),
+        "BccFull": fulls(&email.bcc),
+        "OriginalRecipient": original_recipient,
+        "Subject": email.subject.clone().unwrap_or_default(),
+        "MessageID": input.message_id,
+        "ReplyTo": email.reply_to.iter().map(|a| a.address.clone()).collect::<Vec<_>>().join(", "),
+        "MailboxHash": mailbox_hash,
+        "Date": header(&email, "Date").map(str::to_string).or(email.date.clone()).unwrap_or_default(),
+        "TextBody": text,
+        "HtmlBody": email.html.clone().unwrap_or_default(),
+        "StrippedTextReply": stripped_reply(&text).unwrap_or_default(),
+        "Tag": "",
+        "Headers": headers,
+        "Attachments": attachments,
+    });
+    if let Some(raw) = input.raw_email {
+        v["RawEmail"] = json!(String::from_utf8_lossy(raw));
+    }
+    v
+}
+
+/// The new text of a reply: everything above the first quote marker (`On … wrote:`,
+/// `-----Original Message-----`, an Outlook `From:` block, or `>`-quoted lines). `None` when the
+/// text has no such marker (it is not a reply, or one we cannot split).
+pub fn stripped_reply(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = lines.iter().enumerate().position(|(i, line)| {
+        let l = line.trim();
+        let next = lines.get(i + 1).map_or("", |n| n.trim());
+        let prev_blank = i == 0 || lines[i - 1].trim().is_empty();
+        (l.starts_with("On ") && (l.ends_with("wrote:") || next.ends_with("wrote:")))
+            || (l.starts_with("-----") && l.to_ascii_lowercase().contains("original message"))
+            || (l.starts_with("________________") && next.starts_with("From:"))
+            || (prev_blank && l.starts_with("From:") && next.starts_with(['S', 'D', 'T']))
+            || l.starts_with('>')
+    })?;
+    let reply = lines[..cut].join("\n").trim_end().to_string();
+    Some(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::email::{Attachment, Disposition, Header, SCHEMA, Verdicts};
+
+    fn addr(name: Option<&str>, a: &str) -> Address {
+        Address {
+            name: name.map(str::to_string),
+            address: a.to_string(),
+        }
+    }
+
+    fn sample() -> Parsed {
+        let att = |index: usize, name: &str, size: usize| Attachment {
+            index,
+            filename: Some(name.to_string()),
+            safe_filename: name.to_string(),
+            content_type: "application/octet-stream".into(),
+            size: size as u64,
+            content_id: (index == 0).then(|| "img@x".to_string()),
+            disposition: Disposition::Attachment,
+            sha256: "00".into(),
+            message: None,
+        };
+        Parsed {
+            email: Email {
+                schema: SCHEMA.into(),
+                envelope: Envelope::default(),
+                message_id: Some("abc@example.net".into()),
+                date: Some("2025-01-15T10:00:00Z".into()),
+                subject: Some("Hello".into()),
+                from: vec![addr(Some("Jane Sender"), "jane@example.net")],
+                sender: None,
+                reply_to: vec![addr(None, "reply@example.net")],
+                to: vec![
+                    addr(Some("Support \"Desk\""), "support+t42@example.com"),
+                    addr(None, "x@example.com"),
+                ],
+                cc: vec![addr(None, "cc@example.com")],
+                bcc: vec![],
+                mailbox_hash: None,
+                in_reply_to: vec![],
+                references: vec![],
+                headers: vec![
+                    Header {
+                        name: "Date".into(),
+                        value: "Wed, 15 Jan 2025 10:00:00 +0000".into(),
+                    },
+                    Header {
+                        name: "Subject".into(),
+                        value: "Hello".into(),
+                    },
+                ],
+                text: Some("Thanks!\n\nOn Tue, Jan 14, 2025 Bob wrote:\n> old".into()),
+                text_from_html: false,
+                html: Some("<p>Thanks!</p>".into()),
+                attachments: vec![att(0, "small.png", 3), att(1, "big.bin", 10)],
+                verdicts: None,
+                size: 1234,
+                flags: vec![],
+            },
+            contents: vec![b"abc".to_vec(), vec![7u8; 10]],
+        }
+    }
+
+    fn ses() -> SesContext {
+        SesContext {
+            timestamp: "2025-01-15T10:00:02.028Z".into(),
+            mail_from: "bounce@example.net".into(),
+            recipients: vec!["support+t42@example.com".into()],
+            verdicts: Verdicts {
+                spam: Some("PASS".into()),
+                ..Verdicts::default()
+            },
+        }
+    }
+
+    fn body(format: Format, deliveries: &[Delivery]) -> Value {
+        let parsed = sample();
+        let ses = ses();
+        let raw = RawLocation {
+            bucket: "b".into(),
+            key: "raw/m1".into(),
+            url: Some("https://s3/raw".into()),
+            url_expires_at: Some("2025-01-22T10:00:00Z".into()),
+        };
+        let input = Input {
+            format,
+            webhook_id: "m1",
+            message_id: "m1",
+            parsed: &parsed,
+            ses: &ses,
+            raw_location: &raw,
+            attachments: deliveries,
+            raw_email: Some(b"Subject: Hello\r\n\r\nhi"),
+        };
+        serde_json::from_slice(&build(&input).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn plan_respects_per_item_and_total_limits() {
+        let p = sample();
+        let lim = |each, total| Limits {
+            inline_max_bytes: each,
+            inline_total_max_bytes: total,
+        };
+        assert_eq!(plan_attachments(&p, &lim(100, 100)), vec![true, true]);
+        assert_eq!(plan_attachments(&p, &lim(5, 100)), vec![true, false]);
+        assert_eq!(plan_attachments(&p, &lim(100, 12)), vec![true, false]);
+        assert_eq!(plan_attachments(&p, &lim(0, 0)), vec![false, false]);
+    }
+
+    #[test]
+    fn postmark_fields_match_postmark() {
+        let url = Delivery::Url {
+            url: "https://s3/big".into(),
+            expires_at: "2025-01-22T10:00:00Z".into(),
+        };
+        let v = body(Format::Postmark, &[Delivery::Inline, url]);
+        assert_eq!(v["From"], "jane@example.net");
+        assert_eq!(v["FromName"], "Jane Sender");
+        assert_eq!(
+            v["FromFull"],
+            json!({"Email":"jane@example.net","Name":"Jane Sender","MailboxHash":""})
+        );
+        assert_eq!(
+            v["To"],
+            "\"Support 'Desk'\" <support+t42@example.com>, x@example.com"
+        );
+        assert_eq!(v["ToFull"][0]["MailboxHash"], "t42");
+        assert_eq!(v["ToFull"][1]["Name"], "");
+        assert_eq!(v["CcFull"][0]["Email"], "cc@example.com");
+        assert_eq!(v["Bcc"], "");
+        assert_eq!(v["BccFull"], json!([]));
+        assert_eq!(v["OriginalRecipient"], "support+t42@example.com");
+        assert_eq!(v["MailboxHash"], "t42");
+        assert_eq!(v["MessageID"], "m1");
+        assert_eq!(v["ReplyTo"], "reply@example.net");
+        assert_eq!(v["Date"], "Wed, 15 Jan 2025 10:00:00 +0000");
+        assert_eq!(v["StrippedTextReply"], "Thanks!");
+        assert_eq!(v["HtmlBody"], "<p>Thanks!</p>");
+        assert_eq!(v["Tag"], "");
+        assert_eq!(v["MessageStream"], "inbound");
+        assert_eq!(
+            v["Headers"][0],
+            json!({"Name":"Date","Value":"Wed, 15 Jan 2025 10:00:00 +0000"})
+        );
+        assert_eq!(
+            v["Attachments"][0],
+            json!({"Name":"small.png","Content":"YWJj","ContentType":"application/octet-stream",
+                   "ContentLength":3,"ContentID":"img@x"})
+        );
+        assert_eq!(v["Attachments"][1]["Content"], "");
+        assert_eq!(v["Attachments"][1]["ContentLength"], 10);
+        assert_eq!(v["Attachments"][1]["ContentUrl"], "https://s3/big");
+        assert_eq!(v["RawEmail"], "Subject: Hello\r\n\r\nhi");
+    }
+
+    #[test]
+    fn mailroom_envelope_carries_model_ses_and_locations() {
+        let v = body(Format::Mailroom, &[Delivery::Inline, Delivery::Inline]);
+        assert_eq!(v["type"], EVENT_TYPE);
+        assert_eq!(v["timestamp"], "2025-01-15T10:00:02.028Z");
+        let d = &v["data"];
+        assert_eq!(d["id"], "m1");
+        assert_eq!(d["email"]["schema"], SCHEMA);
+        assert_eq!(d["email"]["envelope"]["mailFrom"], "bounce@example.net");
+        assert_eq!(d["email"]["verdicts"]["spam"], "PASS");
+        assert_eq!(d["email"]["mailboxHash"], "t42");
+        assert_eq!(d["raw"]["key"], "raw/m1");
+        assert_eq!(d["raw"]["url"], "https://s3/raw");
+        assert_eq!(d["attachments"][1]["content"], B64.encode([7u8; 10]));
+        assert!(d["attachments"][1].get("url").is_none());
+    }
+
+    #[test]
+    fn reply_stripping() {
+        assert_eq!(stripped_reply("Just a note"), None);
+        assert_eq!(
+            stripped_reply("Yes.\n\n-----Original Message-----\nFrom: a").as_deref(),
+            Some("Yes.")
+        );
+        assert_eq!(
+            stripped_reply("Sure\nOn Mon, 1 Jan 2024 at 10:00, Bob <b@x>\nwrote:\n> hi").as_deref(),
+            Some("Sure")
+        );
+        assert_eq!(
+            stripped_reply("Ok\n\nFrom: Bob\nSent: Monday\nTo: me").as_deref(),
+            Some("Ok")
+        );
+        assert_eq!(mailbox_hash("a+b+c@x.com").as_deref(), Some("b+c"));
+        assert_eq!(mailbox_hash("a@x.com"), None);
+        assert_eq!(mailbox_hash("a+@x.com"), None);
+    }
+}
