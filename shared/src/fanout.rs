@@ -438,16 +438,17 @@ fn header_address(s: &str) -> Address {
     }
 }
 
-/// The envelope as SES saw it: MAIL FROM and the recipients this rule matched.
-pub fn ses_envelope(mail: &SesMail, receipt: &SesReceipt) -> Envelope {
+/// The envelope as SES saw it, as `Email::apply_ses` fills it: MAIL FROM (empty for the null
+/// sender) and the recipients this rule matched.
+fn ses_envelope(mail: &SesMail, receipt: &SesReceipt) -> Envelope {
     Envelope {
-        mail_from: (!mail.source.is_empty()).then(|| mail.source.clone()),
+        mail_from: Some(mail.source.clone()),
         recipients: receipt.recipients.clone(),
     }
 }
 
 /// SES's verdicts in the model's shape.
-pub fn ses_verdicts(receipt: &SesReceipt) -> Verdicts {
+fn ses_verdicts(receipt: &SesReceipt) -> Verdicts {
     let s = |v: Option<&Verdict>| v.map(|v| v.as_str().to_string());
     Verdicts {
         spam: s(receipt.spam()),

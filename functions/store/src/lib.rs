@@ -1,1 +1,414 @@
-//! The store function's handler (placeholder until its issue lands).
+//! The store function (SES Lambda action, `Event` invocation): reads the raw message the rule's
+//! S3 action wrote, parses it once, and writes a browsable layout beside it (see
+//! [`mailroom::layout`]): `message.json`, `body.txt`, `body.html` and each attachment with its
+//! real `Content-Type` and `Content-Disposition`.
+//!
+//! Handler: `handle(&SesEvent, &Config, &dyn ObjectStore) -> Result<Report, StoreError>`.
+//!
+//! Idempotent per SES messageId: every object is written with a conditional put (a retried
+//! invocation writes nothing twice) and `message.json` is written last, so its presence means the
+//! layout is complete; a retry after a partial failure fills in only what is missing.
+//!
+//! Failures: throttling, 5xx and timeouts return [`StoreError`] so Lambda retries. A missing raw
+//! object, a setup notification, a bad record or an unparseable message are permanent: they are
+//! logged once (naming where the raw mail is, which is never touched) and reported in the
+//! [`Report`] with `Ok`, so Lambda does not retry them in vain.
+
+use bytes::Bytes;
+use mailroom::config::{self, ConfigError, Env};
+use mailroom::email::{Attachment, Disposition};
+use mailroom::layout::{self, Locations, MessageLayout};
+use mailroom::ports::{ErrorKind, ObjectMeta, ObjectStore, PortError, PutOutcome};
+use mailroom::{Email, Limits, SesEvent, SesRecord};
+use serde::Serialize;
+
+pub const MAX_MESSAGE_BYTES_VAR: &str = "MAILROOM_MAX_MESSAGE_BYTES";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub locations: Locations,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// [`Locations::from_env`] plus `MAILROOM_MAX_MESSAGE_BYTES` (default 40 MB, SES's S3 limit).
+    pub fn from_env(env: &(impl Env + ?Sized)) -> Result<Config, ConfigError> {
+        let locations = Locations::from_env(env)?;
+        let defaults = Limits::default();
+        let max_size = config::parsed_or(env, MAX_MESSAGE_BYTES_VAR, defaults.max_size)?;
+        Ok(Config {
+            locations,
+            limits: Limits {
+                max_size,
+                ..defaults
+            },
+        })
+    }
+}
+
+/// What happened to each record of the event (the invocation's result, and the log's subject).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The layout is complete. `existing` counts objects an earlier invocation had written.
+    Stored {
+        message_id: String,
+        bucket: String,
+        prefix: String,
+        created: usize,
+        existing: usize,
+    },
+    /// SES's probe when a rule is created: nothing to store.
+    SetupNotification { message_id: String },
+    /// No raw object at the configured location: nothing stored.
+    RawMissing { message_id: String, raw: String },
+    /// The raw message could not be parsed; it stays where it is.
+    Unparseable {
+        message_id: String,
+        raw: String,
+        reason: String,
+    },
+    /// The record cannot name a raw object (e.g. a message id that is not one).
+    BadRecord { message_id: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub outcomes: Vec<Outcome>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("reading raw message {raw}: {source}")]
+    ReadRaw { raw: String, source: PortError },
+    #[error("writing s3://{bucket}/{key}: {source} (the raw message stays at {raw})")]
+    Write {
+        bucket: String,
+        key: String,
+        raw: String,
+        source: PortError,
+    },
+    #[error("serializing message.json: {reason} (the raw message stays at {raw})")]
+    Serialize { raw: String, reason: String },
+}
+
+impl StoreError {
+    /// True for throttling, 5xx and timeouts: Lambda's retry is likely to succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::ReadRaw { source, .. } | StoreError::Write { source, .. } => {
+                source.is_retryable()
+            }
+            StoreError::Serialize { .. } => false,
+        }
+    }
+}
+
+impl From<StoreError> for lambda_runtime::Diagnostic {
+    fn from(e: StoreError) -> Self {
+        // Permanent errors still fail the invocation (so the async on-failure destination keeps
+        // the event), but are named so alarms and logs tell them apart.
+        let kind = if e.is_retryable() {
+            "Retryable"
+        } else {
+            "Permanent"
+        };
+        let what = match &e {
+            StoreError::ReadRaw { .. } => "ReadRaw",
+            StoreError::Write { .. } => "Write",
+            StoreError::Serialize { .. } => "Serialize",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: format!("Store.{kind}.{what}"),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Stores every record of the event; the first retryable failure stops and fails the invocation.
+pub async fn handle(
+    event: &SesEvent,
+    config: &Config,
+    store: &dyn ObjectStore,
+) -> Result<Report, StoreError> {
+    let mut outcomes = Vec::with_capacity(event.records.len());
+    for record in &event.records {
+        outcomes.push(store_record(record, config, store).await?);
+    }
+    Ok(Report { outcomes })
+}
+
+/// Stores one message.
+pub async fn store_record(
+    record: &SesRecord,
+    config: &Config,
+    store: &dyn ObjectStore,
+) -> Result<Outcome, StoreError> {
+    let mail = &record.ses.mail;
+    let id = mail.message_id.as_str();
+    if mailroom::ses::is_setup_notification(id) {
+        tracing::info!(message_id = id, "SES setup notification: nothing to store");
+        return Ok(Outcome::SetupNotification {
+            message_id: id.to_string(),
+        });
+    }
+    if !layout::is_plain_message_id(id) {
+        let reason = "messageId is empty or not a plain SES message id".to_string();
+        tracing::error!(message_id = id, %reason, "bad record: nothing stored");
+        return Ok(Outcome::BadRecord {
+            message_id: id.to_string(),
+            reason,
+        });
+    }
+
+    let loc = &config.locations;
+    let raw_key = loc.raw_key(id);
+    let raw_url = loc.raw_url(id);
+    let raw = match store.get(&loc.raw_bucket, &raw_key).await {
+        Ok(raw) => raw,
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            // S3 is strongly consistent and the S3 action runs before this one, so a missing
+            // object will not appear later: retrying would only repeat this line.
+            tracing::error!(message_id = id, raw = %raw_url, error = %e,
+                "raw message not found: check MAILROOM_RAW_BUCKET/MAILROOM_RAW_PREFIX against the rule's S3 action");
+            return Ok(Outcome::RawMissing {
+                message_id: id.to_string(),
+                raw: raw_url,
+            });
+        }
+        Err(source) => {
+            return Err(StoreError::ReadRaw {
+                raw: raw_url,
+                source,
+            });
+        }
+    };
+
+    let parsed = match Email::parse(&raw, &config.limits) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(message_id = id, raw = %raw_url, error = %e,
+                "message could not be parsed: nothing stored, the raw message stays in S3");
+            return Ok(Outcome::Unparseable {
+                message_id: id.to_string(),
+                raw: raw_url,
+                reason: e.to_string(),
+            });
+        }
+    };
+    // The model owns everything it needs: free the raw bytes before writing.
+    drop(raw);
+    let mailroom::Parsed {
+        mut email,
+        contents,
+    } = parsed;
+    email.apply_ses(&record.ses);
+
+    let layout = loc.message(&layout::date_of(&mail.timestamp), id);
+    // Serialized before the bodies are moved out into their own objects.
+    let json = serde_json::to_vec_pretty(&email).map_err(|e| StoreError::Serialize {
+        raw: raw_url.clone(),
+        reason: e.to_string(),
+    })?;
+
+    let mut w = Writer {
+        store,
+        layout: &layout,
+        raw: &raw_url,
+        created: 0,
+        existing: 0,
+    };
+    for (attachment, bytes) in email.attachments.iter().zip(contents) {
+        w.put(
+            layout.attachment_of(attachment),
+            Bytes::from(bytes),
+            attachment_meta(attachment),
+        )
+        .await?;
+    }
+    if let Some(text) = email.text.take() {
+        let meta = ObjectMeta::new("text/plain; charset=utf-8").with_disposition("inline");
+        w.put(layout.body_text(), Bytes::from(text), meta).await?;
+    }
+    if let Some(html) = email.html.take() {
+        // Served as a download: mail HTML is untrusted and must not run on a bucket's origin.
+        let meta = ObjectMeta::new("text/html; charset=utf-8")
+            .with_disposition(content_disposition(Disposition::Attachment, "body.html"));
+        w.put(layout.body_html(), Bytes::from(html), meta).await?;
+    }
+    // Last: its presence tells readers (and retries) the layout is complete.
+    let meta = ObjectMeta::new("application/json");
+    w.put(layout.message_json(), Bytes::from(json), meta)
+        .await?;
+
+    let (created, existing) = (w.created, w.existing);
+    tracing::info!(message_id = id, bucket = %layout.bucket, prefix = %layout.prefix,
+        created, existing, "stored");
+    Ok(Outcome::Stored {
+        message_id: id.to_string(),
+        bucket: layout.bucket,
+        prefix: layout.prefix,
+        created,
+        existing,
+    })
+}
+
+struct Writer<'a> {
+    store: &'a dyn ObjectStore,
+    layout: &'a MessageLayout,
+    raw: &'a str,
+    created: usize,
+    existing: usize,
+}
+
+impl Writer<'_> {
+    async fn put(&mut self, key: String, body: Bytes, meta: ObjectMeta) -> Result<(), StoreError> {
+        match self
+            .store
+            .put_if_absent(&self.layout.bucket, &key, body, &meta)
+            .await
+        {
+            Ok(PutOutcome::Created) => self.created += 1,
+            Ok(PutOutcome::AlreadyExists) => self.existing += 1,
+            Err(source) => {
+                return Err(StoreError::Write {
+                    bucket: self.layout.bucket.clone(),
+                    key,
+                    raw: self.raw.to_string(),
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Types a browser would run or render as a page: always served as downloads.
+const ACTIVE_TYPES: &[&str] = &[
+    "text/html",
+    "application/xhtml+xml",
+    "image/svg+xml",
+    "text/xml",
+    "application/xml",
+    "text/javascript",
+    "application/javascript",
+];
+
+/// The attachment's own content type and disposition, made safe as HTTP header values.
+pub fn attachment_meta(a: &Attachment) -> ObjectMeta {
+    let content_type = header_safe(&a.content_type)
+        .filter(|t| t.contains('/'))
+        .unwrap_or_else(|| "application/octet-stream".to_string());
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let disposition = if ACTIVE_TYPES.contains(&essence.as_str()) {
+        Disposition::Attachment
+    } else {
+        a.disposition
+    };
+    ObjectMeta::new(content_type).with_disposition(content_disposition(
+        disposition,
+        &layout::segment(&a.safe_filename),
+    ))
+}
+
+/// `attachment; filename="ascii fallback"; filename*=UTF-8''percent-encoded` (RFC 6266/8187).
+pub fn content_disposition(disposition: Disposition, name: &str) -> String {
+    let kind = match disposition {
+        Disposition::Inline => "inline",
+        Disposition::Attachment => "attachment",
+    };
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        // RFC 8187 attr-char.
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+/// A header value as-is when it is printable ASCII, otherwise nothing.
+fn header_safe(v: &str) -> Option<String> {
+    let v = v.trim();
+    (!v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b))).then(|| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attachment(name: &str, content_type: &str, disposition: Disposition) -> Attachment {
+        Attachment {
+            index: 0,
+            filename: Some(name.to_string()),
+            safe_filename: name.to_string(),
+            content_type: content_type.to_string(),
+            size: 1,
+            content_id: None,
+            disposition,
+            sha256: String::new(),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn dispositions_are_header_safe() {
+        assert_eq!(
+            content_disposition(Disposition::Attachment, "résumé \"v2\".pdf"),
+            "attachment; filename=\"r_sum_ _v2_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22v2%22.pdf"
+        );
+        let m = attachment_meta(&attachment("a\r\nb.png", "image/png", Disposition::Inline));
+        assert_eq!(m.content_type, "image/png");
+        let d = m.content_disposition.expect("disposition");
+        assert!(d.starts_with("inline; "), "{d}");
+        assert!(!d.contains('\r') && !d.contains('\n'), "{d:?}");
+    }
+
+    #[test]
+    fn active_content_is_never_inline_and_bad_types_fall_back() {
+        let m = attachment_meta(&attachment("x.svg", "image/svg+xml", Disposition::Inline));
+        assert!(
+            m.content_disposition
+                .is_some_and(|d| d.starts_with("attachment;"))
+        );
+        let m = attachment_meta(&attachment("x", "tëxt/plain", Disposition::Attachment));
+        assert_eq!(m.content_type, "application/octet-stream");
+        let m = attachment_meta(&attachment("x", "garbage", Disposition::Attachment));
+        assert_eq!(m.content_type, "application/octet-stream");
+    }
+
+    #[test]
+    fn config_from_env() {
+        let c = Config::from_env(&[
+            ("MAILROOM_RAW_BUCKET", "mail"),
+            ("MAILROOM_RAW_PREFIX", "raw/"),
+            ("MAILROOM_MAX_MESSAGE_BYTES", "1000"),
+        ])
+        .expect("config");
+        assert_eq!(c.limits.max_size, 1000);
+        assert_eq!(c.locations.store_prefix, "messages/");
+        let e = Config::from_env(&[
+            ("MAILROOM_RAW_BUCKET", "mail"),
+            ("MAILROOM_MAX_MESSAGE_BYTES", "lots"),
+        ])
+        .expect_err("bad size");
+        assert!(e.to_string().contains("MAILROOM_MAX_MESSAGE_BYTES"), "{e}");
+    }
+}

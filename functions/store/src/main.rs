@@ -1,1 +1,19 @@
-fn main() {}
+//! The `store` Lambda binary: wiring only (see the crate's lib for the handler).
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use mailroom::SesEvent;
+use mailroom::aws::S3Store;
+use mailroom::config::ProcessEnv;
+use mailroom_store::{Config, handle};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    mailroom::logging::init_json();
+    let config = Config::from_env(&ProcessEnv)?;
+    let store = S3Store::from_conf(&mailroom::aws::sdk_config().await);
+    let (config, store) = (&config, &store);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SesEvent>| async move {
+        handle(&event.payload, config, store).await
+    }))
+    .await
+}
