@@ -1,1 +1,41 @@
-fn main() {}
+//! `mailroom`: the command line. One subcommand per module; each module exposes `Args` (clap) and
+//! `run(Args) -> anyhow::Result<()>`, so adding a command is one enum variant and one match arm.
+//! Any error is printed as one line on stderr with exit status 1; usage errors exit with 2.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod parse;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailroom",
+    version,
+    about = "Serverless inbound mail for Amazon SES"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse a raw message (.eml) and print the mailroom JSON model.
+    Parse(parse::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Parse(args) => parse::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` joins the error chain on one line: one line per failure, easy to grep.
+            eprintln!("mailroom: {}", format!("{err:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
