@@ -5,10 +5,12 @@
 //! `mailroom serve --aws` point the same code at a local emulator.
 
 pub mod s3;
+pub mod ses;
 pub mod sns;
 pub mod sqs;
 
 pub use s3::S3Store;
+pub use ses::SesBouncer;
 pub use sns::SnsPublisher;
 pub use sqs::SqsQueue;
 
