@@ -5,6 +5,7 @@
 //! `mailroom serve --aws` point the same code at a local emulator.
 
 pub mod s3;
+pub mod secrets;
 pub mod ses;
 pub mod sns;
 pub mod sqs;
