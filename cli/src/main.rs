@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod emulator;
 mod parse;
 
 #[derive(Debug, Parser)]

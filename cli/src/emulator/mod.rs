@@ -1,5 +1,149 @@
 //! The local SES receiving emulator: the receipt rule set from `template.yaml`, evaluated by
 //! [`mailroom::receipt`], with our real function handlers run in process against local
-//! adapters (a folder for S3, JSON lines for SNS and SQS, DSN files for SendBounce).
+//! adapters (a folder for S3, JSON lines for SNS, a folder per SQS queue, DSN requests in an
+//! outbox), or against real AWS (any endpoint via `AWS_ENDPOINT_URL`) with `--aws`.
+//! `mailroom deliver` and `mailroom serve` are thin front ends over [`Emulator`].
 
+pub mod executor;
+pub mod functions;
+pub mod local;
+pub mod ports;
 pub mod template;
+
+use anyhow::Context;
+use mailroom::receipt::{self, Envelope, Inbound, RuleSet, Trace, Verdicts};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// SES's largest message (S3 action limit, headers included): larger mail is refused.
+pub const MAX_MESSAGE_BYTES: usize = 40 * 1024 * 1024;
+/// The test header that sets verdicts for one message (`X-Mailroom-Verdicts: spam=FAIL`).
+pub const VERDICTS_HEADER: &str = "X-Mailroom-Verdicts";
+
+/// Options shared by `deliver` and `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// The SAM template whose receipt rule set is emulated.
+    #[arg(long, default_value = "template.yaml", value_name = "FILE")]
+    pub template: PathBuf,
+    /// Overrides a template parameter (repeatable), e.g. `--param Recipients=example.com`.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub params: Vec<(String, String)>,
+    /// Which rule set, when the template has several (logical id or name).
+    #[arg(long, value_name = "NAME")]
+    pub rule_set: Option<String>,
+    /// Where local S3, SNS, SQS and bounces are kept.
+    #[arg(long, default_value = ".mailroom", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// A verdict for every message (repeatable): `spam=FAIL`, `dmarc=FAIL`, `dmarc-policy=reject`.
+    #[arg(long = "verdict", value_name = "NAME=VALUE")]
+    pub verdicts: Vec<String>,
+    /// Use real AWS (or the endpoint in AWS_ENDPOINT_URL) instead of local folders.
+    #[arg(long)]
+    pub aws: bool,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+pub struct Emulator {
+    pub rule_set: RuleSet,
+    pub template: PathBuf,
+    pub region: String,
+    pub verdicts: Verdicts,
+    pub ports: ports::Ports,
+    executor: Arc<executor::LocalExecutor>,
+}
+
+impl Emulator {
+    /// Loads the template, builds every function it calls and the ports (local or AWS).
+    pub async fn new(settings: &Settings) -> anyhow::Result<Emulator> {
+        let options = template::Options {
+            params: settings.params.iter().cloned().collect::<HashMap<_, _>>(),
+            rule_set: settings.rule_set.clone(),
+            ..template::Options::default()
+        };
+        let loaded = template::load_file(&settings.template, &options)?;
+        let mut verdicts = Verdicts::default();
+        for v in &settings.verdicts {
+            verdicts.apply(v).context("--verdict")?;
+        }
+        let ports = if settings.aws {
+            aws_ports().await?
+        } else {
+            std::fs::create_dir_all(&settings.state_dir).with_context(|| {
+                format!("creating the state folder {}", settings.state_dir.display())
+            })?;
+            ports::Ports::local(&settings.state_dir)?
+        };
+        let mut functions = BTreeMap::new();
+        for (arn, def) in &loaded.functions {
+            functions.insert(
+                arn.clone(),
+                functions::build(&def.logical_id, &def.binary, &def.env)?,
+            );
+        }
+        let executor = Arc::new(executor::LocalExecutor {
+            ports: ports.clone(),
+            functions,
+            region: loaded.region.clone(),
+        });
+        Ok(Emulator {
+            rule_set: loaded.rule_set,
+            template: settings.template.clone(),
+            region: loaded.region,
+            verdicts,
+            ports,
+            executor,
+        })
+    }
+
+    /// Runs one received message through the rule set. `raw` is the message as sent.
+    pub async fn receive(&self, raw: Vec<u8>, envelope: Envelope) -> anyhow::Result<Trace> {
+        if raw.len() > MAX_MESSAGE_BYTES {
+            anyhow::bail!(
+                "message is {} bytes, over SES's {MAX_MESSAGE_BYTES}-byte limit: SES refuses it (552 5.3.4)",
+                raw.len()
+            );
+        }
+        let mut verdicts = self.verdicts.clone();
+        let (headers, _) = receipt::mail::split_headers(&raw);
+        for h in headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(VERDICTS_HEADER))
+        {
+            verdicts
+                .apply(&h.value)
+                .with_context(|| format!("{VERDICTS_HEADER} header"))?;
+        }
+        let inbound = Inbound {
+            raw,
+            envelope,
+            verdicts,
+            message_id: receipt::new_message_id(),
+            received_at: time::OffsetDateTime::now_utc(),
+            region: self.region.clone(),
+        };
+        Ok(receipt::evaluate(&self.rule_set, &inbound, self.executor.as_ref()).await)
+    }
+}
+
+async fn aws_ports() -> anyhow::Result<ports::Ports> {
+    let config = mailroom::aws::sdk_config().await;
+    Ok(ports::Ports {
+        objects: Arc::new(mailroom::aws::S3Store::from_conf(&config)),
+        publisher: Arc::new(mailroom::aws::SnsPublisher::from_conf(&config)),
+        bouncer: Arc::new(mailroom::aws::SesBouncer::from_conf(&config)),
+        queue: Arc::new(mailroom::aws::SqsQueue::from_conf(&config)),
+        http: Arc::new(
+            mailroom::webhook::http::ReqwestSender::new()
+                .map_err(|e| anyhow::anyhow!("webhook HTTP client: {}", e.message))?,
+        ),
+        state: None,
+    })
+}

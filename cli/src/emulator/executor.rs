@@ -1,0 +1,244 @@
+//! Carries out receipt actions for the rule engine: S3 writes the message, SNS publishes the
+//! notification with the content, Bounce sends a DSN through the bouncer, Lambda runs our real
+//! handler in process; every action with a `TopicArn` also publishes its alert notification.
+
+use super::functions::Function;
+use super::ports::{Log, Ports};
+use async_trait::async_trait;
+use bytes::Bytes;
+use mailroom::ports::{
+    BounceRequest, BounceType, BouncedRecipient, DsnAction, MessageDsn, ObjectMeta, Publication,
+    RecipientDsn,
+};
+use mailroom::receipt::{Action, Executor, InvocationType, Outcome, SnsEncoding, Step};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// SES's limit on the SNS action: larger mail bounces (SES-FACTS.md §3.2).
+pub const SNS_CONTENT_LIMIT: usize = 150 * 1024;
+/// SES's limit on a RequestResponse invocation (SES-FACTS.md §2).
+pub const REQUEST_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+const NOTIFICATION_SUBJECT: &str = "Amazon SES Email Receipt Notification";
+
+pub struct LocalExecutor {
+    pub ports: Ports,
+    /// By function ARN.
+    pub functions: BTreeMap<String, Box<dyn Function>>,
+    pub region: String,
+}
+
+#[async_trait]
+impl Executor for LocalExecutor {
+    async fn execute(&self, step: &Step<'_>) -> Result<Outcome, String> {
+        let log = Log::default();
+        let ports = self.ports.recording(&log);
+        let mut outcome = Outcome::default();
+        let result = self.run(step, &ports, &mut outcome).await;
+        if result.is_ok()
+            && let Some(topic) = alert_topic(step.action)
+        {
+            publish_notification(&ports, topic, step, None).await?;
+        }
+        outcome.outputs = log.take();
+        result.map(|()| outcome)
+    }
+}
+
+/// The optional alert topic of actions other than SNS (which publishes to its topic anyway).
+fn alert_topic(action: &Action) -> Option<&str> {
+    match action {
+        Action::S3 { topic_arn, .. }
+        | Action::Lambda { topic_arn, .. }
+        | Action::Bounce { topic_arn, .. }
+        | Action::Stop { topic_arn }
+        | Action::Workmail { topic_arn, .. } => topic_arn.as_deref(),
+        Action::Sns { .. } | Action::AddHeader { .. } => None,
+    }
+}
+
+async fn publish_notification(
+    ports: &Ports,
+    topic: &str,
+    step: &Step<'_>,
+    content: Option<String>,
+) -> Result<String, String> {
+    let body = serde_json::to_string(&step.notification(content)).map_err(|e| e.to_string())?;
+    ports
+        .publisher
+        .publish(&Publication {
+            topic_arn: topic.to_string(),
+            subject: Some(NOTIFICATION_SUBJECT.to_string()),
+            message: body,
+            ..Publication::default()
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+impl LocalExecutor {
+    async fn run(&self, step: &Step<'_>, ports: &Ports, out: &mut Outcome) -> Result<(), String> {
+        match step.action {
+            Action::S3 { bucket, .. } => {
+                let key = step.object_key().unwrap_or_default();
+                ports
+                    .objects
+                    .put_if_absent(
+                        bucket,
+                        &key,
+                        Bytes::copy_from_slice(step.message),
+                        &ObjectMeta::new("application/octet-stream"),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                out.summary = Some(format!(
+                    "stored {} bytes at s3://{bucket}/{key}",
+                    step.message.len()
+                ));
+            }
+            Action::Sns {
+                topic_arn,
+                encoding,
+            } => {
+                if step.message.len() > SNS_CONTENT_LIMIT {
+                    return Err(format!(
+                        "message is {} bytes, over the SNS action's 150 KB: SES bounces it",
+                        step.message.len()
+                    ));
+                }
+                let content = match encoding {
+                    SnsEncoding::Utf8 => String::from_utf8_lossy(step.message).into_owned(),
+                    SnsEncoding::Base64 => base64_encode(step.message),
+                };
+                publish_notification(ports, topic_arn, step, Some(content)).await?;
+                out.summary = Some("notification with content published".to_string());
+            }
+            Action::Bounce {
+                smtp_reply_code,
+                status_code,
+                message,
+                sender,
+                ..
+            } => {
+                let req = bounce_request(
+                    step,
+                    smtp_reply_code,
+                    status_code.as_deref(),
+                    message,
+                    sender,
+                    &self.region,
+                );
+                let id = ports
+                    .bouncer
+                    .send_bounce(&req)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                out.summary = Some(format!("bounce sent ({id})"));
+            }
+            Action::Stop { .. } => {
+                out.summary = Some("rule set stopped".to_string());
+            }
+            Action::AddHeader { .. } => {}
+            Action::Workmail { .. } => {
+                out.summary = Some(
+                    "WorkMail is not emulated: nothing was delivered to a mailbox".to_string(),
+                );
+            }
+            Action::Lambda {
+                function_arn,
+                invocation_type,
+                ..
+            } => {
+                let f = self
+                    .functions
+                    .get(function_arn)
+                    .ok_or_else(|| format!("no in-process function for {function_arn}"))?;
+                let event = step.event();
+                let call = f.invoke(&event, ports);
+                let returned = match invocation_type {
+                    InvocationType::RequestResponse => {
+                        tokio::time::timeout(REQUEST_RESPONSE_TIMEOUT, call)
+                            .await
+                            .map_err(|_| {
+                                "timed out after 30 s (SES's RequestResponse limit)".to_string()
+                            })??
+                    }
+                    InvocationType::Event => call.await?,
+                };
+                out.disposition = returned.disposition;
+                out.summary = Some(returned.summary);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+}
+
+/// The SendBounce request SES itself makes for a Bounce action: every recipient the rule matched.
+fn bounce_request(
+    step: &Step<'_>,
+    code: &str,
+    status: Option<&str>,
+    message: &str,
+    sender: &str,
+    region: &str,
+) -> BounceRequest {
+    let status = status
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}.0.0", code.chars().next().unwrap_or('5')));
+    let bounce_type = match status.as_str() {
+        "5.1.1" => BounceType::DoesNotExist,
+        "5.3.4" => BounceType::MessageTooLarge,
+        "5.2.2" => BounceType::ExceededQuota,
+        "5.6.1" => BounceType::ContentRejected,
+        s if s.starts_with('4') => BounceType::TemporaryFailure,
+        _ => BounceType::Undefined,
+    };
+    BounceRequest {
+        original_message_id: step.mail.message_id.clone(),
+        bounce_sender: sender.to_string(),
+        bounce_sender_arn: None,
+        explanation: Some(message.to_string()),
+        message_dsn: Some(MessageDsn {
+            reporting_mta: format!("dns; inbound-smtp.{region}.amazonaws.com"),
+            arrival_date: Some(step.mail.timestamp.clone()),
+            extension_fields: Vec::new(),
+        }),
+        recipients: step
+            .receipt
+            .recipients
+            .iter()
+            .map(|r| BouncedRecipient {
+                recipient: r.clone(),
+                recipient_arn: None,
+                bounce_type: Some(bounce_type),
+                dsn: Some(RecipientDsn {
+                    final_recipient: Some(r.clone()),
+                    action: DsnAction::Failed,
+                    remote_mta: None,
+                    status: status.clone(),
+                    diagnostic_code: Some(format!("smtp; {code} {status} {message}")),
+                    last_attempt_date: Some(step.receipt.timestamp.clone()),
+                    extension_fields: Vec::new(),
+                }),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::base64_encode;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(&[0xff, 0xfe, 0x00, 0x01]), "//4AAQ==");
+    }
+}

@@ -1,0 +1,508 @@
+//! File-system adapters for the ports, so the real handlers run with no AWS at all. Everything
+//! lands under one state folder (`.mailroom/` by default), in a layout meant to be browsed:
+//!
+//! | port | where |
+//! |---|---|
+//! | S3 ([`ObjectStore`]) | `s3/<bucket>/<key>`; Content-Type etc. in `s3-meta/<bucket>/<key>.json` |
+//! | SNS ([`Publisher`]) | `sns/<topic name>.jsonl`, one publication per line |
+//! | SES SendBounce ([`Bouncer`]) | `outbox/<messageId>-bounce-<n>.json`, the request as SES would get it |
+//! | SQS ([`Queue`]) | `sqs/<queue name>/<visible-at ms>-<id>.json`, one file per message |
+//!
+//! Keys and names are checked so nothing escapes the state folder (`..`, absolute paths).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use mailroom::ports::queue::{MAX_DELAY, Queue, Received};
+use mailroom::ports::{
+    BounceRequest, Bouncer, ErrorKind, ObjectMeta, ObjectStore, PortError, Publication, Publisher,
+    PutOutcome,
+};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// How long a received local SQS message stays invisible before it can be received again.
+const VISIBILITY: Duration = Duration::from_secs(30);
+
+fn io_error(operation: &'static str, path: &Path, e: &std::io::Error) -> PortError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput => {
+            ErrorKind::Permanent
+        }
+        _ => ErrorKind::Transient,
+    };
+    PortError::new(kind, operation, format!("{}: {e}", path.display()))
+}
+
+/// `a/b/c` as a relative path, refusing anything that could leave the folder.
+fn safe_relative(operation: &'static str, name: &str) -> Result<PathBuf, PortError> {
+    let bad =
+        |why: &str| PortError::new(ErrorKind::Permanent, operation, format!("{name:?}: {why}"));
+    if name.is_empty() {
+        return Err(bad("empty name"));
+    }
+    let mut out = PathBuf::new();
+    for seg in name.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(bad(
+                "empty, `.` or `..` path segments cannot be stored locally",
+            ));
+        }
+        if seg.contains(['\\', '\0']) || seg.len() > 255 {
+            return Err(bad("segment not storable as a file name"));
+        }
+        out.push(seg);
+    }
+    Ok(out)
+}
+
+/// The last `:`- or `/`-separated part of an ARN or URL: the topic or queue name.
+pub fn resource_name(arn_or_url: &str) -> &str {
+    arn_or_url
+        .rsplit([':', '/'])
+        .find(|s| !s.is_empty())
+        .unwrap_or(arn_or_url)
+}
+
+async fn append_line(path: &Path, line: &str, op: &'static str) -> Result<(), PortError> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| io_error(op, parent, &e))?;
+    }
+    let mut f = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+        .map_err(|e| io_error(op, path, &e))?;
+    // One write per line: O_APPEND keeps concurrent lines whole.
+    let mut buf = line.as_bytes().to_vec();
+    buf.push(b'\n');
+    f.write_all(&buf)
+        .await
+        .map_err(|e| io_error(op, path, &e))?;
+    f.flush().await.map_err(|e| io_error(op, path, &e))
+}
+
+fn now_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn new_id() -> String {
+    mailroom::receipt::new_message_id()[..24].to_string()
+}
+
+/// S3 in a folder.
+#[derive(Debug, Clone)]
+pub struct LocalObjectStore {
+    root: PathBuf,
+}
+
+impl LocalObjectStore {
+    pub fn new(state: &Path) -> Self {
+        LocalObjectStore {
+            root: state.to_path_buf(),
+        }
+    }
+
+    pub fn path_of(&self, bucket: &str, key: &str) -> Result<PathBuf, PortError> {
+        let bucket = safe_relative("s3", bucket)?;
+        Ok(self
+            .root
+            .join("s3")
+            .join(bucket)
+            .join(safe_relative("s3", key)?))
+    }
+
+    fn meta_path(&self, bucket: &str, key: &str) -> Result<PathBuf, PortError> {
+        let bucket = safe_relative("s3", bucket)?;
+        let mut p = self
+            .root
+            .join("s3-meta")
+            .join(bucket)
+            .join(safe_relative("s3", key)?)
+            .into_os_string();
+        p.push(".json");
+        Ok(PathBuf::from(p))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalObjectStore {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, PortError> {
+        let path = self.path_of(bucket, key)?;
+        tokio::fs::read(&path)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| io_error("GetObject", &path, &e))
+    }
+
+    async fn put_if_absent(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        meta: &ObjectMeta,
+    ) -> Result<PutOutcome, PortError> {
+        let path = self.path_of(bucket, key)?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_error("PutObject", parent, &e))?;
+        }
+        let mut f = match tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Ok(PutOutcome::AlreadyExists);
+            }
+            Err(e) => return Err(io_error("PutObject", &path, &e)),
+        };
+        let written = async {
+            f.write_all(&body).await?;
+            f.flush().await
+        }
+        .await;
+        if let Err(e) = written {
+            // A half-written file would read as a complete object: remove it so a retry rewrites.
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(io_error("PutObject", &path, &e));
+        }
+        let meta_path = self.meta_path(bucket, key)?;
+        if let Some(parent) = meta_path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_error("PutObject", parent, &e))?;
+        }
+        let json = serde_json::json!({
+            "contentType": meta.content_type,
+            "contentDisposition": meta.content_disposition,
+            "size": body.len(),
+        });
+        tokio::fs::write(&meta_path, json.to_string())
+            .await
+            .map_err(|e| io_error("PutObject", &meta_path, &e))?;
+        Ok(PutOutcome::Created)
+    }
+
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        _expires_in: Duration,
+    ) -> Result<String, PortError> {
+        let path = self.path_of(bucket, key)?;
+        let abs = std::path::absolute(&path).unwrap_or(path);
+        Ok(format!("file://{}", abs.display()))
+    }
+}
+
+/// SNS as JSON lines, one file per topic.
+#[derive(Debug, Clone)]
+pub struct LocalPublisher {
+    root: PathBuf,
+}
+
+impl LocalPublisher {
+    pub fn new(state: &Path) -> Self {
+        LocalPublisher {
+            root: state.to_path_buf(),
+        }
+    }
+
+    pub fn path_of(&self, topic_arn: &str) -> Result<PathBuf, PortError> {
+        let name = safe_relative("Publish", resource_name(topic_arn))?;
+        let mut p = self.root.join("sns").join(name).into_os_string();
+        p.push(".jsonl");
+        Ok(PathBuf::from(p))
+    }
+}
+
+#[async_trait]
+impl Publisher for LocalPublisher {
+    async fn publish(&self, msg: &Publication) -> Result<String, PortError> {
+        let id = new_id();
+        let path = self.path_of(&msg.topic_arn)?;
+        let line = serde_json::json!({
+            "messageId": id,
+            "publishedAt": mailroom::receipt::mail::iso_millis(time::OffsetDateTime::now_utc()),
+            "publication": msg,
+        });
+        append_line(&path, &line.to_string(), "Publish").await?;
+        Ok(id)
+    }
+}
+
+/// SES SendBounce into an outbox folder: one JSON file per bounce.
+#[derive(Debug, Clone)]
+pub struct LocalBouncer {
+    root: PathBuf,
+}
+
+impl LocalBouncer {
+    pub fn new(state: &Path) -> Self {
+        LocalBouncer {
+            root: state.to_path_buf(),
+        }
+    }
+}
+
+#[async_trait]
+impl Bouncer for LocalBouncer {
+    async fn send_bounce(&self, req: &BounceRequest) -> Result<String, PortError> {
+        let dir = self.root.join("outbox");
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_error("SendBounce", &dir, &e))?;
+        let id = safe_relative("SendBounce", &req.original_message_id)?;
+        let json = serde_json::to_string_pretty(req)
+            .map_err(|e| PortError::new(ErrorKind::Permanent, "SendBounce", e.to_string()))?;
+        for n in 1..1000 {
+            let path = dir.join(format!("{}-bounce-{n}.json", id.display()));
+            match tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .await
+            {
+                Ok(mut f) => {
+                    f.write_all(json.as_bytes())
+                        .await
+                        .map_err(|e| io_error("SendBounce", &path, &e))?;
+                    return Ok(path.display().to_string());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_error("SendBounce", &path, &e)),
+            }
+        }
+        Err(PortError::new(
+            ErrorKind::Permanent,
+            "SendBounce",
+            "too many bounces for one message",
+        ))
+    }
+}
+
+/// SQS as a folder per queue; the file name carries when the message becomes visible.
+#[derive(Debug, Clone)]
+pub struct LocalQueue {
+    root: PathBuf,
+}
+
+impl LocalQueue {
+    pub fn new(state: &Path) -> Self {
+        LocalQueue {
+            root: state.to_path_buf(),
+        }
+    }
+
+    pub fn dir_of(&self, queue_url: &str) -> Result<PathBuf, PortError> {
+        Ok(self
+            .root
+            .join("sqs")
+            .join(safe_relative("SQS", resource_name(queue_url))?))
+    }
+}
+
+/// `<visible-at ms>-<id>.json` → (visible-at, id).
+fn parse_queue_file(name: &str) -> Option<(u128, &str)> {
+    let stem = name.strip_suffix(".json")?;
+    let (at, id) = stem.split_once('-')?;
+    Some((at.parse().ok()?, id))
+}
+
+#[async_trait]
+impl Queue for LocalQueue {
+    async fn send(
+        &self,
+        queue_url: &str,
+        body: &str,
+        delay: Duration,
+    ) -> Result<String, PortError> {
+        let dir = self.dir_of(queue_url)?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_error("SendMessage", &dir, &e))?;
+        let id = new_id();
+        let visible = now_millis() + delay.min(MAX_DELAY).as_millis();
+        let path = dir.join(format!("{visible:015}-{id}.json"));
+        let json = serde_json::json!({ "id": id, "receiveCount": 0, "body": body });
+        tokio::fs::write(&path, json.to_string())
+            .await
+            .map_err(|e| io_error("SendMessage", &path, &e))?;
+        Ok(id)
+    }
+
+    async fn receive(
+        &self,
+        queue_url: &str,
+        max: u32,
+        _wait: Duration,
+    ) -> Result<Vec<Received>, PortError> {
+        let dir = self.dir_of(queue_url)?;
+        let mut names = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("ReceiveMessage", &dir, &e)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error("ReceiveMessage", &dir, &e))?
+        {
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        let now = now_millis();
+        let mut out = Vec::new();
+        for name in names {
+            if out.len() >= max.clamp(1, 10) as usize {
+                break;
+            }
+            let Some((visible, id)) = parse_queue_file(&name) else {
+                continue;
+            };
+            if visible > now {
+                continue;
+            }
+            let path = dir.join(&name);
+            let Ok(text) = tokio::fs::read_to_string(&path).await else {
+                continue;
+            };
+            let Ok(mut json) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            let count = json["receiveCount"].as_u64().unwrap_or(0) + 1;
+            json["receiveCount"] = count.into();
+            let handle = format!("{:015}-{id}.json", now + VISIBILITY.as_millis());
+            let moved = dir.join(&handle);
+            // The rename is the claim: a concurrent receiver that loses it skips the message.
+            if tokio::fs::rename(&path, &moved).await.is_err() {
+                continue;
+            }
+            tokio::fs::write(&moved, json.to_string())
+                .await
+                .map_err(|e| io_error("ReceiveMessage", &moved, &e))?;
+            out.push(Received {
+                message_id: id.to_string(),
+                receipt_handle: handle,
+                body: json["body"].as_str().unwrap_or_default().to_string(),
+                receive_count: u32::try_from(count).ok(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, queue_url: &str, receipt_handle: &str) -> Result<(), PortError> {
+        let dir = self.dir_of(queue_url)?;
+        let path = dir.join(safe_relative("DeleteMessage", receipt_handle)?);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            // SQS accepts deleting an already-deleted message.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("DeleteMessage", &path, &e)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn object_store_is_conditional_and_keeps_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalObjectStore::new(dir.path());
+        let meta = ObjectMeta::new("message/rfc822");
+        let out = s
+            .put_if_absent("b", "raw/abc", Bytes::from_static(b"one"), &meta)
+            .await
+            .unwrap();
+        assert_eq!(out, PutOutcome::Created);
+        let again = s
+            .put_if_absent("b", "raw/abc", Bytes::from_static(b"two"), &meta)
+            .await
+            .unwrap();
+        assert_eq!(again, PutOutcome::AlreadyExists);
+        assert_eq!(s.get("b", "raw/abc").await.unwrap(), "one");
+        let m = std::fs::read_to_string(dir.path().join("s3-meta/b/raw/abc.json")).unwrap();
+        assert!(m.contains("message/rfc822"));
+        let missing = s.get("b", "raw/nope").await.unwrap_err();
+        assert_eq!(missing.kind, ErrorKind::NotFound);
+        for bad in ["../x", "a/../../x", "/abs", "a//b", ""] {
+            let e = s.get("b", bad).await.unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Permanent, "{bad}");
+        }
+        assert!(
+            s.presign_get("b", "raw/abc", Duration::from_secs(1))
+                .await
+                .unwrap()
+                .starts_with("file://")
+        );
+    }
+
+    #[tokio::test]
+    async fn publisher_appends_json_lines_per_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = LocalPublisher::new(dir.path());
+        let msg = Publication {
+            topic_arn: "arn:aws:sns:us-east-1:123456789012:mail".into(),
+            message: "{}".into(),
+            ..Publication::default()
+        };
+        p.publish(&msg).await.unwrap();
+        p.publish(&msg).await.unwrap();
+        let text = std::fs::read_to_string(dir.path().join("sns/mail.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(line["publication"]["topic_arn"], msg.topic_arn);
+    }
+
+    #[tokio::test]
+    async fn queue_delays_receives_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = LocalQueue::new(dir.path());
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/retry";
+        q.send(url, "now", Duration::ZERO).await.unwrap();
+        q.send(url, "later", Duration::from_secs(600))
+            .await
+            .unwrap();
+        let got = q.receive(url, 10, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, "now");
+        assert_eq!(got[0].receive_count, Some(1));
+        assert!(
+            q.receive(url, 10, Duration::ZERO).await.unwrap().is_empty(),
+            "in flight and delayed messages are invisible"
+        );
+        q.delete(url, &got[0].receipt_handle).await.unwrap();
+        q.delete(url, &got[0].receipt_handle).await.unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sqs/retry"))
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn names_from_arns_and_urls() {
+        assert_eq!(resource_name("arn:aws:sns:us-east-1:1:topic"), "topic");
+        assert_eq!(resource_name("https://sqs.x/1/queue"), "queue");
+        assert_eq!(resource_name("https://sqs.x/1/queue/"), "queue");
+    }
+}

@@ -1,0 +1,225 @@
+//! The set of ports handed to functions and rule actions, local or real AWS, and thin wrappers
+//! that note every write so the trace can say where each action's outputs landed.
+
+use super::local::{LocalBouncer, LocalObjectStore, LocalPublisher, LocalQueue, resource_name};
+use async_trait::async_trait;
+use bytes::Bytes;
+use mailroom::ports::queue::{Queue, Received};
+use mailroom::ports::{
+    BounceRequest, Bouncer, ObjectMeta, ObjectStore, PortError, Publication, Publisher, PutOutcome,
+    TransportError, WebhookRequest, WebhookResponse, WebhookSender,
+};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Ports {
+    pub objects: Arc<dyn ObjectStore>,
+    pub publisher: Arc<dyn Publisher>,
+    pub bouncer: Arc<dyn Bouncer>,
+    pub queue: Arc<dyn Queue>,
+    pub http: Arc<dyn WebhookSender>,
+    /// The local state folder, when the ports are the local ones (for naming output paths).
+    pub state: Option<PathBuf>,
+}
+
+impl Ports {
+    /// Everything under `state`, except webhooks, which go to the configured URL for real.
+    pub fn local(state: &Path) -> anyhow::Result<Ports> {
+        Ok(Ports {
+            objects: Arc::new(LocalObjectStore::new(state)),
+            publisher: Arc::new(LocalPublisher::new(state)),
+            bouncer: Arc::new(LocalBouncer::new(state)),
+            queue: Arc::new(LocalQueue::new(state)),
+            http: Arc::new(
+                mailroom::webhook::http::ReqwestSender::new()
+                    .map_err(|e| anyhow::anyhow!("webhook HTTP client: {}", e.message))?,
+            ),
+            state: Some(state.to_path_buf()),
+        })
+    }
+
+    /// The same ports, with every write noted in `log`.
+    pub fn recording(&self, log: &Log) -> Ports {
+        Ports {
+            objects: Arc::new(Rec {
+                inner: self.objects.clone(),
+                log: log.clone(),
+                state: self.state.clone(),
+            }),
+            publisher: Arc::new(Rec {
+                inner: self.publisher.clone(),
+                log: log.clone(),
+                state: self.state.clone(),
+            }),
+            bouncer: Arc::new(Rec {
+                inner: self.bouncer.clone(),
+                log: log.clone(),
+                state: self.state.clone(),
+            }),
+            queue: Arc::new(Rec {
+                inner: self.queue.clone(),
+                log: log.clone(),
+                state: self.state.clone(),
+            }),
+            http: Arc::new(Rec {
+                inner: self.http.clone(),
+                log: log.clone(),
+                state: self.state.clone(),
+            }),
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// Where an action's writes went, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    pub fn push(&self, line: String) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(line);
+        }
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
+
+struct Rec<T: ?Sized> {
+    inner: Arc<T>,
+    log: Log,
+    state: Option<PathBuf>,
+}
+
+impl<T: ?Sized> Rec<T> {
+    fn local(&self, parts: &[&str]) -> Option<String> {
+        let mut p = self.state.clone()?;
+        for part in parts {
+            p.push(part);
+        }
+        Some(p.display().to_string())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Rec<dyn ObjectStore> {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, PortError> {
+        self.inner.get(bucket, key).await
+    }
+
+    async fn put_if_absent(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        meta: &ObjectMeta,
+    ) -> Result<PutOutcome, PortError> {
+        let out = self.inner.put_if_absent(bucket, key, body, meta).await?;
+        let place = self
+            .local(&["s3", bucket, key])
+            .unwrap_or_else(|| format!("s3://{bucket}/{key}"));
+        let note = match out {
+            PutOutcome::Created => "",
+            PutOutcome::AlreadyExists => " (already there)",
+        };
+        self.log.push(format!("S3 {place}{note}"));
+        Ok(out)
+    }
+
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, PortError> {
+        self.inner.presign_get(bucket, key, expires_in).await
+    }
+}
+
+#[async_trait]
+impl Publisher for Rec<dyn Publisher> {
+    async fn publish(&self, msg: &Publication) -> Result<String, PortError> {
+        let id = self.inner.publish(msg).await?;
+        let topic = resource_name(&msg.topic_arn);
+        let place = self
+            .local(&["sns", &format!("{topic}.jsonl")])
+            .unwrap_or_else(|| msg.topic_arn.clone());
+        self.log.push(format!("SNS {place} (message {id})"));
+        Ok(id)
+    }
+}
+
+#[async_trait]
+impl Bouncer for Rec<dyn Bouncer> {
+    async fn send_bounce(&self, req: &BounceRequest) -> Result<String, PortError> {
+        let id = self.inner.send_bounce(req).await?;
+        let to: Vec<&str> = req
+            .recipients
+            .iter()
+            .map(|r| r.recipient.as_str())
+            .collect();
+        self.log.push(format!(
+            "SendBounce from {} for {} → {id}",
+            req.bounce_sender,
+            to.join(", ")
+        ));
+        Ok(id)
+    }
+}
+
+#[async_trait]
+impl Queue for Rec<dyn Queue> {
+    async fn send(
+        &self,
+        queue_url: &str,
+        body: &str,
+        delay: Duration,
+    ) -> Result<String, PortError> {
+        let id = self.inner.send(queue_url, body, delay).await?;
+        let name = resource_name(queue_url);
+        let place = self
+            .local(&["sqs", name])
+            .unwrap_or_else(|| queue_url.to_string());
+        self.log.push(format!(
+            "SQS {place} (message {id}, visible in {}s)",
+            delay.as_secs()
+        ));
+        Ok(id)
+    }
+
+    async fn receive(
+        &self,
+        queue_url: &str,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<Received>, PortError> {
+        self.inner.receive(queue_url, max, wait).await
+    }
+
+    async fn delete(&self, queue_url: &str, receipt_handle: &str) -> Result<(), PortError> {
+        self.inner.delete(queue_url, receipt_handle).await
+    }
+}
+
+#[async_trait]
+impl WebhookSender for Rec<dyn WebhookSender> {
+    async fn post(&self, req: &WebhookRequest) -> Result<WebhookResponse, TransportError> {
+        let out = self.inner.post(req).await;
+        match &out {
+            Ok(r) => self
+                .log
+                .push(format!("POST {} → HTTP {}", req.url, r.status)),
+            Err(e) => self
+                .log
+                .push(format!("POST {} → failed: {}", req.url, e.message)),
+        }
+        out
+    }
+}
