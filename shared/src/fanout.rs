@@ -138,12 +138,20 @@ pub struct TooLarge {
 ///
 /// Order of giving things up: the HTML body, then the text body, then the attachment list, then
 /// the To/Cc lists. Pointers to S3 always stay, so nothing is lost by leaving content out.
-pub fn publication(input: &Input<'_>) -> Result<Publication, TooLarge> {
+pub fn publication(input: &Input<'_>) -> Result<Built, TooLarge> {
     publication_within(input, SNS_MAX_BYTES - SAFETY_MARGIN)
 }
 
+/// A publication and how its bodies travel (the summary's `bodies`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub publication: Publication,
+    /// `inline`, `partial`, `s3` or `none`.
+    pub bodies: &'static str,
+}
+
 /// [`publication`] with an explicit byte budget (tests use small ones).
-pub fn publication_within(input: &Input<'_>, budget: usize) -> Result<Publication, TooLarge> {
+pub fn publication_within(input: &Input<'_>, budget: usize) -> Result<Built, TooLarge> {
     let attributes = attributes(input);
     let mut base = Publication {
         topic_arn: input.topic_arn.to_string(),
@@ -183,12 +191,15 @@ pub fn publication_within(input: &Input<'_>, budget: usize) -> Result<Publicatio
     candidates.push((None, None, if has_bodies { "s3" } else { "none" }));
 
     let mut smallest = usize::MAX;
-    let mut try_fit = |s: &Summary<'_>| -> Option<Publication> {
+    let mut try_fit = |s: &Summary<'_>| -> Option<Built> {
         let mut p = base.clone();
         p.message = serde_json::to_string(s).ok()?;
         let size = publication_size(&p);
         smallest = smallest.min(size);
-        (size <= budget).then_some(p)
+        (size <= budget).then_some(Built {
+            publication: p,
+            bodies: s.bodies,
+        })
     };
     for (t, h, mode) in candidates {
         let mut s = full.clone();
@@ -595,7 +606,9 @@ mod tests {
         let ev = event();
         let loc = Locations::new("raw", "raw/", None, None);
         let e = email("hi", "<p>hi</p>", 1);
-        let p = publication(&input(&ev, Some(&e), &loc)).expect("fits");
+        let p = publication(&input(&ev, Some(&e), &loc))
+            .expect("fits")
+            .publication;
         let a = &p.attributes;
         assert!(a.len() <= 10, "{a:?}");
         assert_eq!(
@@ -631,7 +644,9 @@ mod tests {
         let ev = event();
         let loc = Locations::new("raw", "raw/", Some("store".into()), None);
         let e = email("hi", "<p>hi</p>", 2);
-        let p = publication(&input(&ev, Some(&e), &loc)).expect("fits");
+        let p = publication(&input(&ev, Some(&e), &loc))
+            .expect("fits")
+            .publication;
         let m = message(&p);
         assert_eq!(m["schema"], SCHEMA);
         assert_eq!(m["messageId"], "o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1");
@@ -660,7 +675,9 @@ mod tests {
         let loc = Locations::new("raw", "", None, None);
         // Text fits on its own, text + html do not.
         let e = email(&"t".repeat(100_000), &"h".repeat(200_000), 0);
-        let p = publication(&input(&ev, Some(&e), &loc)).expect("fits");
+        let p = publication(&input(&ev, Some(&e), &loc))
+            .expect("fits")
+            .publication;
         assert!(publication_size(&p) <= SNS_MAX_BYTES - SAFETY_MARGIN);
         let m = message(&p);
         assert_eq!(m["bodies"], "partial");
@@ -669,7 +686,9 @@ mod tests {
         assert!(m["stored"]["bodyHtml"].is_string());
 
         let e = email(&"t".repeat(300_000), &"h".repeat(300_000), 0);
-        let p = publication(&input(&ev, Some(&e), &loc)).expect("fits");
+        let p = publication(&input(&ev, Some(&e), &loc))
+            .expect("fits")
+            .publication;
         assert!(publication_size(&p) <= SNS_MAX_BYTES - SAFETY_MARGIN);
         let m = message(&p);
         assert_eq!(m["bodies"], "s3");
@@ -682,7 +701,9 @@ mod tests {
         let ev = event();
         let loc = Locations::new("raw", "", None, None);
         let e = email("x", "y", 3000);
-        let p = publication(&input(&ev, Some(&e), &loc)).expect("fits");
+        let p = publication(&input(&ev, Some(&e), &loc))
+            .expect("fits")
+            .publication;
         let m = message(&p);
         assert_eq!(m["attachmentCount"], 3000);
         assert_eq!(m["attachments"].as_array().map(Vec::len), Some(0));
@@ -701,7 +722,9 @@ mod tests {
     fn unparsed_mail_is_summarised_from_ses_headers() {
         let ev = event();
         let loc = Locations::new("raw", "", None, None);
-        let p = publication(&input(&ev, None, &loc)).expect("fits");
+        let p = publication(&input(&ev, None, &loc))
+            .expect("fits")
+            .publication;
         let m = message(&p);
         assert_eq!(m["parseError"], "not MIME");
         assert_eq!(m["from"][0]["address"], "Jane@Example.NET");
@@ -725,14 +748,14 @@ mod tests {
         let loc = Locations::new("raw", "", None, None);
         let mut i = input(&ev, None, &loc);
         i.topic_arn = "arn:aws:sns:us-east-1:123456789012:mail.fifo";
-        let p = publication(&i).expect("fits");
+        let p = publication(&i).expect("fits").publication;
         assert_eq!(p.group_id.as_deref(), Some("example.com"));
         assert_eq!(
             p.dedup_id.as_deref(),
             Some("o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1")
         );
         i.group_id = Some("all mail");
-        let p = publication(&i).expect("fits");
+        let p = publication(&i).expect("fits").publication;
         assert_eq!(p.group_id.as_deref(), Some("all_mail"));
     }
 
