@@ -163,6 +163,7 @@ pub fn extension_for(content_type: &str) -> &'static str {
         "text/vcard" | "text/x-vcard" => "vcf",
         "message/rfc822" | "message/global" => "eml",
         "message/delivery-status" | "message/global-delivery-status" => "txt",
+        other if other.starts_with("text/") => "txt",
         _ => "bin",
     }
 }

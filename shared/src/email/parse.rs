@@ -244,9 +244,9 @@ impl Walk<'_> {
                 html_parts.push(html);
             }
         }
-        let html = (!html_parts.is_empty()).then(|| html_parts.join("\n"));
+        let html = (!html_parts.is_empty()).then(|| lf(html_parts.join("\n")));
         let (text, text_from_html) = if !text_parts.is_empty() {
-            (Some(text_parts.join("\n")), false)
+            (Some(lf(text_parts.join("\n"))), false)
         } else if let Some(html) = &html {
             (Some(html_to_text(html)), true)
         } else {
@@ -278,11 +278,10 @@ impl Walk<'_> {
             attachment_parts.push(id as usize);
         }
 
-        let date = message
-            .date()
-            .filter(|d| d.is_valid() && real_date(d))
-            .map(|d| d.to_rfc3339());
+        let date = rfc3339_date(message);
         let to = addresses(message.header_values(HeaderName::To));
+        let cc = addresses(message.header_values(HeaderName::Cc));
+        let bcc = addresses(message.header_values(HeaderName::Bcc));
         let email = Email {
             schema: SCHEMA.to_string(),
             envelope: Envelope::default(),
@@ -292,10 +291,10 @@ impl Walk<'_> {
             from: message.from().map(address_list).unwrap_or_default(),
             sender: message.sender().and_then(|a| a.iter().find_map(to_address)),
             reply_to: addresses(message.header_values(HeaderName::ReplyTo)),
-            mailbox_hash: super::ses::mailbox_hash(to.iter().map(|a| a.address.as_str())),
+            mailbox_hash: super::ses::header_mailbox_hash(&to, &cc, &bcc),
             to,
-            cc: addresses(message.header_values(HeaderName::Cc)),
-            bcc: addresses(message.header_values(HeaderName::Bcc)),
+            cc,
+            bcc,
             in_reply_to: ids(message.in_reply_to()),
             references: ids(message.references()),
             headers,
@@ -304,7 +303,8 @@ impl Walk<'_> {
             html,
             attachments,
             verdicts: None,
-            size: raw.len() as u64,
+            // The extent of this message within `raw` (a nested message shares its parent's buffer).
+            size: nested_raw(message).len() as u64,
             flags: Vec::new(),
         };
         (email, attachment_parts)
@@ -428,14 +428,81 @@ fn original_name(raw: &[u8], field: u32, value_start: u32) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// The value unfolded, with RFC 2047 encoded words decoded to UTF-8.
+/// The value unfolded, with RFC 2047 encoded words decoded to UTF-8 and all else kept as
+/// written (blanks between two adjacent encoded words are dropped, as RFC 2047 says).
 fn decoded_value(raw: &[u8], start: u32, end: u32) -> String {
     let Some(bytes) = raw.get(start as usize..end as usize) else {
         return String::new();
     };
-    match MessageStream::new(bytes).parse_unstructured() {
-        HeaderValue::Text(text) => text.trim().to_string(),
-        _ => String::new(),
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut blanks: Vec<u8> = Vec::new();
+    let mut after_encoded_word = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'\r' | b'\n' => i += 1,
+            b' ' | b'\t' => {
+                blanks.push(b);
+                i += 1;
+            }
+            b'=' if bytes.get(i + 1) == Some(&b'?') => {
+                let mut stream = MessageStream::new(&bytes[i + 1..]);
+                match stream.decode_rfc2047() {
+                    Some(word) => {
+                        if !after_encoded_word {
+                            out.append(&mut blanks);
+                        }
+                        blanks.clear();
+                        out.extend_from_slice(word.as_bytes());
+                        after_encoded_word = true;
+                        i += 1 + stream.offset();
+                    }
+                    None => {
+                        out.append(&mut blanks);
+                        out.push(b);
+                        after_encoded_word = false;
+                        i += 1;
+                    }
+                }
+            }
+            _ => {
+                out.append(&mut blanks);
+                out.push(b);
+                after_encoded_word = false;
+                i += 1;
+            }
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(s) => s.trim().to_string(),
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).trim().to_string(),
+    }
+}
+
+/// The Date header as RFC 3339: mail-parser's reading, else `time`'s RFC 2822 parser (which
+/// accepts forms mail-parser misses, such as a missing weekday or seconds).
+fn rfc3339_date(message: &Message<'_>) -> Option<String> {
+    if let Some(d) = message.date().filter(|d| d.is_valid() && real_date(d)) {
+        return Some(d.to_rfc3339());
+    }
+    let raw = message.header_raw(HeaderName::Date)?;
+    let unfolded: String = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    let parsed =
+        time::OffsetDateTime::parse(&unfolded, &time::format_description::well_known::Rfc2822)
+            .ok()?;
+    parsed
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// Bodies use `\n` line endings whatever the message used, so LF and CRLF copies of one message
+/// give the same text.
+fn lf(text: String) -> String {
+    if text.contains('\r') {
+        text.replace("\r\n", "\n")
+    } else {
+        text
     }
 }
 
@@ -522,7 +589,7 @@ mod tests {
         assert_eq!(e.date.as_deref(), Some("2024-10-01T10:00:00+02:00"));
         assert_eq!(e.message_id.as_deref(), Some("abc@example.com"));
         assert_eq!(e.references, vec!["w@y", "x@y"]);
-        assert_eq!(e.text.as_deref(), Some("Hello\r\n"));
+        assert_eq!(e.text.as_deref(), Some("Hello\n"));
         assert!(!e.text_from_html);
         assert_eq!(e.headers[3].name, "Subject");
         assert_eq!(e.headers[3].value, "café");

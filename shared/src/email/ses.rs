@@ -1,6 +1,6 @@
 //! What SES knows that the MIME does not: the SMTP envelope and the receipt verdicts.
 
-use super::{Email, Envelope, Verdicts};
+use super::{Address, Email, Envelope, Verdicts};
 use crate::ses::{SesMessage, VerdictStatus};
 
 impl Email {
@@ -34,8 +34,17 @@ impl Email {
                 .map(|p| p.as_str().to_string()),
         });
         self.mailbox_hash = mailbox_hash(receipt.recipients.iter().map(String::as_str))
-            .or_else(|| mailbox_hash(self.to.iter().map(|a| a.address.as_str())));
+            .or_else(|| header_mailbox_hash(&self.to, &self.cc, &self.bcc));
     }
+}
+
+/// Without an envelope: the first tagged address in To, then Cc, then Bcc (Bcc-only mail).
+pub(crate) fn header_mailbox_hash(
+    to: &[Address],
+    cc: &[Address],
+    bcc: &[Address],
+) -> Option<String> {
+    mailbox_hash(to.iter().chain(cc).chain(bcc).map(|a| a.address.as_str()))
 }
 
 /// The `+tag` of the first address that has a non-empty one (`inbox+orders@x` → `orders`).
