@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod deliver;
 mod emulator;
 mod parse;
 
@@ -24,12 +25,15 @@ struct Cli {
 enum Command {
     /// Parse a raw message (.eml) and print the mailroom JSON model.
     Parse(parse::Args),
+    /// Run one message through the local SES receipt rule set and print what happened.
+    Deliver(deliver::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Parse(args) => parse::run(args),
+        Command::Deliver(args) => deliver::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,17 +21,47 @@ pub trait Function: Send + Sync {
     async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String>;
 }
 
+/// Settings the emulator supplies in place of cloud-only configuration.
+#[derive(Debug, Clone)]
+pub struct LocalOverrides {
+    /// Used as `MAILROOM_WEBHOOK_SECRET` when the template's environment has none (a secret
+    /// ARN cannot be read without AWS).
+    pub webhook_secret: String,
+}
+
 /// Builds the in-process function for a template function, failing with a message that names it.
 pub fn build(
     logical_id: &str,
     binary: &str,
-    env: &HashMap<String, String>,
+    template_env: &HashMap<String, String>,
+    overrides: &LocalOverrides,
 ) -> anyhow::Result<Box<dyn Function>> {
     let what = || format!("function {logical_id} ({binary}): its Environment in the template");
+    let mut env = template_env.clone();
     Ok(match binary {
-        "store" => Box::new(Store {
-            config: mailroom_store::Config::from_env(env).with_context(what)?,
+        "stop" => Box::new(Stop {
+            config: mailroom_stop::Config::from_env(&env).with_context(what)?,
         }),
+        "bounce" => Box::new(Bounce {
+            config: mailroom_bounce::Config::from_env(&env).with_context(what)?,
+        }),
+        "store" => Box::new(Store {
+            config: mailroom_store::Config::from_env(&env).with_context(what)?,
+        }),
+        "fanout" => Box::new(Fanout {
+            config: mailroom_fanout::Config::from_env(&env).with_context(what)?,
+        }),
+        "api" => {
+            if !env.contains_key(mailroom_api::SECRET_VAR) {
+                env.insert(
+                    mailroom_api::SECRET_VAR.to_string(),
+                    overrides.webhook_secret.clone(),
+                );
+            }
+            Box::new(Api {
+                config: mailroom_api::Config::from_env(&env).with_context(what)?,
+            })
+        }
         other => anyhow::bail!(
             "function {logical_id}: binary {other:?} is not one of mailroom's functions, so the emulator cannot run it"
         ),
@@ -55,6 +85,84 @@ impl Function for Store {
         Ok(Returned {
             disposition: None,
             summary: summarize(&report.outcomes),
+        })
+    }
+}
+
+struct Stop {
+    config: mailroom_stop::Config,
+}
+
+#[async_trait]
+impl Function for Stop {
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
+        let answer = mailroom_stop::handle(event, &self.config, Some(ports.objects.as_ref()))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Returned {
+            summary: summarize(&answer),
+            disposition: Some(answer.disposition),
+        })
+    }
+}
+
+struct Bounce {
+    config: mailroom_bounce::Config,
+}
+
+#[async_trait]
+impl Function for Bounce {
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
+        let answer = mailroom_bounce::handle(event, &self.config, ports.bouncer.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Returned {
+            summary: summarize(&answer),
+            disposition: Some(answer.disposition),
+        })
+    }
+}
+
+struct Fanout {
+    config: mailroom_fanout::Config,
+}
+
+#[async_trait]
+impl Function for Fanout {
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
+        let report = mailroom_fanout::handle(
+            event,
+            &self.config,
+            ports.objects.as_ref(),
+            ports.publisher.as_ref(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(Returned {
+            disposition: None,
+            summary: summarize(&report.outcomes),
+        })
+    }
+}
+
+struct Api {
+    config: mailroom_api::Config,
+}
+
+#[async_trait]
+impl Function for Api {
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
+        let deps = mailroom_api::Deps {
+            store: ports.objects.as_ref(),
+            queue: ports.queue.as_ref(),
+            http: ports.http.as_ref(),
+        };
+        let report = mailroom_api::handle_ses(event, &self.config, deps)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Returned {
+            disposition: None,
+            summary: summarize(&report.steps),
         })
     }
 }

@@ -81,11 +81,14 @@ impl Emulator {
             })?;
             ports::Ports::local(&settings.state_dir)?
         };
+        let overrides = functions::LocalOverrides {
+            webhook_secret: webhook_secret(&settings.state_dir)?,
+        };
         let mut functions = BTreeMap::new();
         for (arn, def) in &loaded.functions {
             functions.insert(
                 arn.clone(),
-                functions::build(&def.logical_id, &def.binary, &def.env)?,
+                functions::build(&def.logical_id, &def.binary, &def.env, &overrides)?,
             );
         }
         let executor = Arc::new(executor::LocalExecutor {
@@ -131,6 +134,27 @@ impl Emulator {
         };
         Ok(receipt::evaluate(&self.rule_set, &inbound, self.executor.as_ref()).await)
     }
+}
+
+/// The local webhook signing secret: `MAILROOM_WEBHOOK_SECRET` if set, else one generated once
+/// and kept in `<state>/webhook-secret` so a local receiver can verify every delivery.
+fn webhook_secret(state: &std::path::Path) -> anyhow::Result<String> {
+    if let Ok(s) = std::env::var("MAILROOM_WEBHOOK_SECRET")
+        && !s.trim().is_empty()
+    {
+        return Ok(s.trim().to_string());
+    }
+    let path = state.join("webhook-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    }
+    let secret = mailroom::webhook::signing::Secret::generate();
+    std::fs::create_dir_all(state).with_context(|| state.display().to_string())?;
+    std::fs::write(&path, format!("{secret}\n")).with_context(|| path.display().to_string())?;
+    Ok(secret)
 }
 
 async fn aws_ports() -> anyhow::Result<ports::Ports> {

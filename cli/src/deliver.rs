@@ -1,0 +1,253 @@
+//! `mailroom deliver FILE.eml --to rcpt@domain`: one message through the emulated SES receipt
+//! rule set, without SMTP, and a readable trace of what every rule and action did and where
+//! their outputs landed (`--json` for machines). Colours only when standard output is a terminal
+//! (and `NO_COLOR` is unset).
+
+use crate::emulator::{self, Emulator, MAX_MESSAGE_BYTES};
+use anyhow::Context;
+use mailroom::receipt::{Envelope, Status, Trace, mail};
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The raw message (.eml) to deliver, or `-` for standard input.
+    pub file: PathBuf,
+    /// An envelope recipient (RCPT TO); repeatable.
+    #[arg(long = "to", required = true, value_name = "ADDRESS")]
+    pub to: Vec<String>,
+    /// The envelope sender (MAIL FROM); defaults to the message's From address.
+    #[arg(long, value_name = "ADDRESS")]
+    pub from: Option<String>,
+    /// Treat the message as received over TLS (for rules with TlsPolicy Require).
+    #[arg(long)]
+    pub tls: bool,
+    /// Print the trace as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub settings: emulator::Settings,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(deliver(args))
+}
+
+fn read_message(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    let name = file.display().to_string();
+    let mut raw = Vec::new();
+    let limit = (MAX_MESSAGE_BYTES + 1) as u64;
+    if name == "-" {
+        std::io::stdin()
+            .take(limit)
+            .read_to_end(&mut raw)
+            .context("reading standard input")?;
+    } else {
+        std::fs::File::open(file)
+            .with_context(|| name.clone())?
+            .take(limit)
+            .read_to_end(&mut raw)
+            .with_context(|| name.clone())?;
+    }
+    Ok(raw)
+}
+
+async fn deliver(args: Args) -> anyhow::Result<()> {
+    let raw = read_message(&args.file)?;
+    let emulator = Emulator::new(&args.settings).await?;
+    let mail_from = match &args.from {
+        Some(f) => mail::bare_address(f),
+        None => {
+            let (headers, _) = mail::split_headers(&raw);
+            headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("From"))
+                .and_then(|h| mail::split_address_list(&h.value).into_iter().next())
+                .map(|a| mail::bare_address(&a))
+                .unwrap_or_default()
+        }
+    };
+    let envelope = Envelope {
+        mail_from,
+        recipients: args.to.iter().map(|r| mail::bare_address(r)).collect(),
+        helo: "localhost".to_string(),
+        client_ip: "127.0.0.1".to_string(),
+        tls: args.tls,
+    };
+    let size = raw.len();
+    let trace = emulator.receive(raw, envelope).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut json = serde_json::to_value(&trace)?;
+        json["template"] = emulator.template.display().to_string().into();
+        json["size"] = size.into();
+        writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+    } else {
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let text = render(
+            &trace,
+            &emulator.template.display().to_string(),
+            size,
+            colour,
+        );
+        out.write_all(text.as_bytes())?;
+    }
+    out.flush()?;
+    verdict(&trace)
+}
+
+/// Success only when some recipient was taken and no action failed.
+pub fn verdict(trace: &Trace) -> anyhow::Result<()> {
+    if trace.rejected.len() == trace.recipients.len() {
+        anyhow::bail!(
+            "no enabled rule takes {}: SES refuses it at RCPT TO (550 5.1.1)",
+            trace.rejected.join(", ")
+        );
+    }
+    let failed = trace
+        .rules
+        .iter()
+        .flat_map(|r| &r.actions)
+        .filter(|a| matches!(a.status, Status::Failed { .. }))
+        .count();
+    if failed > 0 {
+        anyhow::bail!("{failed} action(s) failed (see the trace)");
+    }
+    Ok(())
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn bold(&self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+    fn green(&self, s: &str) -> String {
+        self.wrap("32", s)
+    }
+    fn red(&self, s: &str) -> String {
+        self.wrap("31", s)
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.wrap("33", s)
+    }
+}
+
+/// The human trace: rule by rule, action by action, then the result.
+pub fn render(trace: &Trace, template: &str, size: usize, colour: bool) -> String {
+    use std::fmt::Write as _;
+    let p = Paint(colour);
+    let mut s = String::new();
+    let from = if trace.mail_from.is_empty() {
+        "<>"
+    } else {
+        &trace.mail_from
+    };
+    let _ = writeln!(
+        s,
+        "{} {} ({size} bytes) from {from} to {}",
+        p.bold("message"),
+        trace.message_id,
+        trace.recipients.join(", ")
+    );
+    let _ = writeln!(s, "rule set {:?} from {template}", trace.rule_set);
+    if !trace.rejected.is_empty() {
+        let _ = writeln!(
+            s,
+            "  {} {} (no enabled rule matches: SES answers 550 5.1.1 at RCPT TO)",
+            p.red("rejected"),
+            trace.rejected.join(", ")
+        );
+    }
+    let mut ran = 0;
+    for rule in &trace.rules {
+        if let Some(why) = &rule.skipped {
+            let _ = writeln!(
+                s,
+                "{}",
+                p.dim(&format!("rule {} skipped: {why}", rule.name))
+            );
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "{} {}  matched {}",
+            p.bold("rule"),
+            p.bold(&rule.name),
+            rule.matched.join(", ")
+        );
+        for a in &rule.actions {
+            ran += 1;
+            let status = match &a.status {
+                Status::Ok => p.green("ok"),
+                Status::Failed { .. } => p.red("FAILED"),
+            };
+            let disposition = a
+                .disposition
+                .as_ref()
+                .map(|d| {
+                    let d = if d == "CONTINUE" {
+                        d.clone()
+                    } else {
+                        p.yellow(d)
+                    };
+                    format!(" → {d}")
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {}. {}  {status}{disposition}",
+                a.index + 1,
+                a.description
+            );
+            if let Status::Failed { error } = &a.status {
+                let _ = writeln!(s, "       {}", p.red(error));
+            }
+            if let Some(summary) = &a.summary {
+                let _ = writeln!(s, "       {}", p.dim(&truncate(summary, 400)));
+            }
+            for o in &a.outputs {
+                let _ = writeln!(s, "       → {o}");
+            }
+        }
+        if let Some(end) = &rule.ended_by {
+            let _ = writeln!(s, "  {}", p.yellow(&format!("rule ended by {end}")));
+        }
+    }
+    let failed = trace
+        .rules
+        .iter()
+        .flat_map(|r| &r.actions)
+        .filter(|a| matches!(a.status, Status::Failed { .. }))
+        .count();
+    let outcome = match (&trace.stopped, failed) {
+        (_, n) if n > 0 => p.red(&format!("{n} of {ran} actions failed")),
+        (Some(why), _) => p.yellow(&format!("stopped: {why}")),
+        (None, _) => p.green("accepted"),
+    };
+    let _ = writeln!(s, "{} {outcome} ({ran} actions run)", p.bold("result"));
+    s
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}
