@@ -1,0 +1,665 @@
+//! End-to-end delivery against a real, scripted, misbehaving HTTP server on 127.0.0.1 and real
+//! SQS/S3 on moto: attempts are counted at the server, retries are driven by receiving from the
+//! moto queue and invoking the SQS handler as Lambda would, and every signature is checked with
+//! the independent `standardwebhooks` Python package as well as our own verifier.
+
+use mailroom::aws::{S3Store, SqsQueue};
+use mailroom::ports::{Queue, Received};
+use mailroom::webhook::delivery::DeadLetter;
+use mailroom::webhook::http::ReqwestSender;
+use mailroom::webhook::signing::{self, Secret};
+use mailroom_api::{ApiError, Config, Deps, SqsEvent, SqsRecord, handle, handle_sqs};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const MESSAGE_ID: &str = "k2f9e1m0q8o3v7b4r5t6y1u2i3o4p5a6s7d8f9g0";
+
+// ---------------------------------------------------------------- the misbehaving endpoint
+
+#[derive(Debug, Clone)]
+enum Act {
+    Status(u16),
+    RetryAfter(u16, &'static str),
+    /// Answer 200, but only after this long (beyond the client's timeout).
+    Slow(Duration),
+}
+
+#[derive(Debug, Clone)]
+struct Request {
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+struct Endpoint {
+    url: String,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Endpoint {
+    /// Serves `script[n]` to the n-th request (the last act repeats).
+    async fn start(script: Vec<Act>) -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/hooks/mail", listener.local_addr().expect("addr"));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let act = script
+                    .get(n)
+                    .or(script.last())
+                    .cloned()
+                    .unwrap_or(Act::Status(200));
+                n += 1;
+                let seen = seen.clone();
+                tokio::spawn(async move { serve_one(sock, act, seen).await });
+            }
+        });
+        Endpoint { url, requests }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+async fn serve_one(mut sock: TcpStream, act: Act, seen: Arc<Mutex<Vec<Request>>>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let headers: HashMap<String, String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    seen.lock().expect("lock").push(Request {
+        headers,
+        body: buf[head_end..head_end + len].to_vec(),
+    });
+    let (status, extra) = match act {
+        Act::Status(s) => (s, String::new()),
+        Act::RetryAfter(s, after) => (s, format!("Retry-After: {after}\r\n")),
+        Act::Slow(d) => {
+            tokio::time::sleep(d).await;
+            (200, String::new())
+        }
+    };
+    let body = format!("status {status}");
+    let resp = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+        body.len()
+    );
+    let _ = sock.write_all(resp.as_bytes()).await;
+    let _ = sock.shutdown().await;
+}
+
+/// A URL where nothing listens (connection refused).
+fn refused_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    format!("http://{addr}/hook")
+}
+
+// ---------------------------------------------------------------- the world on moto
+
+struct World {
+    bucket: String,
+    retry_url: String,
+    dlq_url: String,
+    secret: String,
+    store: S3Store,
+    queue: SqsQueue,
+    http: ReqwestSender,
+}
+
+impl World {
+    async fn new() -> World {
+        let bucket = mailroom_testkit::bucket("api").await;
+        let raw = mailroom_testkit::event_file("mail/attachments.eml");
+        mailroom_testkit::s3()
+            .put_object()
+            .bucket(&bucket)
+            .key(format!("raw/{MESSAGE_ID}"))
+            .body(raw.into())
+            .send()
+            .await
+            .expect("put raw");
+        let sqs = mailroom_testkit::sqs();
+        let mut urls = Vec::new();
+        for name in ["retry", "dlq"] {
+            let out = sqs
+                .create_queue()
+                .queue_name(mailroom_testkit::unique(name))
+                .send()
+                .await
+                .expect("create queue");
+            urls.push(out.queue_url.expect("queue url"));
+        }
+        let dlq_url = urls.pop().expect("dlq");
+        let retry_url = urls.pop().expect("retry");
+        World {
+            bucket,
+            retry_url,
+            dlq_url,
+            secret: Secret::generate(),
+            store: S3Store::new(mailroom_testkit::s3()),
+            queue: SqsQueue::new(sqs),
+            http: ReqwestSender::new().expect("client"),
+        }
+    }
+
+    fn config(&self, url: &str, extra: &[(&str, &str)]) -> Config {
+        let mut env: HashMap<String, String> = [
+            ("MAILROOM_WEBHOOK_URL", url),
+            ("MAILROOM_WEBHOOK_SECRET", self.secret.as_str()),
+            ("MAILROOM_RETRY_QUEUE_URL", self.retry_url.as_str()),
+            ("MAILROOM_DLQ_URL", self.dlq_url.as_str()),
+            ("MAILROOM_RAW_BUCKET", self.bucket.as_str()),
+            ("MAILROOM_RAW_PREFIX", "raw"),
+            ("MAILROOM_RETRY_SCHEDULE", "0,0,0"),
+            ("MAILROOM_RETRY_JITTER", "0"),
+            ("MAILROOM_WEBHOOK_TIMEOUT_MS", "400"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        Config::from_env(&env).expect("config")
+    }
+
+    fn deps(&self) -> Deps<'_> {
+        Deps {
+            store: &self.store,
+            queue: &self.queue,
+            http: &self.http,
+        }
+    }
+
+    async fn drain(&self, url: &str) -> Vec<Received> {
+        let mut all = Vec::new();
+        loop {
+            let got = self
+                .queue
+                .receive(url, 10, Duration::from_secs(1))
+                .await
+                .expect("receive");
+            if got.is_empty() {
+                return all;
+            }
+            for m in &got {
+                self.queue
+                    .delete(url, &m.receipt_handle)
+                    .await
+                    .expect("delete");
+            }
+            all.extend(got);
+        }
+    }
+
+    /// Plays Lambda's SQS trigger until the retry queue stays empty: each received batch goes to
+    /// the handler; records it did not report failed are deleted. Returns the handler calls made.
+    async fn run_retries(&self, config: &Config) -> usize {
+        let mut calls = 0;
+        let mut idle = 0;
+        // Three empty one-second polls: longer than any delay these tests schedule.
+        while idle < 3 {
+            let got = self
+                .queue
+                .receive(&self.retry_url, 10, Duration::from_secs(1))
+                .await
+                .expect("receive");
+            if got.is_empty() {
+                idle += 1;
+                continue;
+            }
+            idle = 0;
+            let event = SqsEvent {
+                records: got
+                    .iter()
+                    .map(|m| SqsRecord {
+                        message_id: m.message_id.clone(),
+                        receipt_handle: m.receipt_handle.clone(),
+                        body: m.body.clone(),
+                        event_source: Some("aws:sqs".into()),
+                    })
+                    .collect(),
+            };
+            let resp = handle_sqs(&event, config, self.deps())
+                .await
+                .expect("sqs handler");
+            calls += 1;
+            for m in &got {
+                let failed = resp
+                    .batch_item_failures
+                    .iter()
+                    .any(|f| f.item_identifier == m.message_id);
+                if !failed {
+                    self.queue
+                        .delete(&self.retry_url, &m.receipt_handle)
+                        .await
+                        .expect("delete");
+                }
+            }
+            assert!(calls < 50, "retry loop does not end");
+        }
+        calls
+    }
+
+    async fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.drain(&self.dlq_url)
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).expect("dead letter json"))
+            .collect()
+    }
+}
+
+fn ses_event() -> Value {
+    serde_json::from_slice(&mailroom_testkit::event_file("lambda/api-event.json")).expect("event")
+}
+
+/// Checks every request's signature with our verifier and with the `standardwebhooks` package.
+fn assert_signed(requests: &[Request], secret: &str) {
+    let secrets = [Secret::parse(secret).expect("secret")];
+    let now = mailroom_api::now_unix();
+    let mut cases = Vec::new();
+    for r in requests {
+        let h = |n: &str| r.headers.get(n).cloned().unwrap_or_default();
+        signing::verify(
+            &secrets,
+            &h("webhook-id"),
+            &h("webhook-timestamp"),
+            &h("webhook-signature"),
+            &r.body,
+            now,
+            300,
+        )
+        .expect("our verifier accepts the signature");
+        cases.push(serde_json::json!({
+            "body": String::from_utf8(r.body.clone()).expect("utf-8 body"),
+            "headers": {
+                "webhook-id": h("webhook-id"),
+                "webhook-timestamp": h("webhook-timestamp"),
+                "webhook-signature": h("webhook-signature"),
+            }
+        }));
+    }
+    let script = "import json,sys\nfrom standardwebhooks import Webhook\n\
+        d=json.load(sys.stdin)\nw=Webhook(d['secret'])\n\
+        for c in d['cases']:\n    w.verify(c['body'], c['headers'])\n\
+        bad=dict(d['cases'][0]['headers']); bad['webhook-id']='forged'\n\
+        try:\n    w.verify(d['cases'][0]['body'], bad)\n    sys.exit('forged id verified')\n\
+        except Exception:\n    pass\nprint('verified', len(d['cases']))\n";
+    let python = mailroom_testkit::workspace_root().join(".venv/bin/python");
+    let mut child = std::process::Command::new(&python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+    {
+        use std::io::Write;
+        let input = serde_json::json!({"secret": secret, "cases": cases});
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.to_string().as_bytes())
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("python");
+    assert!(
+        out.status.success(),
+        "standardwebhooks rejected our signature: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("verified {}", requests.len())
+    );
+}
+
+fn ids(requests: &[Request]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|r| r.headers.get("webhook-id").cloned().unwrap_or_default())
+        .collect()
+}
+
+// ---------------------------------------------------------------- the tests
+
+#[tokio::test]
+async fn server_errors_are_retried_until_delivered_with_one_webhook_id() {
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(500), Act::Status(503), Act::Status(200)]).await;
+    let config = w.config(&ep.url, &[]);
+    let report = handle(ses_event(), &config, w.deps()).await.expect("ses");
+    assert_eq!(report["steps"][0]["status"], "scheduled", "{report}");
+    assert_eq!(report["steps"][0]["next_attempt"], 2);
+    w.run_retries(&config).await;
+
+    let reqs = ep.requests();
+    assert_eq!(reqs.len(), 3, "500, 503, then 200");
+    assert_eq!(ids(&reqs), vec![MESSAGE_ID; 3]);
+    let attempts: Vec<_> = reqs
+        .iter()
+        .map(|r| r.headers["x-mailroom-attempt"].clone())
+        .collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
+    // Every attempt carries the same payload; only the timestamp and signature change.
+    assert!(reqs.iter().all(|r| r.body == reqs[0].body));
+    assert_signed(&reqs, &w.secret);
+
+    let body: Value = serde_json::from_slice(&reqs[0].body).expect("json");
+    assert_eq!(body["type"], "email.received");
+    assert_eq!(body["data"]["messageId"], MESSAGE_ID);
+    assert_eq!(
+        body["data"]["email"]["subject"],
+        "Invoice and statement for January"
+    );
+    assert_eq!(
+        body["data"]["email"]["envelope"]["recipients"][1],
+        "billing@inbox.example.com"
+    );
+    assert_eq!(body["data"]["email"]["verdicts"]["dkim"], "GRAY");
+    assert_eq!(body["data"]["raw"]["key"], format!("raw/{MESSAGE_ID}"));
+    let atts = body["data"]["attachments"].as_array().expect("attachments");
+    assert_eq!(atts.len(), 3);
+    assert!(atts.iter().all(|a| a["content"].is_string()));
+    assert_eq!(reqs[0].headers["content-type"], "application/json");
+
+    assert!(w.dead_letters().await.is_empty(), "nothing dead-lettered");
+    assert!(
+        w.drain(&w.retry_url).await.is_empty(),
+        "nothing left queued"
+    );
+}
+
+#[tokio::test]
+async fn slow_endpoint_times_out_every_time_and_lands_in_the_dlq() {
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Slow(Duration::from_secs(3))]).await;
+    let config = w.config(&ep.url, &[("MAILROOM_RETRY_SCHEDULE", "0,0")]);
+    handle(ses_event(), &config, w.deps()).await.expect("ses");
+    w.run_retries(&config).await;
+
+    let reqs = ep.requests();
+    assert_eq!(reqs.len(), 3, "three attempts with a two-step schedule");
+    assert_eq!(ids(&reqs), vec![MESSAGE_ID; 3]);
+    let dead = w.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    let d = &dead[0];
+    assert_eq!(d.reason, "exhausted");
+    assert_eq!(d.attempts, 3);
+    assert!(d.detail.contains("timed out"), "{}", d.detail);
+    let job = d.job.as_ref().expect("job");
+    assert_eq!(job.webhook_id, MESSAGE_ID);
+    assert_eq!(
+        (job.bucket.as_str(), job.key.as_str()),
+        (w.bucket.as_str(), format!("raw/{MESSAGE_ID}").as_str())
+    );
+    assert_eq!(job.ses.recipients.len(), 2);
+    // The raw mail is still where SES put it.
+    mailroom_testkit::s3()
+        .head_object()
+        .bucket(&w.bucket)
+        .key(&job.key)
+        .send()
+        .await
+        .expect("raw mail kept");
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::RetryAfter(429, "2"), Act::Status(202)]).await;
+    let config = w.config(&ep.url, &[("MAILROOM_RETRY_SCHEDULE", "0")]);
+    let report = handle(ses_event(), &config, w.deps()).await.expect("ses");
+    assert_eq!(report["steps"][0]["status"], "scheduled");
+    assert_eq!(
+        report["steps"][0]["delay_secs"], 2,
+        "Retry-After beats the 0 s schedule"
+    );
+    let started = std::time::Instant::now();
+    w.run_retries(&config).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "waited for Retry-After"
+    );
+    let reqs = ep.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(ids(&reqs), vec![MESSAGE_ID; 2]);
+    assert!(w.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn gone_stops_at_once_and_other_4xx_is_permanent() {
+    for (status, reason) in [(410, "gone"), (400, "permanent"), (401, "permanent")] {
+        let w = World::new().await;
+        let ep = Endpoint::start(vec![Act::Status(status), Act::Status(200)]).await;
+        let config = w.config(&ep.url, &[]);
+        let report = handle(ses_event(), &config, w.deps()).await.expect("ses");
+        assert_eq!(report["steps"][0]["status"], "dead_lettered", "{status}");
+        w.run_retries(&config).await;
+        assert_eq!(ep.requests().len(), 1, "{status}: no retry");
+        let dead = w.dead_letters().await;
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, reason);
+        assert_eq!(dead[0].attempts, 1);
+        assert_eq!(
+            dead[0].job.as_ref().and_then(|j| j.last_status),
+            Some(status)
+        );
+    }
+}
+
+#[tokio::test]
+async fn connection_refused_is_retried_then_dead_lettered() {
+    let w = World::new().await;
+    let config = w.config(&refused_url(), &[("MAILROOM_RETRY_SCHEDULE", "0")]);
+    handle(ses_event(), &config, w.deps()).await.expect("ses");
+    w.run_retries(&config).await;
+    let dead = w.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "exhausted");
+    assert_eq!(dead[0].attempts, 2);
+    assert!(
+        dead[0].detail.contains("could not connect"),
+        "{}",
+        dead[0].detail
+    );
+}
+
+#[tokio::test]
+async fn a_retry_that_cannot_be_queued_fails_the_invocation() {
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(500)]).await;
+    let mut config = w.config(&ep.url, &[]);
+    config.retry_queue_url = format!("{}-missing", w.retry_url);
+    let err = handle(ses_event(), &config, w.deps())
+        .await
+        .expect_err("must fail so Lambda retries the event");
+    assert!(matches!(err, ApiError::Enqueue { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("s3://{}/raw/{MESSAGE_ID}", w.bucket))
+    );
+}
+
+#[tokio::test]
+async fn per_recipient_fan_out_uses_indexed_ids_and_postmark_format() {
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    let config = w.config(
+        &ep.url,
+        &[
+            ("MAILROOM_WEBHOOK_PER_RECIPIENT", "true"),
+            ("MAILROOM_WEBHOOK_FORMAT", "postmark"),
+            ("MAILROOM_INLINE_ATTACHMENT_MAX_BYTES", "64"),
+            ("MAILROOM_WEBHOOK_INCLUDE_RAW", "true"),
+            ("MAILROOM_WEBHOOK_BEARER", "t0ken"),
+        ],
+    );
+    handle(ses_event(), &config, w.deps()).await.expect("ses");
+    let reqs = ep.requests();
+    let mut got = ids(&reqs);
+    got.sort();
+    assert_eq!(got, [format!("{MESSAGE_ID}-0"), format!("{MESSAGE_ID}-1")]);
+    assert_signed(&reqs, &w.secret);
+    assert!(
+        reqs.iter()
+            .all(|r| r.headers["authorization"] == "Bearer t0ken")
+    );
+
+    let first = reqs
+        .iter()
+        .find(|r| r.headers["webhook-id"].ends_with("-0"))
+        .expect("recipient 0");
+    let pm: Value = serde_json::from_slice(&first.body).expect("json");
+    assert_eq!(pm["OriginalRecipient"], "invoices+acme@inbox.example.com");
+    assert_eq!(pm["MailboxHash"], "acme");
+    assert_eq!(pm["FromFull"]["Email"], "carla@example.org");
+    assert_eq!(pm["FromName"], "Carla Mendes");
+    assert_eq!(pm["Date"], "Thu, 16 Jan 2025 09:12:45 -0300");
+    assert!(
+        pm["RawEmail"]
+            .as_str()
+            .expect("raw")
+            .contains("Subject: Invoice")
+    );
+    let atts = pm["Attachments"].as_array().expect("attachments");
+    assert_eq!(atts.len(), 3);
+    // lines.csv (46 bytes) fits under 64 bytes; the PDF does not and travels by URL.
+    let csv = atts.iter().find(|a| a["Name"] == "lines.csv").expect("csv");
+    assert!(!csv["Content"].as_str().expect("content").is_empty());
+    let pdf = atts
+        .iter()
+        .find(|a| a["Name"] == "invoice-2025-01.pdf")
+        .expect("pdf");
+    assert_eq!(pdf["Content"], "");
+    let url = pdf["ContentUrl"].as_str().expect("presigned url");
+    let fetched = reqwest_get(url).await;
+    assert_eq!(
+        fetched.len() as u64,
+        pdf["ContentLength"].as_u64().expect("len")
+    );
+    assert!(fetched.starts_with(b"%PDF"));
+}
+
+async fn reqwest_get(url: &str) -> Vec<u8> {
+    // A bare HTTP/1.0 GET keeps the test free of another client dependency.
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').expect("path");
+    let mut sock = TcpStream::connect(host).await.expect("connect");
+    let req = format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    sock.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    sock.read_to_end(&mut buf).await.expect("read");
+    let p = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+    assert!(
+        buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..p])
+    );
+    buf[p..].to_vec()
+}
+
+#[tokio::test]
+async fn early_jobs_are_deferred_and_junk_is_dead_lettered() {
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    let config = w.config(&ep.url, &[]);
+    let fixture: Value =
+        serde_json::from_slice(&mailroom_testkit::event_file("sqs/api-retry-job.json"))
+            .expect("fixture");
+    let mut job: Value =
+        serde_json::from_str(fixture["Records"][0]["body"].as_str().expect("body")).expect("job");
+    job["bucket"] = Value::from(w.bucket.clone());
+    job["key"] = Value::from(format!("raw/{MESSAGE_ID}"));
+    job["notBefore"] = Value::from(mailroom_api::now_unix() + 3600);
+    let event = SqsEvent {
+        records: vec![
+            SqsRecord {
+                message_id: "a".into(),
+                body: job.to_string(),
+                ..SqsRecord::default()
+            },
+            SqsRecord {
+                message_id: "b".into(),
+                body: "{not a job".into(),
+                ..SqsRecord::default()
+            },
+        ],
+    };
+    let resp = handle_sqs(&event, &config, w.deps()).await.expect("sqs");
+    assert!(resp.batch_item_failures.is_empty());
+    assert!(ep.requests().is_empty(), "not due: no attempt");
+    let requeued = w.drain(&w.retry_url).await;
+    assert_eq!(
+        requeued.len(),
+        0,
+        "deferred by the maximum SQS delay, so not visible yet"
+    );
+    let dead = w.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "invalid-job");
+    assert_eq!(dead[0].body.as_deref(), Some("{not a job"));
+
+    // A due job from the fixture is attempted once, as attempt 3.
+    job["notBefore"] = Value::from(0);
+    let event = SqsEvent {
+        records: vec![SqsRecord {
+            message_id: "c".into(),
+            body: job.to_string(),
+            ..SqsRecord::default()
+        }],
+    };
+    handle_sqs(&event, &config, w.deps()).await.expect("sqs");
+    let reqs = ep.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].headers["x-mailroom-attempt"], "3");
+}
+
+#[tokio::test]
+async fn missing_raw_mail_is_dead_lettered_not_retried() {
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    let config = w.config(&ep.url, &[("MAILROOM_RAW_PREFIX", "elsewhere")]);
+    let report = handle(ses_event(), &config, w.deps()).await.expect("ses");
+    assert_eq!(report["steps"][0]["status"], "dead_lettered");
+    assert!(ep.requests().is_empty());
+    let dead = w.dead_letters().await;
+    assert_eq!(dead[0].reason, "unreadable");
+    assert!(dead[0].detail.contains("not found"), "{}", dead[0].detail);
+}
