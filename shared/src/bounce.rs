@@ -305,7 +305,12 @@ fn build_request(
     let recipients = rejected
         .iter()
         .map(|(rcpt, t)| {
-            let addr = bare_address(rcpt).unwrap_or_else(|| rcpt.trim().to_string());
+            // As SES reported it (case kept: it names the envelope recipient), minus any `<>`.
+            let addr = rcpt
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string();
             let (status, code, text) = dsn_codes(*t);
             BouncedRecipient {
                 recipient: addr.clone(),
@@ -442,7 +447,7 @@ mod tests {
         let plan = plan(
             &msg(&[
                 "support@example.com",
-                "ghost@example.com",
+                "Ghost@Example.com",
                 "a@team.example.com",
             ]),
             &policy(&[]),
@@ -455,7 +460,7 @@ mod tests {
             .iter()
             .map(|r| r.recipient.as_str())
             .collect();
-        assert_eq!(bounced, ["ghost@example.com"]);
+        assert_eq!(bounced, ["Ghost@Example.com"]);
     }
 
     #[test]

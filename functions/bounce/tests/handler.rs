@@ -218,3 +218,51 @@ fn configuration_names_what_is_missing() {
     let e = Config::from_env(&[("MAILROOM_BOUNCE_SENDER", "a@example.com")]).expect_err("no list");
     assert!(e.to_string().contains("MAILROOM_MAILBOXES"), "{e}");
 }
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn one_structured_line_per_decision() {
+    let buf = Captured::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    handle(
+        &event("bounce-mixed.json"),
+        &config(&[]),
+        &Recorder::default(),
+    )
+    .await
+    .expect("handled");
+    let text = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let f = &lines[0]["fields"];
+    assert_eq!(f["message"], "bounce decision");
+    assert_eq!(f["message_id"], ID);
+    assert_eq!(f["decision"], "bounced");
+    assert_eq!(f["disposition"], "CONTINUE");
+    assert_eq!(f["rejected"], "ghost@example.com:DoesNotExist");
+    assert_eq!(f["reasons"], "no such mailbox");
+    assert_eq!(f["bounce_id"], format!("bounce-{ID}"));
+}
