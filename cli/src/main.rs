@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod deliver;
 mod emulator;
 mod parse;
+mod serve;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +28,8 @@ enum Command {
     Parse(parse::Args),
     /// Run one message through the local SES receipt rule set and print what happened.
     Deliver(deliver::Args),
+    /// Accept SMTP on 127.0.0.1:2525 and run each message through the local SES receipt rule set.
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Parse(args) => parse::run(args),
         Command::Deliver(args) => deliver::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
