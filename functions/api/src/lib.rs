@@ -230,13 +230,13 @@ pub struct Deps<'a> {
 pub enum ApiError {
     /// A retry or dead letter could not be queued: the invocation must fail so it runs again.
     #[error(
-        "could not queue delivery {webhook_id} to {queue}: {source} (the raw mail stays at s3://{bucket}/{key})"
+        "could not queue delivery {webhook_id} to {queue}: {source} (the raw mail stays at {raw})"
     )]
     Enqueue {
         webhook_id: String,
         queue: String,
-        bucket: String,
-        key: String,
+        /// `s3://bucket/key` of the raw mail.
+        raw: String,
         source: PortError,
     },
     #[error("the event is neither an SES nor an SQS event: {0}")]
@@ -544,8 +544,7 @@ async fn send_dead_letter(
         .map_err(|source| ApiError::Enqueue {
             webhook_id: webhook_id.to_string(),
             queue: config.dlq_url.clone(),
-            bucket: bucket.to_string(),
-            key: key.to_string(),
+            raw: format!("s3://{bucket}/{key}"),
             source,
         })
 }
@@ -567,8 +566,7 @@ async fn enqueue(
         .map_err(|source| ApiError::Enqueue {
             webhook_id: job.webhook_id.clone(),
             queue: config.retry_queue_url.clone(),
-            bucket: job.bucket.clone(),
-            key: job.key.clone(),
+            raw: format!("s3://{}/{}", job.bucket, job.key),
             source,
         })
 }

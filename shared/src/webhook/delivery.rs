@@ -377,7 +377,10 @@ mod tests {
         assert!(DEFAULT_DELAYS_SECS.windows(2).all(|w| w[0] <= w[1]));
         for attempt in 1..=9 {
             let base = p.delays[attempt as usize - 1].as_secs_f64();
-            let d = p.next_delay(attempt, None).unwrap().as_secs_f64();
+            let d = p
+                .next_delay(attempt, None)
+                .expect("test value")
+                .as_secs_f64();
             assert!(
                 d >= base * 0.79 && d <= base * 1.21,
                 "{attempt}: {d} vs {base}"
@@ -411,7 +414,7 @@ mod tests {
     #[test]
     fn durations_parse() {
         assert_eq!(
-            RetryPolicy::parse_delays("0, 1s 5m,2h,1d,250ms").unwrap(),
+            RetryPolicy::parse_delays("0, 1s 5m,2h,1d,250ms").expect("test value"),
             vec![
                 Duration::ZERO,
                 Duration::from_secs(1),
@@ -441,10 +444,10 @@ mod tests {
             last_error: Some("HTTP 500".into()),
             last_status: Some(500),
         };
-        let json = serde_json::to_value(&job).unwrap();
+        let json = serde_json::to_value(&job).expect("test value");
         assert_eq!(json["webhookId"], "m1-0");
         assert_eq!(json["notBefore"], 70);
-        let back: Job = serde_json::from_value(json).unwrap();
+        let back: Job = serde_json::from_value(json).expect("test value");
         assert_eq!(back, job);
     }
 }

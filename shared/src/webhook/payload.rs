@@ -396,7 +396,7 @@ mod tests {
             attachments: deliveries,
             raw_email: Some(b"Subject: Hello\r\n\r\nhi"),
         };
-        serde_json::from_slice(&build(&input).unwrap()).unwrap()
+        serde_json::from_slice(&build(&input).expect("test value")).expect("test value")
     }
 
     #[test]

@@ -194,25 +194,25 @@ mod tests {
 
     #[test]
     fn matches_the_reference_vector() {
-        let s = Secret::parse(SECRET).unwrap();
+        let s = Secret::parse(SECRET).expect("test value");
         assert_eq!(s.sign(ID, TS, BODY.as_bytes()), EXPECTED);
-        verify(&[s], ID, "1614265330", EXPECTED, BODY.as_bytes(), TS, 300).unwrap();
+        verify(&[s], ID, "1614265330", EXPECTED, BODY.as_bytes(), TS, 300).expect("test value");
     }
 
     #[test]
     fn rotation_signs_with_every_secret_and_verifies_with_any() {
-        let old = Secret::parse(SECRET).unwrap();
-        let new = Secret::parse(&Secret::generate()).unwrap();
+        let old = Secret::parse(SECRET).expect("test value");
+        let new = Secret::parse(&Secret::generate()).expect("test value");
         let header = signature_header(&[new.clone(), old.clone()], ID, TS, BODY.as_bytes());
         assert_eq!(header.split(' ').count(), 2);
         assert!(header.ends_with(EXPECTED));
-        verify(&[old], ID, "1614265330", &header, BODY.as_bytes(), TS, 300).unwrap();
-        verify(&[new], ID, "1614265330", &header, BODY.as_bytes(), TS, 300).unwrap();
+        verify(&[old], ID, "1614265330", &header, BODY.as_bytes(), TS, 300).expect("test value");
+        verify(&[new], ID, "1614265330", &header, BODY.as_bytes(), TS, 300).expect("test value");
     }
 
     #[test]
     fn rejects_tampering_skew_and_junk() {
-        let s = Secret::parse(SECRET).unwrap();
+        let s = Secret::parse(SECRET).expect("test value");
         let ok = |id: &str, ts: &str, sig: &str, body: &str, now: i64| {
             verify(
                 std::slice::from_ref(&s),
@@ -259,7 +259,8 @@ mod tests {
     fn secrets_parse_strictly_and_hide_in_debug() {
         assert!(Secret::parse("whsec_").is_err());
         assert!(Secret::parse("whsec_%%%").is_err());
-        let list = Secret::parse_list(&format!("{SECRET}, {}", Secret::generate())).unwrap();
+        let list =
+            Secret::parse_list(&format!("{SECRET}, {}", Secret::generate())).expect("test value");
         assert_eq!(list.len(), 2);
         assert_eq!(format!("{:?}", list[0]), "Secret(24 bytes)");
         assert!(Secret::parse_list(" , ").is_err());
