@@ -24,6 +24,7 @@ async fn conditional_put_writes_once_and_get_reads_back() {
     assert_eq!(second, PutOutcome::AlreadyExists);
 
     let body = store.get(&bucket, "a/b.txt").await.expect("get");
+    assert_eq!(store.size(&bucket, "a/b.txt").await.expect("size"), 5);
     assert_eq!(
         &body[..],
         b"first",
@@ -48,6 +49,12 @@ async fn missing_object_is_not_found_and_not_retryable() {
     let err = store.get(&bucket, "nope").await.expect_err("missing");
     assert_eq!(err.kind, ErrorKind::NotFound);
     assert!(!err.is_retryable());
+    let err = store.size(&bucket, "nope").await.expect_err("missing");
+    assert_eq!(
+        err.kind,
+        ErrorKind::NotFound,
+        "HEAD 404 has no error code: {err}"
+    );
 
     let err = store
         .get("no-such-bucket-mailroom", "x")

@@ -162,8 +162,8 @@ async fn measure(
     config.policy.max_size?;
     let (raw, store) = (config.raw.as_ref()?, store?);
     let id = &msg.mail.message_id;
-    match store.get(&raw.bucket, &raw.key(id)).await {
-        Ok(bytes) => Some(bytes.len() as u64),
+    match store.size(&raw.bucket, &raw.key(id)).await {
+        Ok(size) => Some(size),
         Err(e) => {
             tracing::warn!(message_id = %id, raw = %raw.url(id), error = %e,
                 "raw message unreadable: size rule skipped for this message");

@@ -52,6 +52,18 @@ impl ObjectStore for S3Store {
         Ok(body.into_bytes())
     }
 
+    async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("s3:HeadObject", &e))?;
+        Ok(out.content_length().unwrap_or(0).max(0) as u64)
+    }
+
     async fn put_if_absent(
         &self,
         bucket: &str,

@@ -38,6 +38,12 @@ pub trait ObjectStore: Send + Sync {
     /// The whole object. `ErrorKind::NotFound` when there is none.
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, PortError>;
 
+    /// The object's size in bytes. The default reads the object; adapters override it with a
+    /// metadata-only request so a size check never pulls 40 MB through a 128 MB function.
+    async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {
+        Ok(self.get(bucket, key).await?.len() as u64)
+    }
+
     /// Writes only when nothing is at `key` yet (S3 `If-None-Match: *`), so retries write nothing twice.
     async fn put_if_absent(
         &self,
