@@ -206,7 +206,7 @@ pub async fn store_record(
 
     let layout = loc.message(&layout::date_of(&mail.timestamp), id);
     // Serialized before the bodies are moved out into their own objects.
-    let json = serde_json::to_vec_pretty(&email).map_err(|e| StoreError::Serialize {
+    let json = to_json_exact(&email).map_err(|e| StoreError::Serialize {
         raw: raw_url.clone(),
         reason: e.to_string(),
     })?;
@@ -251,6 +251,26 @@ pub async fn store_record(
         created,
         existing,
     })
+}
+
+/// Pretty JSON in a buffer of exactly its size. A growing `Vec` would double past the size of a
+/// large body, costing tens of MB at the 40 MB limit; measuring first costs a second pass.
+fn to_json_exact(email: &Email) -> Result<Vec<u8>, serde_json::Error> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer_pretty(&mut count, email)?;
+    let mut json = Vec::with_capacity(count.0);
+    serde_json::to_writer_pretty(&mut json, email)?;
+    Ok(json)
 }
 
 struct Writer<'a> {
