@@ -19,6 +19,7 @@
 //! or unreadable raw mail sends a [`DeadLetter`] to the DLQ, naming the raw object, which is never
 //! deleted; `mailroom replay` re-drives it.
 
+pub mod replay;
 pub mod secrets;
 
 use bytes::Bytes;

@@ -663,3 +663,126 @@ async fn missing_raw_mail_is_dead_lettered_not_retried() {
     assert_eq!(dead[0].reason, "unreadable");
     assert!(dead[0].detail.contains("not found"), "{}", dead[0].detail);
 }
+
+#[tokio::test]
+async fn dead_letters_replay_through_the_queue_directly_or_dry() {
+    use mailroom_api::replay::{Options, replay};
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![
+        Act::Status(410),
+        Act::Status(200),
+        Act::Status(410),
+        Act::Status(200),
+        Act::Status(410),
+    ])
+    .await;
+    let config = w.config(&ep.url, &[]);
+    let opts = Options {
+        dlq_url: w.dlq_url.clone(),
+        retry_queue_url: w.retry_url.clone(),
+        dry_run: false,
+        max: None,
+    };
+
+    // Through the retry queue.
+    handle(ses_event(), &config, w.deps()).await.expect("ses");
+    let items = replay(&w.queue, &opts, None).await.expect("replay");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].action, "requeued");
+    assert_eq!(items[0].reason, "gone");
+    w.run_retries(&config).await;
+    assert_eq!(ep.requests().len(), 2);
+
+    // Directly.
+    handle(ses_event(), &config, w.deps()).await.expect("ses");
+    let items = replay(&w.queue, &opts, Some((&config, w.deps())))
+        .await
+        .expect("replay");
+    assert_eq!(items[0].action, "delivered");
+    assert_eq!(ep.requests().len(), 4);
+
+    // Dry: reported, nothing moved.
+    handle(ses_event(), &config, w.deps()).await.expect("ses");
+    let dry = Options {
+        dry_run: true,
+        ..opts.clone()
+    };
+    let items = replay(&w.queue, &dry, None).await.expect("replay");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].action, "would-requeue");
+    assert!(w.drain(&w.retry_url).await.is_empty());
+    let attrs = mailroom_testkit::sqs()
+        .get_queue_attributes()
+        .queue_url(&w.dlq_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .expect("attributes");
+    let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+        attrs
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    assert_eq!(
+        count(A::ApproximateNumberOfMessages) + count(A::ApproximateNumberOfMessagesNotVisible),
+        1,
+        "the dry run left the letter in the DLQ"
+    );
+
+    let reqs = ep.requests();
+    assert_eq!(reqs.len(), 5);
+    assert_eq!(ids(&reqs), vec![MESSAGE_ID; 5]);
+}
+
+#[tokio::test]
+async fn secret_by_arn_from_secrets_manager_and_ssm() {
+    let w = World::new().await;
+    let sdk = mailroom_testkit::sdk_config();
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let value = format!(r#"{{"secret":"{} {}"}}"#, Secret::generate(), w.secret);
+    let arn = sm
+        .create_secret()
+        .name(mailroom_testkit::unique("hook"))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("arn");
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let name = format!("/mailroom/{}", mailroom_testkit::unique("hook"));
+    ssm.put_parameter()
+        .name(&name)
+        .value(&w.secret)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("put parameter");
+    let param_arn = format!("arn:aws:ssm:us-east-1:123456789012:parameter{name}");
+
+    for arn in [arn, param_arn] {
+        let ep = Endpoint::start(vec![Act::Status(200)]).await;
+        let mut env: HashMap<String, String> = HashMap::new();
+        for (k, v) in [
+            ("MAILROOM_WEBHOOK_URL", ep.url.as_str()),
+            ("MAILROOM_WEBHOOK_SECRET_ARN", arn.as_str()),
+            ("MAILROOM_RETRY_QUEUE_URL", w.retry_url.as_str()),
+            ("MAILROOM_DLQ_URL", w.dlq_url.as_str()),
+            ("MAILROOM_RAW_BUCKET", w.bucket.as_str()),
+            ("MAILROOM_RAW_PREFIX", "raw"),
+        ] {
+            env.insert(k.into(), v.into());
+        }
+        let config = Config::from_env(&env).expect("config");
+        let unresolved = handle(ses_event(), &config, w.deps()).await;
+        assert!(matches!(unresolved, Err(ApiError::SecretNotLoaded(_))));
+        let config = mailroom_api::secrets::resolve(config, &sdk)
+            .await
+            .unwrap_or_else(|e| panic!("{arn}: {e}"));
+        handle(ses_event(), &config, w.deps()).await.expect("ses");
+        assert_signed(&ep.requests(), &w.secret);
+    }
+}
