@@ -1,0 +1,232 @@
+//! `mailroom serve` over real SMTP on 127.0.0.1, driven by a real client (lettre): accepted
+//! mail lands where the rule set says, unmatched recipients are refused at RCPT time, mail over
+//! 40 MB is refused, and the raw protocol holds its limits.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use lettre::address::Envelope;
+use lettre::message::Message;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `mailroom serve` on a free port; killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    traces: mpsc::Receiver<String>,
+    state: PathBuf,
+}
+
+impl Server {
+    fn start(template: &Path, state: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mailroom"))
+            .current_dir(root())
+            .args(["serve", "--listen", "127.0.0.1:0", "--json", "--template"])
+            .arg(template)
+            .arg("--state-dir")
+            .arg(state)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let banner = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        let addr = banner
+            .split_whitespace()
+            .find(|w| w.starts_with("127.0.0.1:"))
+            .unwrap_or_else(|| panic!("no address in {banner:?}"));
+        let port = addr
+            .trim_start_matches("127.0.0.1:")
+            .trim_end_matches(',')
+            .parse()
+            .unwrap();
+        Server {
+            child,
+            port,
+            traces: rx,
+            state: state.to_path_buf(),
+        }
+    }
+
+    fn transport(&self) -> AsyncSmtpTransport<Tokio1Executor> {
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(self.port)
+            .timeout(Some(Duration::from_secs(120)))
+            .build()
+    }
+
+    fn next_trace(&self) -> serde_json::Value {
+        let line = self.traces.recv_timeout(Duration::from_secs(60)).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn message(to: &str) -> Message {
+    Message::builder()
+        .from("Jane Sender <jane@sender.example.net>".parse().unwrap())
+        .to(to.parse().unwrap())
+        .subject("Hello over SMTP")
+        .body(String::from(".leading dot survives\r\nHello.\r\n"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn accepted_rejected_and_oversize_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &root().join("template.yaml"),
+        &dir.path().join("state"),
+        &["--param", DEAD_WEBHOOK],
+    );
+    let smtp = server.transport();
+
+    // Accepted: the reply carries the SES messageId and the raw object is already in place.
+    let response = smtp.send(message("support@example.com")).await.unwrap();
+    assert_eq!(response.code().to_string(), "250");
+    let text: String = response.message().collect::<Vec<_>>().join(" ");
+    let id = text.rsplit(' ').next().unwrap().to_string();
+    assert_eq!(id.len(), 40, "{text}");
+    let raw = server.state.join("s3/mailroom-rawmailbucket/raw").join(&id);
+    let stored = std::fs::read_to_string(&raw).unwrap();
+    assert!(stored.starts_with("Return-Path: <jane@sender.example.net>\r\nReceived: from "));
+    assert!(
+        stored.contains("\r\n.leading dot survives\r\n"),
+        "dot-unstuffed once: {stored}"
+    );
+    let trace = server.next_trace();
+    assert_eq!(trace["messageId"], id.as_str());
+    assert_eq!(
+        trace["recipients"],
+        serde_json::json!(["support@example.com"])
+    );
+    let receive = trace["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "receive")
+        .unwrap();
+    assert_eq!(receive["actions"].as_array().unwrap().len(), 4);
+
+    // Rejected at RCPT: no rule takes example.net.
+    let err = smtp.send(message("someone@example.net")).await.unwrap_err();
+    assert!(err.is_permanent(), "{err}");
+    assert_eq!(err.status().unwrap().to_string(), "550", "{err}");
+
+    // Oversize: refused with 552, and nothing is stored.
+    let mut big =
+        b"From: jane@sender.example.net\r\nTo: support@example.com\r\nSubject: big\r\n\r\n"
+            .to_vec();
+    let line = [b'x'; 998];
+    while big.len() <= 40 * 1024 * 1024 {
+        big.extend_from_slice(&line);
+        big.extend_from_slice(b"\r\n");
+    }
+    let envelope = Envelope::new(
+        Some("jane@sender.example.net".parse().unwrap()),
+        vec!["support@example.com".parse().unwrap()],
+    )
+    .unwrap();
+    let before = std::fs::read_dir(server.state.join("s3/mailroom-rawmailbucket/raw"))
+        .unwrap()
+        .count();
+    let err = smtp.send_raw(&envelope, &big).await.unwrap_err();
+    assert_eq!(err.status().unwrap().to_string(), "552", "{err}");
+    let after = std::fs::read_dir(server.state.join("s3/mailroom-rawmailbucket/raw"))
+        .unwrap()
+        .count();
+    assert_eq!(before, after);
+
+    // The server is still healthy after all that.
+    smtp.send(message("support@example.com")).await.unwrap();
+}
+
+/// One SMTP exchange over a plain socket: send `line`, return the full reply.
+fn exchange(stream: &mut TcpStream, reader: &mut BufReader<TcpStream>, line: &str) -> String {
+    if !line.is_empty() {
+        stream.write_all(line.as_bytes()).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+    }
+    let mut reply = String::new();
+    loop {
+        let mut l = String::new();
+        reader.read_line(&mut l).unwrap();
+        reply.push_str(&l);
+        if l.len() < 4 || l.as_bytes()[3] != b'-' {
+            return reply;
+        }
+    }
+}
+
+#[test]
+fn protocol_limits_and_tls_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &test_template("strict.yaml"),
+        &dir.path().join("state"),
+        &[],
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    assert!(exchange(&mut s, &mut r, "").starts_with("220 "));
+    assert!(
+        exchange(&mut s, &mut r, "MAIL FROM:<a@b.c>").starts_with("503 "),
+        "EHLO first"
+    );
+    let ehlo = exchange(&mut s, &mut r, "EHLO client.test");
+    assert!(ehlo.contains("SIZE 41943040"), "{ehlo}");
+    assert!(!ehlo.contains("STARTTLS"), "no certificate, no STARTTLS");
+    let size = exchange(&mut s, &mut r, "MAIL FROM:<a@b.c> SIZE=41943041");
+    assert!(size.starts_with("552 5.3.4"), "{size}");
+    assert!(exchange(&mut s, &mut r, "MAIL FROM:<a@b.c> SIZE=100").starts_with("250 "));
+    let tls = exchange(&mut s, &mut r, "RCPT TO:<x@secure.example.com>");
+    assert!(tls.starts_with("530 5.7.0"), "TlsPolicy Require: {tls}");
+    let none = exchange(&mut s, &mut r, "RCPT TO:<x@elsewhere.example>");
+    assert!(none.starts_with("550 5.1.1"), "{none}");
+    assert!(
+        exchange(&mut s, &mut r, "DATA").starts_with("503 "),
+        "no recipient yet"
+    );
+    assert!(exchange(&mut s, &mut r, "RCPT TO:<x@plain.example.com>").starts_with("250 "));
+    let long = format!("NOOP {}", "x".repeat(5000));
+    assert!(exchange(&mut s, &mut r, &long).starts_with("500 5.5.2"));
+    assert!(exchange(&mut s, &mut r, "DATA").starts_with("354 "));
+    let done = exchange(&mut s, &mut r, "Subject: hi\r\n\r\nbody\r\n.");
+    assert!(done.starts_with("250 2.0.0 Ok "), "{done}");
+    let id = done.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(
+        server
+            .state
+            .join("s3/strict-bucket/plain")
+            .join(&id)
+            .exists()
+    );
+    assert!(exchange(&mut s, &mut r, "QUIT").starts_with("221 "));
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+}
