@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 mod deliver;
 mod emulator;
 mod parse;
+mod replay;
 mod serve;
+mod verify_webhook;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +32,10 @@ enum Command {
     Deliver(deliver::Args),
     /// Accept SMTP on 127.0.0.1:2525 and run each message through the local SES receipt rule set.
     Serve(serve::Args),
+    /// Re-drive the api function's dead-lettered webhook deliveries.
+    Replay(replay::Args),
+    /// Verify a Standard Webhooks signature (exit 0 when valid, 1 when not).
+    VerifyWebhook(verify_webhook::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +44,8 @@ fn main() -> ExitCode {
         Command::Parse(args) => parse::run(args),
         Command::Deliver(args) => deliver::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::VerifyWebhook(args) => verify_webhook::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,99 @@
+//! `mailroom replay`: re-drives the api function's dead-lettered webhook deliveries.
+//!
+//! Each dead letter's job goes back to the retry queue as a fresh first attempt (or, with `--now`,
+//! is attempted from here with the api function's configuration from the environment), and is
+//! deleted from the DLQ only after that succeeded. The raw mail never left S3, so the payload is
+//! rebuilt from it exactly as the function would.
+
+use anyhow::Context;
+use clap::Parser;
+use mailroom::aws::{S3Store, SqsQueue};
+use mailroom::config::{self, ProcessEnv};
+use mailroom::webhook::http::ReqwestSender;
+use mailroom_api::replay::{Options, replay};
+use mailroom_api::{Config, DLQ_VAR, Deps, RETRY_QUEUE_VAR};
+
+#[derive(Debug, Parser)]
+pub struct Args {
+    /// The dead-letter queue URL [default: $MAILROOM_DLQ_URL].
+    #[arg(long)]
+    dlq_url: Option<String>,
+    /// The retry queue URL [default: $MAILROOM_RETRY_QUEUE_URL].
+    #[arg(long)]
+    retry_queue_url: Option<String>,
+    /// Attempt each delivery from here instead of queueing it (needs the api function's
+    /// MAILROOM_* configuration and AWS access to the raw-mail bucket).
+    #[arg(long)]
+    now: bool,
+    /// Show what would be replayed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replay at most this many letters.
+    #[arg(long)]
+    max: Option<usize>,
+}
+
+fn pick(flag: Option<String>, var: &str) -> anyhow::Result<String> {
+    flag.or_else(|| config::optional(&ProcessEnv, var))
+        .with_context(|| format!("pass --{} or set {var}", var_flag(var)))
+}
+
+fn var_flag(var: &str) -> &'static str {
+    if var == DLQ_VAR {
+        "dlq-url"
+    } else {
+        "retry-queue-url"
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> anyhow::Result<()> {
+    let opts = Options {
+        dlq_url: pick(args.dlq_url, DLQ_VAR)?,
+        retry_queue_url: pick(args.retry_queue_url, RETRY_QUEUE_VAR)?,
+        dry_run: args.dry_run,
+        max: args.max,
+    };
+    let sdk = mailroom::aws::sdk_config().await;
+    let queue = SqsQueue::from_conf(&sdk);
+    let items = if args.now && !args.dry_run {
+        let config = Config::from_env(&ProcessEnv).context("reading the api configuration")?;
+        let config = Config {
+            dlq_url: opts.dlq_url.clone(),
+            retry_queue_url: opts.retry_queue_url.clone(),
+            ..config
+        };
+        let config = mailroom_api::secrets::resolve(config, &sdk).await?;
+        let store = S3Store::from_conf(&sdk);
+        let http = ReqwestSender::new()?;
+        let deps = Deps {
+            store: &store,
+            queue: &queue,
+            http: &http,
+        };
+        replay(&queue, &opts, Some((&config, deps))).await?
+    } else {
+        replay(&queue, &opts, None).await?
+    };
+    for item in &items {
+        println!("{}", serde_json::to_string(item)?);
+    }
+    let verb = if args.dry_run {
+        "would replay"
+    } else {
+        "replayed"
+    };
+    let skipped = items.iter().filter(|i| i.action == "skipped").count();
+    eprintln!(
+        "mailroom: {verb} {} dead letter(s), skipped {skipped}",
+        items.len() - skipped
+    );
+    Ok(())
+}
