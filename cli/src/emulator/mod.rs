@@ -56,7 +56,6 @@ pub struct Emulator {
     pub template: PathBuf,
     pub region: String,
     pub verdicts: Verdicts,
-    pub ports: ports::Ports,
     executor: Arc<executor::LocalExecutor>,
 }
 
@@ -101,7 +100,6 @@ impl Emulator {
             template: settings.template.clone(),
             region: loaded.region,
             verdicts,
-            ports,
             executor,
         })
     }
