@@ -52,7 +52,10 @@ pub fn build(
             config: mailroom_fanout::Config::from_env(&env).with_context(what)?,
         }),
         "api" => {
-            if !env.contains_key(mailroom_api::SECRET_VAR) {
+            let has_secret = env
+                .get(mailroom_api::SECRET_VAR)
+                .is_some_and(|v| !v.trim().is_empty());
+            if !has_secret {
                 env.insert(
                     mailroom_api::SECRET_VAR.to_string(),
                     overrides.webhook_secret.clone(),
