@@ -5,6 +5,35 @@
 //! rest. Bodies ride along only while the whole publication stays under SNS's 256 KB limit;
 //! otherwise the summary points at the stored copies in S3 instead. Everything here is pure, so
 //! the size rules are tested without SNS.
+//!
+//! A summary (the SNS `Message`), abridged:
+//!
+//! ```json
+//! {
+//!   "schema": "mailroom.summary/1",
+//!   "messageId": "o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1",
+//!   "timestamp": "2025-01-15T10:00:02.028Z",
+//!   "envelope": {"mailFrom": "bounce+abc=sender@example.net", "recipients": ["support@example.com"]},
+//!   "from": [{"name": "Jane Sender", "address": "sender@example.net"}],
+//!   "to": [{"name": "Support", "address": "support@example.com"}], "cc": [],
+//!   "subject": "Quarterly report", "headerMessageId": "abc@example.net", "date": "2025-01-15T10:00:00Z",
+//!   "verdicts": {"spam": "PASS", "virus": "PASS", "spf": "PASS", "dkim": "PASS", "dmarc": "PASS", "dmarcPolicy": null},
+//!   "hasAttachments": true, "attachmentCount": 1,
+//!   "attachments": [{"index": 0, "filename": "Q4 report.pdf", "contentType": "application/pdf", "size": 45,
+//!                    "disposition": "attachment", "key": "messages/2025-01-15/o3vr…/attachments/0-Q4_report.pdf"}],
+//!   "size": 1220,
+//!   "raw": {"bucket": "mailroom-mail", "key": "raw/o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1"},
+//!   "stored": {"bucket": "mailroom-mail", "prefix": "messages/2025-01-15/o3vr…/",
+//!              "messageJson": "…/message.json", "bodyText": "…/body.txt", "bodyHtml": "…/body.html"},
+//!   "bodies": "inline", "text": "Hello, …", "html": "<p>Hello, …</p>",
+//!   "flags": []
+//! }
+//! ```
+//!
+//! Message attributes: `recipient` (String.Array of envelope recipients, lowercased),
+//! `sender_domain` (From domain, else MAIL FROM domain), `spam`/`virus`/`spf`/`dkim`/`dmarc`
+//! (verdict strings), `has_attachments` (`"true"`/`"false"`), `size` (Number, raw bytes), `subject`
+//! (first 256 characters). Absent values are left out.
 
 use crate::email::{Address, Disposition, Email, Envelope, Verdicts};
 use crate::layout::{Locations, MessageLayout};

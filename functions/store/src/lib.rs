@@ -218,7 +218,17 @@ pub async fn store_record(
         created: 0,
         existing: 0,
     };
-    for (attachment, bytes) in email.attachments.iter().zip(contents) {
+    // Taken by `Attachment::index` and moved into `Bytes`: each decoded part exists once.
+    let mut contents: Vec<Option<Vec<u8>>> = contents.into_iter().map(Some).collect();
+    for attachment in &email.attachments {
+        let Some(bytes) = contents.get_mut(attachment.index).and_then(Option::take) else {
+            tracing::warn!(
+                message_id = id,
+                index = attachment.index,
+                "attachment without content"
+            );
+            continue;
+        };
         w.put(
             layout.attachment_of(attachment),
             Bytes::from(bytes),
