@@ -793,3 +793,131 @@ pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt
     let result = deps.http.post(&req).await;
     Attempt::Sent(delivery::classify(&result, now_unix()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn env(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut v = vec![
+            (URL_VAR, "https://hooks.example.com/mail"),
+            (SECRET_VAR, SECRET),
+            (RETRY_QUEUE_VAR, "https://sqs/retry"),
+            (DLQ_VAR, "https://sqs/dlq"),
+            ("MAILROOM_RAW_BUCKET", "inbound"),
+        ];
+        for (k, val) in extra {
+            v.retain(|(name, _)| name != k);
+            v.push((k, val));
+        }
+        v
+    }
+
+    fn err(extra: &[(&'static str, &'static str)]) -> String {
+        Config::from_env(env(extra).as_slice())
+            .expect_err("config must be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::from_env(env(&[]).as_slice()).expect("config");
+        assert_eq!(c.format, Format::Mailroom);
+        assert_eq!(c.timeout, Duration::from_secs(15));
+        assert_eq!(c.policy, RetryPolicy::default());
+        assert_eq!(c.inline.inline_max_bytes, 5 * 1024 * 1024);
+        assert_eq!(c.presign_expiry, Duration::from_secs(7 * 86400));
+        assert_eq!(c.secrets().len(), 1);
+        assert!(c.authorization.is_none());
+        assert!(!c.per_recipient && !c.include_raw);
+    }
+
+    #[test]
+    fn auth_schedule_and_rotation() {
+        let c = Config::from_env(
+            env(&[
+                (BASIC_AUTH_VAR, "user:pa:ss"),
+                (SCHEDULE_VAR, "0, 2s,1m"),
+                (JITTER_VAR, "0"),
+                (
+                    SECRET_VAR,
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,whsec_AAAAAAAAAAAAAAAAAAAAAA==",
+                ),
+                (FORMAT_VAR, "Postmark"),
+            ])
+            .as_slice(),
+        )
+        .expect("config");
+        assert_eq!(c.authorization.as_deref(), Some("Basic dXNlcjpwYTpzcw=="));
+        assert_eq!(c.policy.max_attempts(), 4);
+        assert_eq!(c.secrets().len(), 2);
+        assert_eq!(c.format, Format::Postmark);
+        let c = Config::from_env(env(&[(BEARER_VAR, "tok")]).as_slice()).expect("config");
+        assert_eq!(c.authorization.as_deref(), Some("Bearer tok"));
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_hide_secrets() {
+        assert!(err(&[(URL_VAR, "ftp://x")]).contains(URL_VAR));
+        assert!(err(&[(URL_VAR, "")]).contains(URL_VAR));
+        let e = err(&[(SECRET_VAR, "whsec_%%%notbase64")]);
+        assert!(e.contains(SECRET_VAR) && !e.contains("notbase64"), "{e}");
+        assert!(err(&[(SECRET_VAR, "")]).contains(SECRET_ARN_VAR));
+        assert!(
+            err(&[(SECRET_VAR, ""), (SECRET_ARN_VAR, "arn:aws:s3:::b")]).contains(SECRET_ARN_VAR)
+        );
+        assert!(err(&[(SCHEDULE_VAR, "1m,soon")]).contains(SCHEDULE_VAR));
+        assert!(err(&[(JITTER_VAR, "2")]).contains(JITTER_VAR));
+        assert!(err(&[(FORMAT_VAR, "sendgrid")]).contains(FORMAT_VAR));
+        assert!(err(&[(BASIC_AUTH_VAR, "nocolon")]).contains(BASIC_AUTH_VAR));
+        assert!(err(&[(PRESIGN_EXPIRY_VAR, "999999")]).contains(PRESIGN_EXPIRY_VAR));
+        assert!(err(&[(TIMEOUT_VAR, "0")]).contains(TIMEOUT_VAR));
+        assert!(err(&[(DLQ_VAR, "")]).contains(DLQ_VAR));
+        let arn = Config::from_env(
+            env(&[
+                (SECRET_VAR, ""),
+                (
+                    SECRET_ARN_VAR,
+                    "arn:aws:secretsmanager:us-east-1:1:secret:hook",
+                ),
+            ])
+            .as_slice(),
+        )
+        .expect("config");
+        assert!(matches!(arn.secrets, Secrets::Arn(_)));
+        assert!(arn.secrets().is_empty());
+    }
+
+    #[test]
+    fn fan_out_makes_one_job_per_recipient() {
+        let event: SesEvent = serde_json::from_str(
+            r#"{"Records":[{"eventSource":"aws:ses","ses":{
+                "mail":{"timestamp":"2025-01-15T10:00:02.028Z","source":"a@x.net","messageId":"m1"},
+                "receipt":{"recipients":["b+t@x.com","c@x.com"],"spamVerdict":{"status":"PASS"},
+                           "dmarcPolicy":"reject"}}}]}"#,
+        )
+        .expect("event");
+        let rec = &event.records[0];
+        let mut c =
+            Config::from_env(env(&[("MAILROOM_RAW_PREFIX", "raw/")]).as_slice()).expect("config");
+        let one = jobs_for(rec, &c, 100);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].webhook_id, "m1");
+        assert_eq!(one[0].key, "raw/m1");
+        assert_eq!(one[0].ses.recipients.len(), 2);
+        assert_eq!(one[0].ses.verdicts.spam.as_deref(), Some("PASS"));
+        assert_eq!(one[0].ses.verdicts.dmarc_policy.as_deref(), Some("reject"));
+        c.per_recipient = true;
+        let many = jobs_for(rec, &c, 100);
+        let ids: Vec<_> = many.iter().map(|j| j.webhook_id.as_str()).collect();
+        assert_eq!(ids, ["m1-0", "m1-1"]);
+        assert_eq!(many[1].ses.recipients, ["c@x.com"]);
+        assert_eq!(many[1].recipient_index, Some(1));
+        assert!(
+            many.iter()
+                .all(|j| j.attempt == 1 && j.first_attempt_at == 100)
+        );
+    }
+}

@@ -786,3 +786,33 @@ async fn secret_by_arn_from_secrets_manager_and_ssm() {
         assert_signed(&ep.requests(), &w.secret);
     }
 }
+
+#[tokio::test]
+async fn events_of_other_shapes_are_refused_by_name() {
+    let w = World::new().await;
+    let config = w.config("http://127.0.0.1:9/never", &[]);
+    let err = handle(
+        serde_json::json!({"detail-type": "Scheduled Event"}),
+        &config,
+        w.deps(),
+    )
+    .await
+    .expect_err("unknown event");
+    assert!(matches!(err, ApiError::UnknownEvent(_)), "{err}");
+    let err = handle(
+        serde_json::json!({"Records": [{"eventSource": "aws:sqs", "body": 7}]}),
+        &config,
+        w.deps(),
+    )
+    .await
+    .expect_err("bad sqs event");
+    assert!(
+        matches!(err, ApiError::BadEvent { kind: "SQS", .. }),
+        "{err}"
+    );
+    // The setup notification is acknowledged without a delivery.
+    let mut ev = ses_event();
+    ev["Records"][0]["ses"]["mail"]["messageId"] = "AMAZON_SES_SETUP_NOTIFICATION".into();
+    let report = handle(ev, &config, w.deps()).await.expect("setup");
+    assert_eq!(report["steps"][0]["status"], "skipped");
+}
