@@ -50,8 +50,8 @@ pub const SNS_MAX_BYTES: usize = 262_144;
 pub const SAFETY_MARGIN: usize = 8 * 1024;
 /// The `subject` attribute is cut to this many characters (filter policies match prefixes).
 pub const SUBJECT_ATTRIBUTE_CHARS: usize = 256;
-/// SNS `Subject` (shown by email subscriptions): at most 100 printable ASCII characters.
-const SNS_SUBJECT_CHARS: usize = 100;
+/// SNS `Subject` (shown by email subscriptions): printable ASCII, "less than 100 characters".
+const SNS_SUBJECT_CHARS: usize = 99;
 /// `MessageGroupId` and `MessageDeduplicationId`: at most 128 characters.
 const FIFO_ID_CHARS: usize = 128;
 
@@ -523,7 +523,7 @@ pub fn truncate_chars(s: &str, n: usize) -> &str {
     }
 }
 
-/// Printable ASCII, starting with a non-space, at most 100 characters, or none.
+/// Printable ASCII, starting with a non-space, under 100 characters, or none.
 fn sns_subject(subject: Option<&str>) -> Option<String> {
     let cleaned: String = subject?
         .chars()
@@ -665,7 +665,7 @@ mod tests {
         }
         assert!(p.group_id.is_none() && p.dedup_id.is_none());
         let subject = p.subject.expect("SNS subject");
-        assert!(subject.len() <= 100 && subject.is_ascii(), "{subject}");
+        assert!(subject.len() < 100 && subject.is_ascii(), "{subject}");
     }
 
     #[test]

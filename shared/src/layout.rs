@@ -197,7 +197,10 @@ pub fn segment(s: &str) -> String {
         }
         out.push(c);
     }
-    let trimmed = out.trim_start_matches('.').trim();
+    // Never starts with a dot, so never `.` or `..`, whatever whitespace hides between dots.
+    let trimmed = out
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end();
     if trimmed.is_empty() {
         "_".to_string()
     } else {
@@ -271,6 +274,8 @@ mod tests {
             ".",
             "",
             "a\u{0}b\r\nc",
+            ". .",
+            " .. ",
             "/abs",
         ] {
             let key = m.attachment(0, name);
@@ -282,6 +287,14 @@ mod tests {
             assert!(!key.split('/').any(|s| s == ".." || s == "."), "{key}");
         }
         assert!(segment(&"é".repeat(500)).len() <= MAX_SEGMENT);
+        for id in [". .", " .. ", "..", "\u{2003}..", "./."] {
+            let p = Locations::new("b", "", None, None).message(id, id).prefix;
+            assert!(
+                !p.split('/').any(|s| s.trim() == ".." || s.trim() == "."),
+                "{p:?}"
+            );
+            assert_eq!(p.matches('/').count(), 3, "{p:?}");
+        }
     }
 
     #[test]
@@ -302,6 +315,26 @@ mod tests {
         ])
         .expect_err("invalid env");
         assert!(e.to_string().contains("MAILROOM_STORE_PREFIX"), "{e}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_name_or_id_stays_one_segment(id in "\\PC{0,40}", name in "\\PC{0,300}", raw in proptest::collection::vec(proptest::prelude::any::<char>(), 0..50)) {
+            let raw: String = raw.into_iter().collect();
+            for (id, name) in [(id.as_str(), name.as_str()), (raw.as_str(), raw.as_str())] {
+                let m = Locations::new("b", "", None, None).message("2025-01-15", id);
+                let key = m.attachment(7, name);
+                let rest = key.strip_prefix("messages/2025-01-15/").unwrap_or("");
+                let parts: Vec<&str> = rest.split('/').collect();
+                proptest::prop_assert_eq!(parts.len(), 3, "{:?}", key);
+                proptest::prop_assert_eq!(parts[1], "attachments");
+                for p in [parts[0], parts[2]] {
+                    proptest::prop_assert!(!p.is_empty() && p != "." && p != "..", "{:?}", key);
+                    proptest::prop_assert!(!p.contains('\\') && !p.chars().any(char::is_control), "{:?}", key);
+                }
+                proptest::prop_assert!(key.len() <= 1024);
+            }
+        }
     }
 
     #[test]
