@@ -143,6 +143,14 @@ impl ObjectStore for LocalObjectStore {
             .map_err(|e| io_error("GetObject", &path, &e))
     }
 
+    async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {
+        let path = self.path_of(bucket, key)?;
+        tokio::fs::metadata(&path)
+            .await
+            .map(|m| m.len())
+            .map_err(|e| io_error("HeadObject", &path, &e))
+    }
+
     async fn put_if_absent(
         &self,
         bucket: &str,
@@ -439,6 +447,7 @@ mod tests {
             .unwrap();
         assert_eq!(again, PutOutcome::AlreadyExists);
         assert_eq!(s.get("b", "raw/abc").await.unwrap(), "one");
+        assert_eq!(s.size("b", "raw/abc").await.unwrap(), 3);
         let m = std::fs::read_to_string(dir.path().join("s3-meta/b/raw/abc.json")).unwrap();
         assert!(m.contains("message/rfc822"));
         let missing = s.get("b", "raw/nope").await.unwrap_err();

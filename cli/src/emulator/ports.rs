@@ -114,6 +114,10 @@ impl ObjectStore for Rec<dyn ObjectStore> {
         self.inner.get(bucket, key).await
     }
 
+    async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {
+        self.inner.size(bucket, key).await
+    }
+
     async fn put_if_absent(
         &self,
         bucket: &str,
