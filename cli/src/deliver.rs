@@ -79,7 +79,22 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
         tls: args.tls,
     };
     let size = raw.len();
-    let trace = emulator.receive(raw, envelope).await?;
+    // Progress goes to standard error, and only when it is a terminal.
+    let progress = std::io::stderr().is_terminal();
+    let show = |step: &mailroom::receipt::Step<'_>| {
+        if progress {
+            eprint!(
+                "\r\x1b[2K  rule {} › {}…",
+                step.rule.name,
+                step.action.describe()
+            );
+        }
+    };
+    let trace = emulator.receive_observed(raw, envelope, &show).await;
+    if progress {
+        eprint!("\r\x1b[2K");
+    }
+    let trace = trace?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut json = serde_json::to_value(&trace)?;

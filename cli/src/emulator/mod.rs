@@ -106,6 +106,16 @@ impl Emulator {
 
     /// Runs one received message through the rule set. `raw` is the message as sent.
     pub async fn receive(&self, raw: Vec<u8>, envelope: Envelope) -> anyhow::Result<Trace> {
+        self.receive_observed(raw, envelope, &|_| {}).await
+    }
+
+    /// [`Emulator::receive`], calling `observe` before each action runs (for progress display).
+    pub async fn receive_observed(
+        &self,
+        raw: Vec<u8>,
+        envelope: Envelope,
+        observe: &(dyn Fn(&receipt::Step<'_>) + Sync),
+    ) -> anyhow::Result<Trace> {
         if raw.len() > MAX_MESSAGE_BYTES {
             anyhow::bail!(
                 "message is {} bytes, over SES's {MAX_MESSAGE_BYTES}-byte limit: SES refuses it (552 5.3.4)",
@@ -130,7 +140,24 @@ impl Emulator {
             received_at: time::OffsetDateTime::now_utc(),
             region: self.region.clone(),
         };
-        Ok(receipt::evaluate(&self.rule_set, &inbound, self.executor.as_ref()).await)
+        let observed = Observed {
+            inner: self.executor.as_ref(),
+            observe,
+        };
+        Ok(receipt::evaluate(&self.rule_set, &inbound, &observed).await)
+    }
+}
+
+struct Observed<'a> {
+    inner: &'a dyn receipt::Executor,
+    observe: &'a (dyn Fn(&receipt::Step<'_>) + Sync),
+}
+
+#[async_trait::async_trait]
+impl receipt::Executor for Observed<'_> {
+    async fn execute(&self, step: &receipt::Step<'_>) -> Result<receipt::Outcome, String> {
+        (self.observe)(step);
+        self.inner.execute(step).await
     }
 }
 
