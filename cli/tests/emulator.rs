@@ -377,3 +377,57 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn sns_action_ships_the_content_up_to_150_kb() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let msg = write_message(dir.path(), "a@example.com", "");
+    let run = deliver(
+        &msg,
+        &test_template("sns.yaml"),
+        &state,
+        &["--to", "a@example.com"],
+    );
+    assert!(run.ok(), "{}", run.stderr());
+    let lines = std::fs::read_to_string(state.join("sns/inbound.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        line["publication"]["subject"],
+        "Amazon SES Email Receipt Notification"
+    );
+    let note: serde_json::Value =
+        serde_json::from_str(line["publication"]["message"].as_str().unwrap()).unwrap();
+    assert_eq!(note["receipt"]["action"]["encoding"], "UTF8");
+    assert_eq!(note["receipt"]["spamVerdict"]["status"], "DISABLED");
+    let content = note["content"].as_str().unwrap();
+    assert!(content.starts_with("Return-Path: <jane@sender.example.net>\r\n"));
+    assert!(content.ends_with("Hello there.\r\n"));
+
+    let big = dir.path().join("big.eml");
+    let mut text = std::fs::read(&msg).unwrap();
+    text.extend(std::iter::repeat_n(b'x', 151 * 1024));
+    std::fs::write(&big, text).unwrap();
+    let run = deliver(
+        &big,
+        &test_template("sns.yaml"),
+        &state,
+        &["--to", "a@example.com"],
+    );
+    assert!(!run.ok());
+    let action = &run.rule("notify")["actions"][0];
+    assert_eq!(action["status"]["status"], "failed");
+    assert!(
+        action["status"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("150 KB")
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("sns/inbound.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+}
