@@ -816,3 +816,79 @@ async fn events_of_other_shapes_are_refused_by_name() {
     let report = handle(ev, &config, w.deps()).await.expect("setup");
     assert_eq!(report["steps"][0]["status"], "skipped");
 }
+
+/// What django-anymail's Postmark inbound handler made of a body (see anymail_postmark.py).
+fn anymail_parse(body: &[u8]) -> Value {
+    let root = mailroom_testkit::workspace_root();
+    let mut child = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("functions/api/tests/anymail_postmark.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(body)
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("python");
+    assert!(
+        out.status.success(),
+        "django-anymail rejected the payload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("anymail json")
+}
+
+#[tokio::test]
+async fn postmark_payload_is_accepted_by_django_anymail() {
+    for include_raw in ["false", "true"] {
+        let w = World::new().await;
+        let ep = Endpoint::start(vec![Act::Status(200)]).await;
+        let config = w.config(
+            &ep.url,
+            &[
+                ("MAILROOM_WEBHOOK_FORMAT", "postmark"),
+                ("MAILROOM_WEBHOOK_INCLUDE_RAW", include_raw),
+            ],
+        );
+        handle(ses_event(), &config, w.deps()).await.expect("ses");
+        let reqs = ep.requests();
+        assert_eq!(reqs.len(), 1);
+        let m = anymail_parse(&reqs[0].body);
+        assert_eq!(m["event_id"], MESSAGE_ID, "raw={include_raw}");
+        assert_eq!(m["from"], "Carla Mendes <carla@example.org>");
+        assert_eq!(m["to"], serde_json::json!(["invoices@inbox.example.com"]));
+        assert_eq!(m["subject"], "Invoice and statement for January");
+        assert_eq!(m["date"], "Thu, 16 Jan 2025 09:12:45 -0300");
+        assert_eq!(m["message_id"], "<inv-2025-01@example.org>");
+        assert_eq!(m["from_headers"], 1, "From is not doubled");
+        assert_eq!(m["subject_headers"], 1, "Subject is not doubled");
+        assert_eq!(m["envelope_sender"], "carla@example.org");
+        assert_eq!(m["envelope_recipient"], "invoices+acme@inbox.example.com");
+        assert!(
+            m["text"]
+                .as_str()
+                .expect("text")
+                .contains("Please find the invoice"),
+            "{m}"
+        );
+        let atts = m["attachments"].as_array().expect("attachments");
+        let names: Vec<_> = atts
+            .iter()
+            .map(|a| a["name"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            names,
+            ["invoice-2025-01.pdf", "lines.csv", "Résumé notes.txt"],
+            "raw={include_raw}"
+        );
+        assert_eq!(atts[0]["type"], "application/pdf");
+        assert_eq!(atts[0]["size"], 77);
+    }
+}

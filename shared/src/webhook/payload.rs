@@ -4,7 +4,8 @@
 //!   "data"}` whose `data` holds our JSON model (with SES envelope and verdicts filled in), where
 //!   the raw message is in S3 (with a presigned URL), and each attachment's bytes or URL.
 //! - [`Format::Postmark`]: Postmark's inbound webhook JSON, field for field, so existing Postmark
-//!   inbound handlers accept it unchanged. Attachments over the inline limit keep
+//!   inbound handlers accept it unchanged (checked against django-anymail's handler in the api
+//!   function's tests). Attachments over the inline limit keep
 //!   `ContentLength` but have an empty `Content` and carry `ContentUrl` (our addition) instead.
 //!
 //! Which attachments go inline is decided by [`plan_attachments`] (per-attachment and total
@@ -205,6 +206,21 @@ fn header<'e>(email: &'e Email, name: &str) -> Option<&'e str> {
         .map(|h| h.value.as_str())
 }
 
+/// Headers Postmark leaves out of `Headers` because a field carries them (or, for the MIME
+/// structure headers, because the JSON has no MIME structure).
+const POSTMARK_FIELD_HEADERS: [&str; 10] = [
+    "Return-Path",
+    "From",
+    "To",
+    "Cc",
+    "Bcc",
+    "Subject",
+    "Date",
+    "Reply-To",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+];
+
 fn postmark(input: &Input<'_>) -> Value {
     let email = email_with_ses(input);
     let join = |list: &[Address]| list.iter().map(display).collect::<Vec<_>>().join(", ");
@@ -220,8 +236,12 @@ fn postmark(input: &Input<'_>) -> Value {
                 "Content": "",
                 "ContentType": a.content_type,
                 "ContentLength": bytes.len(),
-                "ContentID": a.content_id.clone().unwrap_or_default(),
             });
+            // Only inline parts have one. An empty `ContentID` would make handlers such as
+            // django-anymail's treat every attachment as an inline image.
+            if let Some(cid) = a.content_id.as_deref().filter(|c| !c.is_empty()) {
+                v["ContentID"] = json!(cid);
+            }
             match input.attachments.get(a.index) {
                 Some(Delivery::Url { url, expires_at }) => {
                     v["ContentUrl"] = json!(url);
@@ -232,10 +252,26 @@ fn postmark(input: &Input<'_>) -> Value {
             v
         })
         .collect();
-    let headers: Vec<Value> = email
-        .headers
-        .iter()
-        .map(|h| json!({"Name": h.name, "Value": h.value}))
+    // As Postmark does: the envelope sender first as `Return-Path`, then the headers that have
+    // no field of their own (handlers rebuild a message from both and would double them).
+    let mail_from = Some(input.ses.mail_from.as_str())
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("<{s}>"))
+        .or_else(|| header(&email, "Return-Path").map(str::to_string));
+    let headers: Vec<Value> = mail_from
+        .map(|v| json!({"Name": "Return-Path", "Value": v}))
+        .into_iter()
+        .chain(
+            email
+                .headers
+                .iter()
+                .filter(|h| {
+                    !POSTMARK_FIELD_HEADERS
+                        .iter()
+                        .any(|n| h.name.eq_ignore_ascii_case(n))
+                })
+                .map(|h| json!({"Name": h.name, "Value": h.value})),
+        )
         .collect();
     let original_recipient = input
         .ses
@@ -352,6 +388,10 @@ mod tests {
                         name: "Subject".into(),
                         value: "Hello".into(),
                     },
+                    Header {
+                        name: "X-Mailer".into(),
+                        value: "m".into(),
+                    },
                 ],
                 text: Some("Thanks!\n\nOn Tue, Jan 14, 2025 Bob wrote:\n> old".into()),
                 text_from_html: false,
@@ -444,8 +484,9 @@ mod tests {
         assert_eq!(v["Tag"], "");
         assert_eq!(v["MessageStream"], "inbound");
         assert_eq!(
-            v["Headers"][0],
-            json!({"Name":"Date","Value":"Wed, 15 Jan 2025 10:00:00 +0000"})
+            v["Headers"],
+            json!([{"Name":"Return-Path","Value":"<bounce@example.net>"},
+                   {"Name":"X-Mailer","Value":"m"}])
         );
         assert_eq!(
             v["Attachments"][0],
@@ -453,6 +494,7 @@ mod tests {
                    "ContentLength":3,"ContentID":"img@x"})
         );
         assert_eq!(v["Attachments"][1]["Content"], "");
+        assert!(v["Attachments"][1].get("ContentID").is_none());
         assert_eq!(v["Attachments"][1]["ContentLength"], 10);
         assert_eq!(v["Attachments"][1]["ContentUrl"], "https://s3/big");
         assert_eq!(v["RawEmail"], "Subject: Hello\r\n\r\nhi");
