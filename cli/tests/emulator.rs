@@ -186,6 +186,17 @@ fn bounce_action_sends_a_dsn_and_stop_ends_the_rule_set() {
     assert_eq!(req["recipients"][0]["recipient"], "nobody@example.com");
     assert_eq!(req["recipients"][0]["bounce_type"], "DoesNotExist");
     assert_eq!(req["recipients"][0]["dsn"]["status"], "5.1.1");
+    // The DSN SES would mail back to the envelope sender.
+    let eml = std::fs::read_to_string(dsn.with_extension("eml")).unwrap();
+    assert!(eml.contains("\r\nTo: jane@sender.example.net\r\n"), "{eml}");
+    assert!(eml.contains("report-type=delivery-status"));
+    assert!(eml.contains(
+        "Final-Recipient: rfc822; nobody@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+    ));
+    assert!(
+        eml.contains("Subject: Hello\r\n"),
+        "original headers are attached"
+    );
     assert!(
         bouncer["actions"][0]["outputs"][0]
             .as_str()
@@ -265,9 +276,13 @@ fn project_template_bounces_unknown_mailboxes_through_the_bounce_function() {
     assert_eq!(gate["actions"][1]["disposition"], "STOP_RULE_SET");
     assert!(!run.has_rule("receive"));
     let outbox: Vec<_> = walk(&state.join("outbox"));
-    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox.len(), 2, "a request and its DSN: {outbox:?}");
+    let json = outbox
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
     let req: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&outbox[0]).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
     assert_eq!(req["recipients"][0]["recipient"], "nobody@example.com");
     assert!(!state.join("s3").exists());
 }

@@ -56,6 +56,7 @@ pub struct Emulator {
     pub template: PathBuf,
     pub region: String,
     pub verdicts: Verdicts,
+    local_bouncer: Option<Arc<local::LocalBouncer>>,
     executor: Arc<executor::LocalExecutor>,
 }
 
@@ -90,6 +91,7 @@ impl Emulator {
                 functions::build(&def.logical_id, &def.binary, &def.env, &overrides)?,
             );
         }
+        let local_bouncer = ports.local_bouncer.clone();
         let executor = Arc::new(executor::LocalExecutor {
             ports: ports.clone(),
             functions,
@@ -100,6 +102,7 @@ impl Emulator {
             template: settings.template.clone(),
             region: loaded.region,
             verdicts,
+            local_bouncer,
             executor,
         })
     }
@@ -132,11 +135,15 @@ impl Emulator {
                 .apply(&h.value)
                 .with_context(|| format!("{VERDICTS_HEADER} header"))?;
         }
+        let message_id = receipt::new_message_id();
+        if let Some(b) = &self.local_bouncer {
+            b.remember(&message_id, &envelope.mail_from, &raw);
+        }
         let inbound = Inbound {
             raw,
             envelope,
             verdicts,
-            message_id: receipt::new_message_id(),
+            message_id,
             received_at: time::OffsetDateTime::now_utc(),
             region: self.region.clone(),
         };
@@ -194,5 +201,6 @@ async fn aws_ports() -> anyhow::Result<ports::Ports> {
                 .map_err(|e| anyhow::anyhow!("webhook HTTP client: {}", e.message))?,
         ),
         state: None,
+        local_bouncer: None,
     })
 }

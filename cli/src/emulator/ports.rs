@@ -22,15 +22,19 @@ pub struct Ports {
     pub http: Arc<dyn WebhookSender>,
     /// The local state folder, when the ports are the local ones (for naming output paths).
     pub state: Option<PathBuf>,
+    /// The local SendBounce, which must be told about each received message.
+    pub local_bouncer: Option<Arc<LocalBouncer>>,
 }
 
 impl Ports {
     /// Everything under `state`, except webhooks, which go to the configured URL for real.
     pub fn local(state: &Path) -> anyhow::Result<Ports> {
+        let bouncer = Arc::new(LocalBouncer::new(state));
         Ok(Ports {
             objects: Arc::new(LocalObjectStore::new(state)),
             publisher: Arc::new(LocalPublisher::new(state)),
-            bouncer: Arc::new(LocalBouncer::new(state)),
+            bouncer: bouncer.clone(),
+            local_bouncer: Some(bouncer),
             queue: Arc::new(LocalQueue::new(state)),
             http: Arc::new(
                 mailroom::webhook::http::ReqwestSender::new()
@@ -69,6 +73,7 @@ impl Ports {
                 state: self.state.clone(),
             }),
             state: self.state.clone(),
+            local_bouncer: self.local_bouncer.clone(),
         }
     }
 }
