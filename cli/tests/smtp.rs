@@ -230,3 +230,38 @@ fn protocol_limits_and_tls_policy() {
     let _ = r.read_to_end(&mut rest);
     assert!(rest.is_empty());
 }
+
+#[tokio::test]
+async fn concurrent_sessions_each_get_their_own_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &test_template("strict.yaml"),
+        &dir.path().join("state"),
+        &[],
+    );
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let smtp = server.transport();
+        tasks.push(tokio::spawn(async move {
+            let msg = Message::builder()
+                .from("jane@sender.example.net".parse().unwrap())
+                .to(format!("user{i}@plain.example.com").parse().unwrap())
+                .subject(format!("message {i}"))
+                .body(format!("body {i}\r\n"))
+                .unwrap();
+            let response = smtp.send(msg).await.unwrap();
+            let text: String = response.message().collect::<Vec<_>>().join(" ");
+            (i, text.rsplit(' ').next().unwrap().to_string())
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let (i, id) = t.await.unwrap();
+        let stored =
+            std::fs::read_to_string(server.state.join("s3/strict-bucket/plain").join(&id)).unwrap();
+        assert!(stored.contains(&format!("Subject: message {i}\r\n")));
+        assert!(stored.contains(&format!("for user{i}@plain.example.com;")));
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), 6);
+}
