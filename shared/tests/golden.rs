@@ -121,10 +121,8 @@ fn every_fixture_matches_its_expected_json() {
         );
         let actual = to_json(&parsed);
 
-        if bless {
-            if let Err(e) = std::fs::write(&expected_path, &actual) {
-                panic!("{}: {e}", expected_path.display());
-            }
+        if bless && let Err(e) = std::fs::write(&expected_path, &actual) {
+            panic!("{}: {e}", expected_path.display());
         }
         let expected_text = std::fs::read_to_string(&expected_path).unwrap_or_default();
         let failed = PathBuf::from(format!("{}.failed", expected_path.display()));
