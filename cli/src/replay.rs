@@ -9,9 +9,10 @@ use anyhow::Context;
 use clap::Parser;
 use mailroom::aws::{S3Store, SqsQueue};
 use mailroom::config::{self, ProcessEnv};
+use mailroom::layout::Locations;
 use mailroom::webhook::http::ReqwestSender;
 use mailroom_api::replay::{Options, replay};
-use mailroom_api::{Config, DLQ_VAR, Deps, RETRY_QUEUE_VAR};
+use mailroom_api::{Config, DLQ_VAR, Deps, PER_RECIPIENT_VAR, RETRY_QUEUE_VAR};
 
 #[derive(Debug, Parser)]
 pub struct Args {
@@ -60,6 +61,9 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         retry_queue_url: pick(args.retry_queue_url, RETRY_QUEUE_VAR)?,
         dry_run: args.dry_run,
         max: args.max,
+        // Only needed for Lambda on-failure records of SES events; absent, those are skipped.
+        locations: Locations::from_env(&ProcessEnv).ok(),
+        per_recipient: config::flag(&ProcessEnv, PER_RECIPIENT_VAR, false)?,
     };
     let sdk = mailroom::aws::sdk_config().await;
     let queue = SqsQueue::from_conf(&sdk);

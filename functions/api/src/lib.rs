@@ -404,14 +404,24 @@ fn ses_context(record: &SesRecord, recipients: Vec<String>) -> SesContext {
 
 /// The jobs one SES record makes: one, or one per envelope recipient when fanned out.
 pub fn jobs_for(record: &SesRecord, config: &Config, now: i64) -> Vec<Job> {
+    jobs_at(record, &config.locations, config.per_recipient, now)
+}
+
+/// [`jobs_for`] with only what it needs (replay builds jobs without a full [`Config`]).
+pub fn jobs_at(
+    record: &SesRecord,
+    locations: &Locations,
+    per_recipient: bool,
+    now: i64,
+) -> Vec<Job> {
     let id = &record.ses.mail.message_id;
     let recipients = &record.ses.receipt.recipients;
     let job = |webhook_id: String, index: Option<usize>, rcpts: Vec<String>| Job {
         v: JOB_VERSION,
         message_id: id.clone(),
         webhook_id,
-        bucket: config.locations.raw_bucket.clone(),
-        key: config.locations.raw_key(id),
+        bucket: locations.raw_bucket.clone(),
+        key: locations.raw_key(id),
         recipient_index: index,
         ses: ses_context(record, rcpts),
         attempt: 1,
@@ -420,7 +430,7 @@ pub fn jobs_for(record: &SesRecord, config: &Config, now: i64) -> Vec<Job> {
         last_error: None,
         last_status: None,
     };
-    if config.per_recipient && !recipients.is_empty() {
+    if per_recipient && !recipients.is_empty() {
         recipients
             .iter()
             .enumerate()

@@ -682,6 +682,8 @@ async fn dead_letters_replay_through_the_queue_directly_or_dry() {
         retry_queue_url: w.retry_url.clone(),
         dry_run: false,
         max: None,
+        locations: None,
+        per_recipient: false,
     };
 
     // Through the retry queue.
@@ -891,4 +893,57 @@ async fn postmark_payload_is_accepted_by_django_anymail() {
         assert_eq!(atts[0]["type"], "application/pdf");
         assert_eq!(atts[0]["size"], 77);
     }
+}
+
+#[tokio::test]
+async fn lambda_on_failure_records_in_the_dlq_are_replayed_as_jobs() {
+    use mailroom_api::replay::{Options, replay};
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    let config = w.config(&ep.url, &[("MAILROOM_WEBHOOK_PER_RECIPIENT", "true")]);
+    // What Lambda puts in an on-failure destination when every async retry of the SES event failed.
+    let record = serde_json::json!({
+        "version": "1.0",
+        "timestamp": "2025-01-16T12:15:47.311Z",
+        "requestContext": {"requestId": "r1", "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": ses_event(),
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+        "responsePayload": {"errorType": "Api.Retryable.Enqueue", "errorMessage": "…"}
+    });
+    w.queue
+        .send(&w.dlq_url, &record.to_string(), Duration::ZERO)
+        .await
+        .expect("send");
+    let mut opts = Options {
+        dlq_url: w.dlq_url.clone(),
+        retry_queue_url: w.retry_url.clone(),
+        dry_run: false,
+        max: None,
+        locations: None,
+        per_recipient: true,
+    };
+    // Without knowing where raw mail is, the record is reported and left in place.
+    let items = replay(&w.queue, &opts, None).await.expect("replay");
+    assert_eq!(items[0].action, "skipped");
+    assert!(
+        items[0].detail.contains("MAILROOM_RAW_BUCKET"),
+        "{}",
+        items[0].detail
+    );
+
+    // The skipped record becomes visible again after the DLQ's visibility timeout; send a fresh
+    // copy rather than wait.
+    w.queue
+        .send(&w.dlq_url, &record.to_string(), Duration::ZERO)
+        .await
+        .expect("send");
+    opts.locations = Some(config.locations.clone());
+    let items = replay(&w.queue, &opts, None).await.expect("replay");
+    let requeued: Vec<_> = items.iter().filter(|i| i.action == "requeued").collect();
+    assert_eq!(requeued.len(), 2, "{items:?}");
+    assert!(requeued.iter().all(|i| i.reason == "lambda-on-failure"));
+    w.run_retries(&config).await;
+    let mut got = ids(&ep.requests());
+    got.sort();
+    assert_eq!(got, [format!("{MESSAGE_ID}-0"), format!("{MESSAGE_ID}-1")]);
 }
