@@ -315,6 +315,7 @@ impl Walk<'_> {
     fn part_depths(&mut self, message: &Message<'_>, depth: usize) -> Vec<Option<usize>> {
         let mut depths = vec![None; message.parts.len()];
         let mut stack = vec![(0u32, depth)];
+        let mut cut = false;
         while let Some((id, d)) = stack.pop() {
             let Some(slot) = depths.get_mut(id as usize) else {
                 continue;
@@ -324,11 +325,12 @@ impl Walk<'_> {
             }
             if d > self.limits.max_depth {
                 self.flag(flags::MAX_DEPTH_EXCEEDED);
+                cut = true;
                 continue;
             }
             if self.parts_seen >= self.limits.max_parts {
                 self.flag(flags::MAX_PARTS_EXCEEDED);
-                break;
+                return depths;
             }
             self.parts_seen += 1;
             *slot = Some(d);
@@ -337,6 +339,18 @@ impl Walk<'_> {
             {
                 // Reversed so that parts are visited (and counted) in document order.
                 stack.extend(children.iter().rev().map(|&c| (c, d + 1)));
+            }
+        }
+        // Parts that broken MIME left outside the tree are kept (one level down) rather than
+        // silently lost, unless a depth cut may be why they were not reached.
+        if !cut {
+            for slot in depths.iter_mut().filter(|s| s.is_none()) {
+                if self.parts_seen >= self.limits.max_parts {
+                    self.flag(flags::MAX_PARTS_EXCEEDED);
+                    break;
+                }
+                self.parts_seen += 1;
+                *slot = Some(depth + 1);
             }
         }
         depths
