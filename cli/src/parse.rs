@@ -42,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let name = args.file.display().to_string();
     let raw = read_input(&args.file, limits.max_size)?;
-    let parsed = Email::parse(&raw, &limits).with_context(|| format!("{name}"))?;
+    let parsed = Email::parse(&raw, &limits).with_context(|| name.clone())?;
     let mut email = parsed.email;
     if let Some(event) = &args.ses_event {
         let json = std::fs::read(event).with_context(|| format!("{}", event.display()))?;
