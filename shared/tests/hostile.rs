@@ -194,7 +194,11 @@ fn unterminated_boundaries_keep_what_arrived() {
     assert_eq!(parsed.email.attachments.len(), 1);
     // A base64 body cut off before its boundary is kept undecoded, and flagged, not dropped.
     assert_eq!(parsed.contents[0], b"JVBERi0xLjQK");
-    assert!(has_flag(&parsed, flags::ENCODING_PROBLEM), "{:?}", parsed.email.flags);
+    assert!(
+        has_flag(&parsed, flags::ENCODING_PROBLEM),
+        "{:?}",
+        parsed.email.flags
+    );
 }
 
 #[test]
