@@ -12,8 +12,8 @@
 //!
 //! Like SES, recipients that no enabled rule matches are refused at RCPT time (550 5.1.1), and
 //! recipients whose every matching rule has `TlsPolicy: Require` are refused without TLS
-//! (530 5.7.0). STARTTLS itself is not offered: the emulator has no certificate, so such rules
-//! are exercised with `mailroom deliver --tls`.
+//! (530 5.7.0). STARTTLS is offered when a certificate is given (`--tls-cert`, `--tls-key`);
+//! without one, such rules are exercised with `mailroom deliver --tls`.
 
 use crate::deliver;
 use crate::emulator::{self, Emulator, MAX_MESSAGE_BYTES};
@@ -23,8 +23,9 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 const MAX_COMMAND_LINE: usize = 4096;
 const MAX_TEXT_LINE: usize = 1024 * 1024;
@@ -41,6 +42,12 @@ pub struct Args {
     /// Print each message's trace as one JSON line instead of text.
     #[arg(long)]
     pub json: bool,
+    /// PEM certificate chain: offer STARTTLS (with --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub settings: emulator::Settings,
 }
@@ -54,6 +61,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    let acceptor = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(tls_acceptor(cert, key)?)),
+        _ => None,
+    };
     let emulator = Arc::new(Emulator::new(&args.settings).await?);
     let listener = TcpListener::bind(args.listen)
         .await
@@ -89,8 +100,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 };
                 let emulator = emulator.clone();
                 let output = output.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = session(stream, peer, &emulator, &output).await {
+                    if let Err(e) = session(stream, peer, &emulator, &output, acceptor.as_deref()).await {
                         eprintln!("mailroom: session with {peer}: {e}");
                     }
                 });
@@ -101,6 +113,30 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// A TLS acceptor from PEM files, with an explicit crypto provider (several are linked in).
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: not a PEM certificate chain", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{}: no certificate in it", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("{}: not a PEM private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not fit together")?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 struct Output {
@@ -211,43 +247,78 @@ fn valid_mailbox(addr: &str) -> bool {
         && !addr.contains(['\r', '\n', ' ', '<', '>'])
 }
 
+async fn reply<W: AsyncWrite + Unpin>(w: &mut W, text: &str) -> std::io::Result<()> {
+    w.write_all(text.as_bytes()).await?;
+    w.write_all(b"\r\n").await?;
+    w.flush().await
+}
+
+/// How a dialogue ended: for good, or to continue over TLS after STARTTLS.
+enum Next {
+    Done,
+    StartTls,
+}
+
 async fn session(
     stream: TcpStream,
     peer: SocketAddr,
     emulator: &Emulator,
     output: &Output,
+    acceptor: Option<&TlsAcceptor>,
 ) -> anyhow::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    let reply = async |w: &mut tokio::net::tcp::OwnedWriteHalf, text: &str| {
-        w.write_all(text.as_bytes()).await?;
-        w.write_all(b"\r\n").await?;
-        w.flush().await
-    };
+    let mut conn = BufReader::new(stream);
     reply(
-        &mut write,
+        &mut conn,
         &format!("220 {HOSTNAME} ESMTP mailroom (local SES receiving emulator)"),
     )
     .await?;
+    let next = dialogue(&mut conn, peer, emulator, output, acceptor.is_some(), false).await?;
+    let (Next::StartTls, Some(acceptor)) = (next, acceptor) else {
+        return Ok(());
+    };
+    // Anything the client pipelined after STARTTLS was sent in clear: drop the connection
+    // rather than let it run inside the TLS session (RFC 3207 §4.2, command injection).
+    if !conn.buffer().is_empty() {
+        anyhow::bail!("data pipelined after STARTTLS; connection dropped");
+    }
+    let tls = tokio::time::timeout(IDLE_TIMEOUT, acceptor.accept(conn.into_inner()))
+        .await
+        .context("TLS handshake timed out")?
+        .context("TLS handshake")?;
+    let mut conn = BufReader::new(tls);
+    dialogue(&mut conn, peer, emulator, output, false, true).await?;
+    Ok(())
+}
+
+/// The SMTP conversation, over plain TCP or TLS. RFC 3207: after STARTTLS the client starts
+/// over with EHLO, so a dialogue's state never crosses the upgrade.
+async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut BufReader<S>,
+    peer: SocketAddr,
+    emulator: &Emulator,
+    output: &Output,
+    can_starttls: bool,
+    tls: bool,
+) -> anyhow::Result<Next> {
     let mut helo: Option<String> = None;
     let mut tx = Transaction::default();
     let mut errors = 0;
     loop {
         if errors >= MAX_ERRORS {
-            reply(&mut write, "421 4.7.0 Too many errors, closing connection").await?;
-            return Ok(());
+            reply(conn, "421 4.7.0 Too many errors, closing connection").await?;
+            return Ok(Next::Done);
         }
-        let line = match timed_line(&mut reader, MAX_COMMAND_LINE).await {
+        let line = match timed_line(conn, MAX_COMMAND_LINE).await {
             Ok(Line::Text(l)) => l,
-            Ok(Line::Eof) => return Ok(()),
+            Ok(Line::Eof) => return Ok(Next::Done),
             Ok(Line::TooLong) => {
                 errors += 1;
-                reply(&mut write, "500 5.5.2 Line too long").await?;
+                reply(conn, "500 5.5.2 Line too long").await?;
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                reply(&mut write, "421 4.4.2 Idle timeout, closing connection").await?;
-                return Ok(());
+                reply(conn, "421 4.4.2 Idle timeout, closing connection").await?;
+                return Ok(Next::Done);
             }
             Err(e) => return Err(e.into()),
         };
@@ -260,21 +331,22 @@ async fn session(
                 let name = arg.trim();
                 if name.is_empty() {
                     errors += 1;
-                    reply(&mut write, &format!("501 5.5.4 {verb} needs a domain")).await?;
+                    reply(conn, &format!("501 5.5.4 {verb} needs a domain")).await?;
                     continue;
                 }
                 helo = Some(name.to_string());
                 tx = Transaction::default();
                 if verb == "EHLO" {
+                    let starttls = if can_starttls { "250-STARTTLS\r\n" } else { "" };
                     reply(
-                        &mut write,
+                        conn,
                         &format!(
-                            "250-{HOSTNAME} Hello {name}\r\n250-SIZE {MAX_MESSAGE_BYTES}\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES"
+                            "250-{HOSTNAME} Hello {name}\r\n{starttls}250-SIZE {MAX_MESSAGE_BYTES}\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES"
                         ),
                     )
                     .await?;
                 } else {
-                    reply(&mut write, &format!("250 {HOSTNAME} Hello {name}")).await?;
+                    reply(conn, &format!("250 {HOSTNAME} Hello {name}")).await?;
                 }
             }
             "MAIL" => {
@@ -284,23 +356,23 @@ async fn session(
                     .and_then(|_| parse_path(&arg[5..]))
                 else {
                     errors += 1;
-                    reply(&mut write, "501 5.5.4 Syntax: MAIL FROM:<address>").await?;
+                    reply(conn, "501 5.5.4 Syntax: MAIL FROM:<address>").await?;
                     continue;
                 };
                 if helo.is_none() {
                     errors += 1;
-                    reply(&mut write, "503 5.5.1 Send EHLO or HELO first").await?;
+                    reply(conn, "503 5.5.1 Send EHLO or HELO first").await?;
                     continue;
                 }
                 if tx.mail_from.is_some() {
                     errors += 1;
-                    reply(&mut write, "503 5.5.1 Sender already given").await?;
+                    reply(conn, "503 5.5.1 Sender already given").await?;
                     continue;
                 }
                 let (addr, params) = path;
                 if !addr.is_empty() && !valid_mailbox(&addr) {
                     errors += 1;
-                    reply(&mut write, "553 5.1.7 Bad sender address syntax").await?;
+                    reply(conn, "553 5.1.7 Bad sender address syntax").await?;
                     continue;
                 }
                 let size = params
@@ -309,14 +381,14 @@ async fn session(
                     .and_then(|(_, v)| v.parse::<u64>().ok());
                 if size.is_some_and(|s| s > MAX_MESSAGE_BYTES as u64) {
                     reply(
-                        &mut write,
+                        conn,
                         "552 5.3.4 Message size exceeds fixed maximum message size",
                     )
                     .await?;
                     continue;
                 }
                 tx.mail_from = Some(addr);
-                reply(&mut write, "250 2.1.0 Ok").await?;
+                reply(conn, "250 2.1.0 Ok").await?;
             }
             "RCPT" => {
                 let Some((addr, _)) = arg
@@ -325,26 +397,26 @@ async fn session(
                     .and_then(|_| parse_path(&arg[3..]))
                 else {
                     errors += 1;
-                    reply(&mut write, "501 5.5.4 Syntax: RCPT TO:<address>").await?;
+                    reply(conn, "501 5.5.4 Syntax: RCPT TO:<address>").await?;
                     continue;
                 };
                 if tx.mail_from.is_none() {
                     errors += 1;
-                    reply(&mut write, "503 5.5.1 Need MAIL before RCPT").await?;
+                    reply(conn, "503 5.5.1 Need MAIL before RCPT").await?;
                     continue;
                 }
                 if !valid_mailbox(&addr) {
                     errors += 1;
-                    reply(&mut write, "501 5.1.3 Bad recipient address syntax").await?;
+                    reply(conn, "501 5.1.3 Bad recipient address syntax").await?;
                     continue;
                 }
                 if tx.recipients.len() >= MAX_RECIPIENTS {
-                    reply(&mut write, "452 4.5.3 Too many recipients").await?;
+                    reply(conn, "452 4.5.3 Too many recipients").await?;
                     continue;
                 }
                 if !emulator.rule_set.accepts(&addr) {
                     reply(
-                        &mut write,
+                        conn,
                         &format!(
                             "550 5.1.1 <{addr}>: Recipient address rejected: no enabled receipt rule matches"
                         ),
@@ -352,29 +424,29 @@ async fn session(
                     .await?;
                     continue;
                 }
-                if emulator.rule_set.requires_tls(&addr) {
+                if !tls && emulator.rule_set.requires_tls(&addr) {
                     reply(
-                        &mut write,
+                        conn,
                         "530 5.7.0 Must issue a STARTTLS command first (TlsPolicy Require)",
                     )
                     .await?;
                     continue;
                 }
                 tx.recipients.push(addr);
-                reply(&mut write, "250 2.1.5 Ok").await?;
+                reply(conn, "250 2.1.5 Ok").await?;
             }
             "DATA" => {
                 if tx.mail_from.is_none() || tx.recipients.is_empty() {
                     errors += 1;
-                    reply(&mut write, "503 5.5.1 Need MAIL and RCPT before DATA").await?;
+                    reply(conn, "503 5.5.1 Need MAIL and RCPT before DATA").await?;
                     continue;
                 }
-                reply(&mut write, "354 End data with <CR><LF>.<CR><LF>").await?;
-                let data = match read_data(&mut reader).await {
+                reply(conn, "354 End data with <CR><LF>.<CR><LF>").await?;
+                let data = match read_data(conn).await {
                     Ok(d) => d,
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                        reply(&mut write, "421 4.4.2 Idle timeout, closing connection").await?;
-                        return Ok(());
+                        reply(conn, "421 4.4.2 Idle timeout, closing connection").await?;
+                        return Ok(Next::Done);
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -383,56 +455,65 @@ async fn session(
                     Data::Message(raw) => raw,
                     Data::TooLarge => {
                         reply(
-                            &mut write,
+                            conn,
                             "552 5.3.4 Message size exceeds fixed maximum message size",
                         )
                         .await?;
                         continue;
                     }
                     Data::LineTooLong => {
-                        reply(&mut write, "500 5.5.2 Line too long").await?;
+                        reply(conn, "500 5.5.2 Line too long").await?;
                         continue;
                     }
-                    Data::Eof => return Ok(()),
+                    Data::Eof => return Ok(Next::Done),
                 };
                 let envelope = Envelope {
                     mail_from: tx_done.mail_from.unwrap_or_default(),
                     recipients: tx_done.recipients,
                     helo: helo.clone().unwrap_or_default(),
                     client_ip: peer.ip().to_string(),
-                    tls: false,
+                    tls,
                 };
                 let size = raw.len();
                 match emulator.receive(raw, envelope).await {
                     Ok(trace) => {
                         output.trace(&trace, size);
-                        reply(&mut write, &format!("250 2.0.0 Ok {}", trace.message_id)).await?;
+                        reply(conn, &format!("250 2.0.0 Ok {}", trace.message_id)).await?;
                     }
                     Err(e) => {
                         let msg = format!("{e:#}").replace(['\r', '\n'], " ");
-                        reply(&mut write, &format!("554 5.6.0 {msg}")).await?;
+                        reply(conn, &format!("554 5.6.0 {msg}")).await?;
                     }
                 }
             }
             "RSET" => {
                 tx = Transaction::default();
-                reply(&mut write, "250 2.0.0 Ok").await?;
+                reply(conn, "250 2.0.0 Ok").await?;
             }
-            "NOOP" => reply(&mut write, "250 2.0.0 Ok").await?,
+            "NOOP" => reply(conn, "250 2.0.0 Ok").await?,
             "VRFY" => {
-                reply(&mut write, "252 2.5.2 Cannot verify, but will accept").await?;
+                reply(conn, "252 2.5.2 Cannot verify, but will accept").await?;
             }
             "QUIT" => {
-                reply(&mut write, "221 2.0.0 Bye").await?;
-                return Ok(());
+                reply(conn, "221 2.0.0 Bye").await?;
+                return Ok(Next::Done);
+            }
+            "STARTTLS" if can_starttls => {
+                reply(conn, "220 2.0.0 Ready to start TLS").await?;
+                return Ok(Next::StartTls);
             }
             "STARTTLS" => {
                 errors += 1;
-                reply(&mut write, "502 5.5.1 TLS is not configured").await?;
+                let why = if tls {
+                    "503 5.5.1 TLS already active"
+                } else {
+                    "502 5.5.1 TLS is not configured (serve --tls-cert/--tls-key)"
+                };
+                reply(conn, why).await?;
             }
             _ => {
                 errors += 1;
-                reply(&mut write, "502 5.5.2 Command not recognized").await?;
+                reply(conn, "502 5.5.2 Command not recognized").await?;
             }
         }
     }

@@ -265,3 +265,126 @@ async fn concurrent_sessions_each_get_their_own_message() {
     }
     assert_eq!(ids.len(), 6);
 }
+
+/// Reads one SMTP reply (all its lines) from an async stream.
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut reply = String::new();
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).await.unwrap();
+        reply.push_str(&l);
+        if l.len() < 4 || l.as_bytes()[3] != b'-' {
+            return reply;
+        }
+    }
+}
+
+async fn say<S: tokio::io::AsyncBufRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    line: &str,
+) -> String {
+    use tokio::io::AsyncWriteExt;
+    s.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    read_reply(s).await
+}
+
+#[tokio::test]
+async fn starttls_lets_tls_required_recipients_in() {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl could not make a test certificate");
+    let server = Server::start(
+        &test_template("strict.yaml"),
+        &dir.path().join("state"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let mut plain = tokio::io::BufReader::new(tcp);
+    assert!(read_reply(&mut plain).await.starts_with("220 "));
+    let ehlo = say(&mut plain, "EHLO client.test").await;
+    assert!(ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(
+        say(&mut plain, "MAIL FROM:<a@b.example>")
+            .await
+            .starts_with("250 ")
+    );
+    let refused = say(&mut plain, "RCPT TO:<x@secure.example.com>").await;
+    assert!(refused.starts_with("530 5.7.0"), "{refused}");
+    assert!(say(&mut plain, "STARTTLS").await.starts_with("220 "));
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tls = connector
+        .connect(
+            ServerName::try_from("localhost").unwrap(),
+            plain.into_inner(),
+        )
+        .await
+        .unwrap();
+    let mut tls = tokio::io::BufReader::new(tls);
+    let ehlo = say(&mut tls, "EHLO client.test").await;
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(
+        say(&mut tls, "MAIL FROM:<a@b.example>")
+            .await
+            .starts_with("250 ")
+    );
+    let ok = say(&mut tls, "RCPT TO:<x@secure.example.com>").await;
+    assert!(ok.starts_with("250 "), "over TLS: {ok}");
+    assert!(say(&mut tls, "DATA").await.starts_with("354 "));
+    let done = say(&mut tls, "Subject: secret\r\n\r\nbody\r\n.").await;
+    assert!(done.starts_with("250 2.0.0 Ok "), "{done}");
+    let id = done.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(server.state.join("s3/strict-bucket").join(&id).exists());
+    let trace = server.next_trace();
+    assert_eq!(trace["messageId"], id.as_str());
+    let secure = trace["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "secure")
+        .unwrap();
+    assert!(secure["skipped"].is_null(), "{secure}");
+    assert!(say(&mut tls, "QUIT").await.starts_with("221 "));
+}
