@@ -5,9 +5,11 @@
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use mail_parser::decoders::base64::base64_decode;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::{
-    Addr, Address as MpAddress, HeaderName, HeaderValue, Message, MessageParser, MessagePart,
-    MimeHeaders, PartType, parsers::MessageStream,
+    Addr, Address as MpAddress, Encoding, HeaderName, HeaderValue, Message, MessageParser,
+    MessagePart, MimeHeaders, PartType, parsers::MessageStream,
 };
 use sha2::{Digest, Sha256};
 
@@ -155,6 +157,7 @@ fn take_contents(message: Message<'_>, part_ids: &[usize]) -> Vec<Vec<u8>> {
     let mut contents = Vec::with_capacity(part_ids.len());
     for &id in part_ids {
         let bytes = match parts.get_mut(id) {
+            Some(part) if part.is_text() => original_text_bytes(&raw, part).into_owned(),
             Some(part) => match std::mem::take(&mut part.body) {
                 PartType::Text(text) | PartType::Html(text) => text.into_owned().into_bytes(),
                 PartType::Binary(bin) | PartType::InlineBinary(bin) => bin.into_owned(),
@@ -176,6 +179,20 @@ fn take_contents(message: Message<'_>, part_ids: &[usize]) -> Vec<Vec<u8>> {
         }
     }
     contents
+}
+
+/// A text part kept as an attachment, as the sender's bytes (transfer encoding removed, charset
+/// untouched): mail-parser hands text parts over already converted to UTF-8, which is right for
+/// bodies but would rewrite (or lossily replace) the bytes of a file.
+fn original_text_bytes<'a>(raw: &'a [u8], part: &'a MessagePart<'_>) -> Cow<'a, [u8]> {
+    let body = raw.get(part.offset_body as usize..part.offset_end as usize);
+    let decoded = match (body, part.encoding) {
+        (Some(body), Encoding::None) => Some(Cow::Borrowed(body)),
+        (Some(body), Encoding::Base64) => base64_decode(body).map(Cow::Owned),
+        (Some(body), Encoding::QuotedPrintable) => quoted_printable_decode(body).map(Cow::Owned),
+        (None, _) => None,
+    };
+    decoded.unwrap_or_else(|| Cow::Borrowed(part.contents()))
 }
 
 /// Drops a nested-message tree without recursion: a hostile chain of thousands of
@@ -274,7 +291,7 @@ impl Walk<'_> {
                 continue;
             };
             let index = attachments.len();
-            attachments.push(self.attachment(part, index, part_depth));
+            attachments.push(self.attachment(raw, part, index, part_depth));
             attachment_parts.push(id as usize);
         }
 
@@ -356,15 +373,22 @@ impl Walk<'_> {
         depths
     }
 
-    fn attachment(&mut self, part: &MessagePart<'_>, index: usize, depth: usize) -> Attachment {
+    fn attachment(
+        &mut self,
+        raw: &[u8],
+        part: &MessagePart<'_>,
+        index: usize,
+        depth: usize,
+    ) -> Attachment {
         let content_type = content_type(part);
         let filename = part
             .attachment_name()
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty());
-        let contents: &[u8] = match &part.body {
-            PartType::Message(nested) => nested_raw(nested),
-            _ => part.contents(),
+        let contents: Cow<'_, [u8]> = match &part.body {
+            PartType::Message(nested) => Cow::Borrowed(nested_raw(nested)),
+            PartType::Text(_) | PartType::Html(_) => original_text_bytes(raw, part),
+            _ => Cow::Borrowed(part.contents()),
         };
         let disposition = match part.content_disposition() {
             Some(cd) if cd.is_inline() => Disposition::Inline,
@@ -400,7 +424,7 @@ impl Walk<'_> {
                 .filter(|id| !id.is_empty())
                 .map(str::to_string),
             disposition,
-            sha256: hex::encode(Sha256::digest(contents)),
+            sha256: hex::encode(Sha256::digest(&contents)),
             message,
             content_type,
         }
@@ -637,6 +661,34 @@ mod tests {
                 limit: 10
             })
         );
+    }
+
+    #[test]
+    fn text_attachments_keep_the_senders_bytes() {
+        let mut raw = b"From: a@b.c\nContent-Type: multipart/mixed; boundary=x\n\n--x\n\
+                        Content-Type: text/plain\n\nbody\n--x\n\
+                        Content-Type: text/csv; charset=iso-8859-1\n\
+                        Content-Disposition: attachment; filename=a.csv\n\n"
+            .to_vec();
+        raw.extend_from_slice(b"caf\xe9;1\n\xff\xfe\n--x\n");
+        raw.extend_from_slice(
+            b"Content-Type: text/plain; charset=utf-8\nContent-Disposition: attachment\n\
+              Content-Transfer-Encoding: base64\n\n/wBh\n--x\n\
+              Content-Type: text/plain\nContent-Disposition: attachment\n\
+              Content-Transfer-Encoding: quoted-printable\n\na=E9=\nb\n--x--\n",
+        );
+        let p = match Email::parse(&raw, &Limits::default()) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(p.contents.len(), 3);
+        assert_eq!(p.contents[0], b"caf\xe9;1\n\xff\xfe");
+        assert_eq!(p.contents[1], b"\xff\x00a");
+        assert_eq!(p.contents[2], b"a\xe9b");
+        for (a, c) in p.email.attachments.iter().zip(&p.contents) {
+            assert_eq!(a.size, c.len() as u64);
+            assert_eq!(a.sha256, hex::encode(Sha256::digest(c)));
+        }
     }
 
     #[test]
