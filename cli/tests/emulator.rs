@@ -446,3 +446,42 @@ fn sns_action_ships_the_content_up_to_150_kb() {
         1
     );
 }
+
+#[test]
+fn a_function_that_keeps_failing_is_retried_then_dead_lettered_and_the_raw_mail_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // A file where store wants its messages/ folder: every write of the layout fails.
+    let bucket = state.join("s3/mailroom-rawmailbucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    std::fs::write(bucket.join("messages"), b"in the way").unwrap();
+    let msg = write_message(dir.path(), "support@example.com", "");
+    let run = deliver(
+        &msg,
+        &root().join("template.yaml"),
+        &state,
+        &["--to", "support@example.com", "--param", DEAD_WEBHOOK],
+    );
+    assert!(!run.ok(), "a failed action fails the run");
+    let id = run.message_id();
+    let store = &run.rule("receive")["actions"][1];
+    assert_eq!(store["status"]["status"], "failed");
+    let error = store["status"]["error"].as_str().unwrap();
+    assert!(error.contains("failed 3 attempts"), "{error}");
+    assert!(error.contains("InvocationDeadLetterQueue"), "{error}");
+    // The raw message is still there, and the DLQ holds the whole SES event.
+    assert!(bucket.join("raw").join(&id).exists());
+    let dlq = walk(&state.join("sqs/mailroom-InvocationDeadLetterQueue"));
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&dlq[0]).unwrap()).unwrap();
+    let body: serde_json::Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["requestContext"]["condition"], "RetriesExhausted");
+    assert_eq!(body["requestContext"]["approximateInvokeCount"], 3);
+    assert_eq!(
+        body["requestPayload"]["Records"][0]["ses"]["mail"]["messageId"],
+        id.as_str()
+    );
+    // The later actions still ran.
+    assert_eq!(run.rule("receive")["actions"][2]["status"]["status"], "ok");
+}

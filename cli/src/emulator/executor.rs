@@ -23,8 +23,15 @@ const NOTIFICATION_SUBJECT: &str = "Amazon SES Email Receipt Notification";
 pub struct LocalExecutor {
     pub ports: Ports,
     /// By function ARN.
-    pub functions: BTreeMap<String, Box<dyn Function>>,
+    pub functions: BTreeMap<String, Deployed>,
     pub region: String,
+}
+
+/// A function with Lambda's asynchronous-invocation settings from the template.
+pub struct Deployed {
+    pub function: Box<dyn Function>,
+    pub max_retries: u32,
+    pub on_failure: Option<String>,
 }
 
 #[async_trait]
@@ -153,22 +160,94 @@ impl LocalExecutor {
                     .get(function_arn)
                     .ok_or_else(|| format!("no in-process function for {function_arn}"))?;
                 let event = step.event();
-                let call = f.invoke(&event, ports);
                 let returned = match invocation_type {
-                    InvocationType::RequestResponse => {
-                        tokio::time::timeout(REQUEST_RESPONSE_TIMEOUT, call)
-                            .await
-                            .map_err(|_| {
-                                "timed out after 30 s (SES's RequestResponse limit)".to_string()
-                            })??
-                    }
-                    InvocationType::Event => call.await?,
+                    InvocationType::RequestResponse => tokio::time::timeout(
+                        REQUEST_RESPONSE_TIMEOUT,
+                        f.function.invoke(&event, ports),
+                    )
+                    .await
+                    .map_err(|_| {
+                        "timed out after 30 s (SES's RequestResponse limit)".to_string()
+                    })??,
+                    InvocationType::Event => invoke_async(f, function_arn, &event, ports).await?,
                 };
                 out.disposition = returned.disposition;
                 out.summary = Some(returned.summary);
             }
         }
         Ok(())
+    }
+}
+
+/// Lambda's asynchronous invocation: up to `max_retries` more attempts after a function error
+/// (at once here, rather than after 1 and 2 minutes), then the on-failure destination gets the
+/// event, so a message whose function keeps failing is never dropped silently.
+async fn invoke_async(
+    f: &Deployed,
+    function_arn: &str,
+    event: &mailroom::SesEvent,
+    ports: &Ports,
+) -> Result<super::functions::Returned, String> {
+    let mut errors = Vec::new();
+    for attempt in 1..=f.max_retries + 1 {
+        match f.function.invoke(event, ports).await {
+            Ok(mut r) => {
+                if attempt > 1 {
+                    r.summary = format!(
+                        "attempt {attempt} succeeded after: {}; {}",
+                        errors.join("; "),
+                        r.summary
+                    );
+                }
+                return Ok(r);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let attempts = errors.len();
+    let last = errors.pop().unwrap_or_default();
+    let Some(dest) = &f.on_failure else {
+        return Err(format!(
+            "{last} (failed {attempts} attempts; no on-failure destination, so Lambda drops the event)"
+        ));
+    };
+    let record = serde_json::json!({
+        "version": "1.0",
+        "timestamp": mailroom::receipt::mail::iso_millis(time::OffsetDateTime::now_utc()),
+        "requestContext": {
+            "functionArn": format!("{function_arn}:$LATEST"),
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": event,
+        "responseContext": { "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled" },
+        "responsePayload": { "errorMessage": last },
+    })
+    .to_string();
+    let sent = if let Some(rest) = dest.strip_prefix("arn:aws:sqs:") {
+        let parts: Vec<&str> = rest.splitn(3, ':').collect();
+        let [region, account, name] = parts.as_slice() else {
+            return Err(format!("{last} (bad on-failure destination {dest})"));
+        };
+        let url = format!("https://sqs.{region}.amazonaws.com/{account}/{name}");
+        ports.queue.send(&url, &record, Duration::ZERO).await
+    } else {
+        ports
+            .publisher
+            .publish(&Publication {
+                topic_arn: dest.clone(),
+                message: record,
+                ..Publication::default()
+            })
+            .await
+    };
+    match sent {
+        Ok(_) => Err(format!(
+            "{last} (failed {attempts} attempts; the event went to the on-failure destination {dest})"
+        )),
+        Err(e) => Err(format!(
+            "{last} (failed {attempts} attempts; sending it to {dest} failed too: {e})"
+        )),
     }
 }
 

@@ -88,7 +88,11 @@ impl Emulator {
         for (arn, def) in &loaded.functions {
             functions.insert(
                 arn.clone(),
-                functions::build(&def.logical_id, &def.binary, &def.env, &overrides)?,
+                executor::Deployed {
+                    function: functions::build(&def.logical_id, &def.binary, &def.env, &overrides)?,
+                    max_retries: def.max_retries,
+                    on_failure: def.on_failure.clone(),
+                },
             );
         }
         let local_bouncer = ports.local_bouncer.clone();

@@ -74,6 +74,10 @@ pub struct FunctionDef {
     pub binary: String,
     /// Its environment: `Globals.Function` variables overlaid with its own, resolved.
     pub env: HashMap<String, String>,
+    /// `EventInvokeConfig.MaximumRetryAttempts` (Lambda's default for async invocations: 2).
+    pub max_retries: u32,
+    /// `EventInvokeConfig.DestinationConfig.OnFailure.Destination`: an SQS queue or SNS topic ARN.
+    pub on_failure: Option<String>,
 }
 
 /// What the emulator takes from a template.
@@ -342,10 +346,31 @@ impl<'a> Template<'a> {
                 env.insert(k.to_string(), v);
             }
         }
+        let invoke = get(props, "EventInvokeConfig");
+        let at = format!("{id}.Properties.EventInvokeConfig");
+        let max_retries = match invoke.and_then(|i| get(i, "MaximumRetryAttempts")) {
+            Some(v) => self
+                .resolve_str(v, &at)?
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 2)
+                .ok_or_else(|| err(&at, "MaximumRetryAttempts is 0, 1 or 2"))?,
+            None => 2,
+        };
+        let on_failure = match invoke
+            .and_then(|i| get(i, "DestinationConfig"))
+            .and_then(|d| get(d, "OnFailure"))
+            .and_then(|o| get(o, "Destination"))
+        {
+            Some(v) => Some(self.resolve_str(v, &at)?),
+            None => None,
+        };
         Ok(FunctionDef {
             logical_id: id.to_string(),
             binary,
             env,
+            max_retries,
+            on_failure,
         })
     }
 
@@ -987,6 +1012,11 @@ mod tests {
         );
         assert_eq!(bounce.env["RUST_LOG"], "info", "Globals apply");
         let api = t.functions.values().find(|f| f.binary == "api").unwrap();
+        assert_eq!(api.max_retries, 2);
+        assert_eq!(
+            api.on_failure.as_deref(),
+            Some("arn:aws:sqs:us-east-1:123456789012:mailroom-InvocationDeadLetterQueue")
+        );
         assert_eq!(
             api.env["MAILROOM_RETRY_QUEUE_URL"],
             "https://sqs.us-east-1.amazonaws.com/123456789012/mailroom-WebhookRetryQueue"
