@@ -261,9 +261,9 @@ impl Walk<'_> {
                 html_parts.push(html);
             }
         }
-        let html = (!html_parts.is_empty()).then(|| lf(html_parts.join("\n")));
+        let html = (!html_parts.is_empty()).then(|| join_lf(&html_parts));
         let (text, text_from_html) = if !text_parts.is_empty() {
-            (Some(lf(text_parts.join("\n"))), false)
+            (Some(join_lf(&text_parts)), false)
         } else if let Some(html) = &html {
             (Some(html_to_text(html)), true)
         } else {
@@ -534,14 +534,27 @@ fn rfc3339_date(message: &Message<'_>) -> Option<String> {
         .ok()
 }
 
+/// Joins body parts with `\n` and turns CRLF into LF in one pass into one exactly-sized buffer.
+///
 /// Bodies use `\n` line endings whatever the message used, so LF and CRLF copies of one message
-/// give the same text.
-fn lf(text: String) -> String {
-    if text.contains('\r') {
-        text.replace("\r\n", "\n")
-    } else {
-        text
+/// give the same text. A join followed by a replace would hold two extra copies of a 20 MB body
+/// at once, which is what a 128 MB function cannot afford.
+fn join_lf(parts: &[&str]) -> String {
+    let len = parts.iter().map(|p| p.len()).sum::<usize>() + parts.len().saturating_sub(1);
+    let mut out = String::with_capacity(len);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let mut rest = *part;
+        while let Some(at) = rest.find("\r\n") {
+            out.push_str(&rest[..at]);
+            out.push('\n');
+            rest = &rest[at + 2..];
+        }
+        out.push_str(rest);
     }
+    out
 }
 
 /// Every address of every occurrence of a header (obsolete syntax allows repeated To/Cc).
@@ -601,6 +614,13 @@ fn real_date(d: &mail_parser::DateTime) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn join_lf_joins_and_normalises_line_endings() {
+        assert_eq!(join_lf(&["a\r\nb\r\n", "c\rd"]), "a\nb\n\nc\rd");
+        assert_eq!(join_lf(&["\r\n\r\n"]), "\n\n");
+        assert_eq!(join_lf(&[]), "");
+    }
 
     fn parse(raw: &str) -> Parsed {
         match Email::parse(raw.as_bytes(), &Limits::default()) {
