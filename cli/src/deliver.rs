@@ -100,6 +100,7 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
         let mut json = serde_json::to_value(&trace)?;
         json["template"] = emulator.template.display().to_string().into();
         json["size"] = size.into();
+        json["webhooks"] = serde_json::to_value(emulator.sink_records())?;
         writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
     } else {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();

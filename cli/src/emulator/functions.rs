@@ -27,6 +27,8 @@ pub struct LocalOverrides {
     /// Used as `MAILROOM_WEBHOOK_SECRET` when the template's environment has none (a secret
     /// ARN cannot be read without AWS).
     pub webhook_secret: String,
+    /// Told the api functions' secrets, to check the signatures of what it receives.
+    pub sink: Option<std::sync::Arc<super::sink::WebhookSink>>,
 }
 
 /// Builds the in-process function for a template function, failing with a message that names it.
@@ -61,9 +63,11 @@ pub fn build(
                     overrides.webhook_secret.clone(),
                 );
             }
-            Box::new(Api {
-                config: mailroom_api::Config::from_env(&env).with_context(what)?,
-            })
+            let config = mailroom_api::Config::from_env(&env).with_context(what)?;
+            if let Some(sink) = &overrides.sink {
+                sink.add_secrets(config.secrets());
+            }
+            Box::new(Api { config })
         }
         other => anyhow::bail!(
             "function {logical_id}: binary {other:?} is not one of mailroom's functions, so the emulator cannot run it"

@@ -8,6 +8,7 @@ pub mod executor;
 pub mod functions;
 pub mod local;
 pub mod ports;
+pub mod sink;
 pub mod template;
 
 use anyhow::Context;
@@ -42,6 +43,11 @@ pub struct Settings {
     /// Use real AWS (or the endpoint in AWS_ENDPOINT_URL) instead of local folders.
     #[arg(long)]
     pub aws: bool,
+    /// Deliver the api function's webhooks to the local sink (recorded in
+    /// <state-dir>/webhooks/) whatever the URL. Reserved example hosts (example.com, .net, .org
+    /// and their subdomains, *.example, *.test, *.invalid) always go there.
+    #[arg(long)]
+    pub webhook_sink: bool,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -58,6 +64,7 @@ pub struct Emulator {
     pub verdicts: Verdicts,
     local_bouncer: Option<Arc<local::LocalBouncer>>,
     executor: Arc<executor::LocalExecutor>,
+    sink: Arc<sink::WebhookSink>,
 }
 
 impl Emulator {
@@ -73,16 +80,21 @@ impl Emulator {
         for v in &settings.verdicts {
             verdicts.apply(v).context("--verdict")?;
         }
+        let sink = Arc::new(sink::WebhookSink::new(
+            &settings.state_dir,
+            settings.webhook_sink,
+        ));
         let ports = if settings.aws {
-            aws_ports().await?
+            aws_ports(sink.clone()).await?
         } else {
             std::fs::create_dir_all(&settings.state_dir).with_context(|| {
                 format!("creating the state folder {}", settings.state_dir.display())
             })?;
-            ports::Ports::local(&settings.state_dir)?
+            ports::Ports::local(&settings.state_dir, sink.clone())?
         };
         let overrides = functions::LocalOverrides {
             webhook_secret: webhook_secret(&settings.state_dir)?,
+            sink: Some(sink.clone()),
         };
         let mut functions = BTreeMap::new();
         for (arn, def) in &loaded.functions {
@@ -108,7 +120,13 @@ impl Emulator {
             verdicts,
             local_bouncer,
             executor,
+            sink,
         })
+    }
+
+    /// The webhooks the local sink has recorded so far.
+    pub fn sink_records(&self) -> Vec<sink::Recorded> {
+        self.sink.recorded()
     }
 
     /// Runs one received message through the rule set. `raw` is the message as sent.
@@ -193,18 +211,16 @@ fn webhook_secret(state: &std::path::Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
-async fn aws_ports() -> anyhow::Result<ports::Ports> {
+async fn aws_ports(sink: Arc<sink::WebhookSink>) -> anyhow::Result<ports::Ports> {
     let config = mailroom::aws::sdk_config().await;
     Ok(ports::Ports {
         objects: Arc::new(mailroom::aws::S3Store::from_conf(&config)),
         publisher: Arc::new(mailroom::aws::SnsPublisher::from_conf(&config)),
         bouncer: Arc::new(mailroom::aws::SesBouncer::from_conf(&config)),
         queue: Arc::new(mailroom::aws::SqsQueue::from_conf(&config)),
-        http: Arc::new(
-            mailroom::webhook::http::ReqwestSender::new()
-                .map_err(|e| anyhow::anyhow!("webhook HTTP client: {}", e.message))?,
-        ),
+        http: ports::routed_http(sink.clone())?,
         state: None,
         local_bouncer: None,
+        sink,
     })
 }

@@ -2,6 +2,7 @@
 //! that note every write so the trace can say where each action's outputs landed.
 
 use super::local::{LocalBouncer, LocalObjectStore, LocalPublisher, LocalQueue, resource_name};
+use super::sink::{Routed, WebhookSink};
 use async_trait::async_trait;
 use bytes::Bytes;
 use mailroom::ports::queue::{Queue, Received};
@@ -24,11 +25,14 @@ pub struct Ports {
     pub state: Option<PathBuf>,
     /// The local SendBounce, which must be told about each received message.
     pub local_bouncer: Option<Arc<LocalBouncer>>,
+    /// Where webhooks for reserved example hosts (or all, when forced) are delivered.
+    pub sink: Arc<WebhookSink>,
 }
 
 impl Ports {
-    /// Everything under `state`, except webhooks, which go to the configured URL for real.
-    pub fn local(state: &Path) -> anyhow::Result<Ports> {
+    /// Everything under `state`, except webhooks, which go to the configured URL for real
+    /// unless `sink` takes them.
+    pub fn local(state: &Path, sink: Arc<WebhookSink>) -> anyhow::Result<Ports> {
         let bouncer = Arc::new(LocalBouncer::new(state));
         Ok(Ports {
             objects: Arc::new(LocalObjectStore::new(state)),
@@ -36,11 +40,9 @@ impl Ports {
             bouncer: bouncer.clone(),
             local_bouncer: Some(bouncer),
             queue: Arc::new(LocalQueue::new(state)),
-            http: Arc::new(
-                mailroom::webhook::http::ReqwestSender::new()
-                    .map_err(|e| anyhow::anyhow!("webhook HTTP client: {}", e.message))?,
-            ),
+            http: routed_http(sink.clone())?,
             state: Some(state.to_path_buf()),
+            sink,
         })
     }
 
@@ -67,15 +69,26 @@ impl Ports {
                 log: log.clone(),
                 state: self.state.clone(),
             }),
-            http: Arc::new(Rec {
+            http: Arc::new(RecHttp {
                 inner: self.http.clone(),
                 log: log.clone(),
-                state: self.state.clone(),
+                sink: self.sink.clone(),
             }),
             state: self.state.clone(),
             local_bouncer: self.local_bouncer.clone(),
+            sink: self.sink.clone(),
         }
     }
+}
+
+/// The real HTTP client, with the URLs the sink takes aimed at it.
+pub fn routed_http(sink: Arc<WebhookSink>) -> anyhow::Result<Arc<dyn WebhookSender>> {
+    let real = mailroom::webhook::http::ReqwestSender::new()
+        .map_err(|e| anyhow::anyhow!("webhook HTTP client: {}", e.message))?;
+    Ok(Arc::new(Routed {
+        real: Arc::new(real),
+        sink,
+    }))
 }
 
 /// Where an action's writes went, in order.
@@ -217,17 +230,44 @@ impl Queue for Rec<dyn Queue> {
     }
 }
 
+struct RecHttp {
+    inner: Arc<dyn WebhookSender>,
+    log: Log,
+    sink: Arc<WebhookSink>,
+}
+
 #[async_trait]
-impl WebhookSender for Rec<dyn WebhookSender> {
+impl WebhookSender for RecHttp {
     async fn post(&self, req: &WebhookRequest) -> Result<WebhookResponse, TransportError> {
         let out = self.inner.post(req).await;
+        let via = self
+            .sink
+            .reason(&req.url)
+            .map(|why| format!(" ({why}: delivered to the local sink)"))
+            .unwrap_or_default();
         match &out {
             Ok(r) => self
                 .log
-                .push(format!("POST {} → HTTP {}", req.url, r.status)),
+                .push(format!("POST {}{via} → HTTP {}", req.url, r.status)),
             Err(e) => self
                 .log
-                .push(format!("POST {} → failed: {}", req.url, e.message)),
+                .push(format!("POST {}{via} → failed: {}", req.url, e.message)),
+        }
+        let id = req
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(mailroom::webhook::signing::HEADER_ID))
+            .map(|(_, v)| v.as_str());
+        if !via.is_empty()
+            && out.is_ok()
+            && let Some(r) = id.and_then(|id| self.sink.record_of(id))
+        {
+            let check = match &r.signature_error {
+                None => "signature valid".to_string(),
+                Some(e) => format!("signature INVALID: {e}"),
+            };
+            self.log
+                .push(format!("webhook {} ({check})", r.file.display()));
         }
         out
     }
