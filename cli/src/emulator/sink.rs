@@ -372,6 +372,20 @@ fn file_stem(id: &str) -> String {
     }
 }
 
+/// One request as written to its file (fields in this order, the short ones first).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a> {
+    method: &'a str,
+    url: &'a str,
+    received_at: String,
+    signature_valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature_error: Option<&'a String>,
+    headers: BTreeMap<&'a str, String>,
+    body: serde_json::Value,
+}
+
 fn record(shared: &Shared, req: &Request) -> Result<Recorded, String> {
     let get = |name: &str| header(&req.headers, name).unwrap_or_default();
     let id = get(signing::HEADER_ID).to_string();
@@ -409,17 +423,15 @@ fn record(shared: &Shared, req: &Request) -> Result<Recorded, String> {
     }
     let body = serde_json::from_slice::<serde_json::Value>(&req.body)
         .unwrap_or_else(|_| String::from_utf8_lossy(&req.body).into_owned().into());
-    let mut doc = serde_json::json!({
-        "method": req.method,
-        "url": url,
-        "receivedAt": mailroom::receipt::mail::iso_millis(now),
-        "headers": headers,
-        "body": body,
-        "signatureValid": verdict.is_ok(),
-    });
-    if let Err(e) = &verdict {
-        doc["signatureError"] = e.clone().into();
-    }
+    let doc = Document {
+        method: &req.method,
+        url: &url,
+        received_at: mailroom::receipt::mail::iso_millis(now),
+        signature_valid: verdict.is_ok(),
+        signature_error: verdict.as_ref().err(),
+        headers,
+        body,
+    };
     let file = shared.dir.join(format!("{}.json", file_stem(&id)));
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&shared.dir)
@@ -439,8 +451,67 @@ fn record(shared: &Shared, req: &Request) -> Result<Recorded, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn signed(secret: &Secret, id: &str, body: &[u8], signed_body: &[u8]) -> Request {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let headers = [
+            ("host", "hooks.example.com".to_string()),
+            ("webhook-id", id.to_string()),
+            ("webhook-timestamp", now.to_string()),
+            ("webhook-signature", secret.sign(id, now, signed_body)),
+        ];
+        Request {
+            method: "POST".to_string(),
+            target: "/mail".to_string(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            body: body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn records_say_whether_the_signature_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = Secret::parse(&Secret::generate()).unwrap();
+        let sink = WebhookSink::new(dir.path(), false);
+        sink.add_secrets(std::slice::from_ref(&secret));
+        let body = br#"{"data":{"messageId":"m1"}}"#;
+
+        let good = record(&sink.shared, &signed(&secret, "msg_1", body, body)).unwrap();
+        assert!(good.signature_valid);
+        assert_eq!(good.file, dir.path().join("webhooks/msg_1.json"));
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&good.file).unwrap()).unwrap();
+        assert_eq!(doc["body"]["data"]["messageId"], "m1");
+        assert_eq!(doc["url"], "http://hooks.example.com/mail");
+        assert_eq!(doc["signatureValid"], true);
+
+        let tampered = record(
+            &sink.shared,
+            &signed(&secret, "msg_2", b"not json", b"something else"),
+        )
+        .unwrap();
+        assert!(!tampered.signature_valid);
+        assert_eq!(
+            tampered.signature_error.as_deref(),
+            Some("no signature matches")
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&tampered.file).unwrap()).unwrap();
+        assert_eq!(doc["body"], "not json");
+        assert_eq!(doc["signatureValid"], false);
+        assert_eq!(sink.recorded().len(), 2);
+        assert_eq!(sink.record_of("msg_2").unwrap().file, tampered.file);
+
+        let unknown = WebhookSink::new(dir.path(), false);
+        let r = record(&unknown.shared, &signed(&secret, "msg_3", body, body)).unwrap();
+        assert!(!r.signature_valid, "no secret registered, nothing verifies");
+    }
 
     #[test]
     fn reserved_names_are_the_rfc_2606_and_6761_ones() {
