@@ -3,9 +3,9 @@
 //! their outputs landed (`--json` for machines). Colours only when standard output is a terminal
 //! (and `NO_COLOR` is unset).
 
-use crate::emulator::{self, Emulator, MAX_MESSAGE_BYTES};
 use anyhow::Context;
-use mailroom::receipt::{Envelope, Status, Trace, mail};
+use mailroom_emulator::receipt::{Envelope, Status, Trace, mail};
+use mailroom_emulator::{Emulator, MAX_MESSAGE_BYTES};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub settings: emulator::Settings,
+    pub settings: crate::settings::EmulatorArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -58,7 +58,7 @@ fn read_message(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
 
 async fn deliver(args: Args) -> anyhow::Result<()> {
     let raw = read_message(&args.file)?;
-    let emulator = Emulator::new(&args.settings).await?;
+    let emulator = Emulator::new(&args.settings.clone().into()).await?;
     let mail_from = match &args.from {
         Some(f) => mail::bare_address(f),
         None => {
@@ -81,7 +81,7 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
     let size = raw.len();
     // Progress goes to standard error, and only when it is a terminal.
     let progress = std::io::stderr().is_terminal();
-    let show = |step: &mailroom::receipt::Step<'_>| {
+    let show = |step: &mailroom_emulator::receipt::Step<'_>| {
         if progress {
             eprint!(
                 "\r\x1b[2K  rule {} › {}…",

@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod deliver;
-mod emulator;
 mod parse;
 mod replay;
 mod serve;
+mod settings;
+mod template;
 mod verify_webhook;
 
 #[derive(Debug, Parser)]
@@ -36,6 +37,8 @@ enum Command {
     Replay(replay::Args),
     /// Verify a Standard Webhooks signature (exit 0 when valid, 1 when not).
     VerifyWebhook(verify_webhook::Args),
+    /// What the template reader and the function crates know, as JSON (for the template check).
+    Template(template::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Replay(args) => replay::run(args),
         Command::VerifyWebhook(args) => verify_webhook::run(args),
+        Command::Template(args) => template::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,9 +16,9 @@
 //! without one, such rules are exercised with `mailroom deliver --tls`.
 
 use crate::deliver;
-use crate::emulator::{self, Emulator, MAX_MESSAGE_BYTES};
 use anyhow::Context;
-use mailroom::receipt::Envelope;
+use mailroom_emulator::receipt::Envelope;
+use mailroom_emulator::{Emulator, MAX_MESSAGE_BYTES};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
-    pub settings: emulator::Settings,
+    pub settings: crate::settings::EmulatorArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -65,7 +65,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(Arc::new(tls_acceptor(cert, key)?)),
         _ => None,
     };
-    let emulator = Arc::new(Emulator::new(&args.settings).await?);
+    let emulator = Arc::new(Emulator::new(&args.settings.clone().into()).await?);
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -146,7 +146,7 @@ struct Output {
 }
 
 impl Output {
-    fn trace(&self, trace: &mailroom::receipt::Trace, size: usize) {
+    fn trace(&self, trace: &mailroom_emulator::receipt::Trace, size: usize) {
         let text = if self.json {
             let mut v = serde_json::to_value(trace).unwrap_or_default();
             v["size"] = size.into();

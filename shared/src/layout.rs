@@ -20,6 +20,13 @@ pub const RAW_BUCKET_VAR: &str = "MAILROOM_RAW_BUCKET";
 pub const RAW_PREFIX_VAR: &str = "MAILROOM_RAW_PREFIX";
 pub const STORE_BUCKET_VAR: &str = "MAILROOM_STORE_BUCKET";
 pub const STORE_PREFIX_VAR: &str = "MAILROOM_STORE_PREFIX";
+/// The variables [`Locations::from_env`] reads.
+pub const ENV_VARS: &[&str] = &[
+    RAW_BUCKET_VAR,
+    RAW_PREFIX_VAR,
+    STORE_BUCKET_VAR,
+    STORE_PREFIX_VAR,
+];
 pub const DEFAULT_STORE_PREFIX: &str = "messages/";
 
 /// The file names inside a message's folder.

@@ -247,6 +247,24 @@ pub fn bare_address(value: &str) -> Option<String> {
     (inner.contains('@') && !inner.starts_with('@') && !inner.ends_with('@')).then_some(inner)
 }
 
+/// The variables [`FilterPolicy::from_env`] reads.
+pub const ENV_VARS: &[&str] = &[
+    "MAILROOM_STOP_SPAM",
+    "MAILROOM_STOP_VIRUS",
+    "MAILROOM_STOP_VIRUS_UNVERIFIED",
+    "MAILROOM_STOP_SPF",
+    "MAILROOM_STOP_DKIM",
+    "MAILROOM_DMARC_REJECT",
+    "MAILROOM_DMARC_QUARANTINE",
+    "MAILROOM_DMARC_NONE",
+    "MAILROOM_ALLOW_SENDERS",
+    "MAILROOM_DENY_SENDERS",
+    "MAILROOM_STOP_DENIED",
+    "MAILROOM_MAX_SIZE",
+    "MAILROOM_STOP_OVERSIZE",
+    "MAILROOM_STOP_DISPOSITION",
+];
+
 /// The filter policy, read once from the environment (see the table in the stop crate's docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterPolicy {

@@ -14,16 +14,26 @@
 //! Handler: [`handle`]`(&serde_json::Value, &dyn RuleSets, &dyn Responder) -> Result<CfnResponse, Error>`.
 //! It returns `Err` only when the response could not be delivered (or the event has no
 //! `ResponseURL` at all), so Lambda's async retries try again.
+//!
+//! # Layout
+//! - this file: the request, the [`RuleSets`] port and [`handle`];
+//! - [`ses`]: the SES adapter of [`RuleSets`]; [`respond`]: answering CloudFormation.
 
 pub mod respond;
 pub mod ses;
 
 use async_trait::async_trait;
+use mailroom::diagnostic::FunctionError;
 use mailroom::ports::PortError;
 use serde::{Deserialize, Serialize};
 
 pub use respond::{HttpResponder, Responder};
 pub use ses::SesRuleSets;
+
+/// It reads no `MAILROOM_*` variable: everything comes with the CloudFormation request.
+pub fn env_vars() -> Vec<&'static str> {
+    Vec::new()
+}
 
 /// CloudFormation caps the whole response body at 4096 bytes; the reason is the part that grows.
 const MAX_REASON: usize = 1024;
@@ -45,18 +55,23 @@ pub enum Error {
     Respond(String),
 }
 
-impl From<Error> for lambda_runtime::Diagnostic {
-    fn from(e: Error) -> Self {
-        let error_type = match e {
+impl FunctionError for Error {
+    const FUNCTION: &'static str = "ActivateRuleset";
+
+    /// CloudFormation is answered at most once: nothing here is worth a second invocation.
+    fn is_retryable(&self) -> bool {
+        false
+    }
+
+    fn variant(&self) -> &'static str {
+        match self {
             Error::NoResponseUrl(_) => "NoResponseUrl",
             Error::Respond(_) => "Respond",
-        };
-        lambda_runtime::Diagnostic {
-            error_type: error_type.to_string(),
-            error_message: e.to_string(),
         }
     }
 }
+
+mailroom::impl_diagnostic!(Error);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum RequestType {

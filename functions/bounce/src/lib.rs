@@ -1,6 +1,6 @@
 //! The bounce function (SES Lambda action, usually `RequestResponse` in the gate rule): bounces
 //! recipients that have no mailbox, and optionally mail the filter policy rejects, through the
-//! classic SES `SendBounce` API with proper DSN fields ([`mailroom::bounce`]).
+//! classic SES `SendBounce` API with proper DSN fields ([`plan`]).
 //!
 //! Handler: `handle(&SesEvent, &Config, &dyn Bouncer) -> Result<DispositionResponse,
 //! BounceError>`; [`bounce_record`] does one record and reports what it did.
@@ -13,7 +13,7 @@
 //!
 //! With `Event` invocation SES ignores the answer, but the bounce is sent just the same.
 //!
-//! Backscatter guard ([`mailroom::bounce::backscatter_guard`]): a null or mailer-daemon sender,
+//! Backscatter guard ([`plan::backscatter_guard`]): a null or mailer-daemon sender,
 //! auto-submitted or bulk mail, a delivery report, truncated headers, or an SPF/DMARC/spam/virus
 //! `FAIL` is never bounced; the unknown recipients are dropped with the reason logged.
 //!
@@ -27,6 +27,11 @@
 //! invocation type, recipients, known and rejected recipients, outcome, disposition, reasons and
 //! the bounce's SES message id.
 //!
+//! # Layout
+//! - this file: [`Config`], [`env_vars`], [`handle`] and [`bounce_record`] (send, log, answer);
+//! - [`plan`]: the pure part, which recipients to bounce, the backscatter guard and the
+//!   `SendBounce` request.
+//!
 //! # Configuration
 //! | variable | values | default | meaning |
 //! |---|---|---|---|
@@ -39,11 +44,14 @@
 //! | `MAILROOM_BOUNCE_DISPOSITION` | `stop_rule_set` \| `stop_rule` | `stop_rule_set` | answer when no recipient is left |
 //! | `MAILROOM_RAW_BUCKET`, `MAILROOM_RAW_PREFIX` | bucket, prefix | unset | where the receive rule stores raw mail, for log lines |
 
-use mailroom::bounce::{BouncePlan, BouncePolicy, plan};
+pub mod plan;
+
 use mailroom::config::{self, ConfigError, Env};
+use mailroom::diagnostic::FunctionError;
 use mailroom::ports::{Bouncer, PortError};
 use mailroom::ses::{Disposition, DispositionResponse, raw_object_key};
 use mailroom::{SesEvent, SesRecord};
+use plan::{BouncePlan, BouncePolicy, plan};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -75,6 +83,17 @@ impl Config {
     }
 }
 
+/// Every `MAILROOM_*` variable [`Config::from_env`] may read: the template may set no other on
+/// this function.
+pub fn env_vars() -> Vec<&'static str> {
+    [
+        plan::ENV_VARS,
+        mailroom::policy::ENV_VARS,
+        &["MAILROOM_RAW_BUCKET", "MAILROOM_RAW_PREFIX"],
+    ]
+    .concat()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BounceError {
     #[error("bad event: {0}")]
@@ -86,32 +105,25 @@ pub enum BounceError {
     },
 }
 
-impl BounceError {
-    pub fn is_retryable(&self) -> bool {
+impl FunctionError for BounceError {
+    const FUNCTION: &'static str = "Bounce";
+
+    fn is_retryable(&self) -> bool {
         match self {
             BounceError::BadEvent(_) => false,
             BounceError::Send { source, .. } => source.is_retryable(),
         }
     }
-}
 
-impl From<BounceError> for lambda_runtime::Diagnostic {
-    fn from(e: BounceError) -> Self {
-        let kind = if e.is_retryable() {
-            "Retryable"
-        } else {
-            "Permanent"
-        };
-        let what = match &e {
+    fn variant(&self) -> &'static str {
+        match self {
             BounceError::BadEvent(_) => "BadEvent",
             BounceError::Send { .. } => "Send",
-        };
-        lambda_runtime::Diagnostic {
-            error_type: format!("Bounce.{kind}.{what}"),
-            error_message: e.to_string(),
         }
     }
 }
+
+mailroom::impl_diagnostic!(BounceError);
 
 /// What happened to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use mailroom::SesEvent;
+use mailroom::diagnostic::FunctionError;
 use mailroom::ports::{BounceRequest, BounceType, Bouncer, DsnAction, ErrorKind, PortError};
 use mailroom_bounce::{BounceError, Config, Outcome, bounce_record, handle};
 use std::sync::Mutex;

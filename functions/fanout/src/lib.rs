@@ -1,6 +1,6 @@
 //! The fanout function (SES Lambda action, `Event` invocation): publishes a compact summary of
 //! each message to SNS, with message attributes subscribers filter on (see
-//! [`mailroom::fanout`] for the summary and the attributes).
+//! [`summary`] for the summary and the attributes).
 //!
 //! Handler: `handle(&SesEvent, &Config, &dyn ObjectStore, &dyn Publisher) -> Result<Report, FanoutError>`.
 //!
@@ -14,9 +14,16 @@
 //! notification, a bad record or a missing raw object are permanent: logged once with the raw
 //! location and reported with `Ok`. A message that does not parse is still announced, from
 //! SES's headers, with `parseError` set.
+//!
+//! # Layout
+//! - this file: [`Config`], [`env_vars`], [`handle`] and [`fanout_record`] (read, parse, publish);
+//! - [`summary`]: the pure part, the summary, its attributes and the SNS size rules.
 
+pub mod summary;
+
+use crate::summary::{Input, TooLarge};
 use mailroom::config::{self, ConfigError, Env};
-use mailroom::fanout::{Input, TooLarge};
+use mailroom::diagnostic::FunctionError;
 use mailroom::layout::{self, Locations};
 use mailroom::ports::{ErrorKind, ObjectStore, PortError, Publisher};
 use mailroom::{Email, Limits, SesEvent, SesRecord};
@@ -60,6 +67,16 @@ impl Config {
             },
         })
     }
+}
+
+/// Every `MAILROOM_*` variable [`Config::from_env`] may read: the template may set no other on
+/// this function.
+pub fn env_vars() -> Vec<&'static str> {
+    [
+        layout::ENV_VARS,
+        &[TOPIC_ARN_VAR, GROUP_ID_VAR, MAX_MESSAGE_BYTES_VAR],
+    ]
+    .concat()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,8 +123,10 @@ pub enum FanoutError {
     TooLarge { raw: String, source: TooLarge },
 }
 
-impl FanoutError {
-    pub fn is_retryable(&self) -> bool {
+impl FunctionError for FanoutError {
+    const FUNCTION: &'static str = "Fanout";
+
+    fn is_retryable(&self) -> bool {
         match self {
             FanoutError::ReadRaw { source, .. } | FanoutError::Publish { source, .. } => {
                 source.is_retryable()
@@ -115,26 +134,17 @@ impl FanoutError {
             FanoutError::TooLarge { .. } => false,
         }
     }
-}
 
-impl From<FanoutError> for lambda_runtime::Diagnostic {
-    fn from(e: FanoutError) -> Self {
-        let kind = if e.is_retryable() {
-            "Retryable"
-        } else {
-            "Permanent"
-        };
-        let what = match &e {
+    fn variant(&self) -> &'static str {
+        match self {
             FanoutError::ReadRaw { .. } => "ReadRaw",
             FanoutError::Publish { .. } => "Publish",
             FanoutError::TooLarge { .. } => "TooLarge",
-        };
-        lambda_runtime::Diagnostic {
-            error_type: format!("Fanout.{kind}.{what}"),
-            error_message: e.to_string(),
         }
     }
 }
+
+mailroom::impl_diagnostic!(FanoutError);
 
 /// Publishes one summary per record; the first failure stops and fails the invocation.
 pub async fn handle(
@@ -214,7 +224,7 @@ pub async fn fanout_record(
         topic_arn: &config.topic_arn,
         group_id: config.group_id.as_deref(),
     };
-    let built = mailroom::fanout::publication(&input).map_err(|source| {
+    let built = summary::publication(&input).map_err(|source| {
         tracing::error!(message_id = id, raw = %raw_url, error = %source, "summary too large for SNS");
         FanoutError::TooLarge {
             raw: raw_url.clone(),
@@ -222,7 +232,7 @@ pub async fn fanout_record(
         }
     })?;
     let (publication, bodies) = (built.publication, built.bodies.to_string());
-    let bytes = mailroom::fanout::publication_size(&publication);
+    let bytes = summary::publication_size(&publication);
     let sns_message_id =
         publisher
             .publish(&publication)

@@ -16,6 +16,10 @@
 //! Verdicts SES reports as `GRAY`, `PROCESSING_FAILED`, `DISABLED`, unknown strings or not at all
 //! never make the function fail: the policy decides what they mean.
 //!
+//! # Layout
+//! Everything is in this file: [`Config`] (read once, [`env_vars`] lists what it reads),
+//! [`handle`] and [`decide`]; the policy itself is [`mailroom::policy`], shared with bounce.
+//!
 //! # Size
 //! The SES Lambda event carries neither the message nor its size. When `MAILROOM_MAX_SIZE` and
 //! `MAILROOM_RAW_BUCKET` are both set, the gate rule is expected to start with an S3 action, and
@@ -46,6 +50,7 @@
 //! `user+label@domain`.
 
 use mailroom::config::{self, ConfigError, Env};
+use mailroom::diagnostic::FunctionError;
 use mailroom::policy::{Decision, FilterPolicy, SizeCheck};
 use mailroom::ports::ObjectStore;
 use mailroom::ses::{Disposition, DispositionResponse, SesMessage, raw_object_key};
@@ -84,6 +89,21 @@ impl Config {
         });
         Ok(Config { policy, raw })
     }
+
+    /// Whether the handler needs an object store: only the size rule reads the raw message.
+    pub fn needs_store(&self) -> bool {
+        self.raw.is_some() && self.policy.max_size.is_some()
+    }
+}
+
+/// Every `MAILROOM_*` variable [`Config::from_env`] may read: the template may set no other on
+/// this function.
+pub fn env_vars() -> Vec<&'static str> {
+    [
+        mailroom::policy::ENV_VARS,
+        &["MAILROOM_RAW_BUCKET", "MAILROOM_RAW_PREFIX"],
+    ]
+    .concat()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,26 +113,24 @@ pub enum StopError {
     BadEvent(String),
 }
 
-impl StopError {
+impl FunctionError for StopError {
+    const FUNCTION: &'static str = "Stop";
+
     /// No variant is retryable: everything that could be (reading the size) fails open instead.
-    pub fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         match self {
             StopError::BadEvent(_) => false,
         }
     }
-}
 
-impl From<StopError> for lambda_runtime::Diagnostic {
-    fn from(e: StopError) -> Self {
-        let what = match &e {
+    fn variant(&self) -> &'static str {
+        match self {
             StopError::BadEvent(_) => "BadEvent",
-        };
-        lambda_runtime::Diagnostic {
-            error_type: format!("Stop.Permanent.{what}"),
-            error_message: e.to_string(),
         }
     }
 }
+
+mailroom::impl_diagnostic!(StopError);
 
 /// Decides every record; the strongest disposition wins (SES sends one record per invocation).
 pub async fn handle(

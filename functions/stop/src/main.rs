@@ -11,10 +11,9 @@ use mailroom_stop::{Config, handle};
 async fn main() -> Result<(), Error> {
     mailroom::logging::init_json();
     let config = Config::from_env(&ProcessEnv)?;
-    // S3 is only needed to measure raw size for the size rule.
-    let store = match (&config.raw, config.policy.max_size) {
-        (Some(_), Some(_)) => Some(S3Store::from_conf(&mailroom::aws::sdk_config().await)),
-        _ => None,
+    let store = match config.needs_store() {
+        true => Some(S3Store::from_conf(&mailroom::aws::sdk_config().await)),
+        false => None,
     };
     let (config, store) = (&config, store.as_ref().map(|s| s as &dyn ObjectStore));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SesEvent>| async move {

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use mailroom::SesEvent;
+use mailroom::diagnostic::FunctionError;
 use mailroom::policy::{Action, Rule, SizeCheck};
 use mailroom::ports::{ErrorKind, ObjectMeta, ObjectStore, PortError, PutOutcome};
 use mailroom_stop::{Config, StopError, decide, handle};

@@ -13,9 +13,14 @@
 //! object, a setup notification, a bad record or an unparseable message are permanent: they are
 //! logged once (naming where the raw mail is, which is never touched) and reported in the
 //! [`Report`] with `Ok`, so Lambda does not retry them in vain.
+//!
+//! # Layout
+//! Everything is in this file: [`Config`] (with [`env_vars`]), [`handle`] and [`store_record`];
+//! the keys come from [`mailroom::layout`], shared with fanout and api.
 
 use bytes::Bytes;
 use mailroom::config::{self, ConfigError, Env};
+use mailroom::diagnostic::FunctionError;
 use mailroom::email::{Attachment, Disposition};
 use mailroom::layout::{self, Locations, MessageLayout};
 use mailroom::ports::{ErrorKind, ObjectMeta, ObjectStore, PortError, PutOutcome};
@@ -44,6 +49,12 @@ impl Config {
             },
         })
     }
+}
+
+/// Every `MAILROOM_*` variable [`Config::from_env`] may read: the template may set no other on
+/// this function.
+pub fn env_vars() -> Vec<&'static str> {
+    [layout::ENV_VARS, &[MAX_MESSAGE_BYTES_VAR]].concat()
 }
 
 /// What happened to each record of the event (the invocation's result, and the log's subject).
@@ -92,9 +103,11 @@ pub enum StoreError {
     Serialize { raw: String, reason: String },
 }
 
-impl StoreError {
+impl FunctionError for StoreError {
+    const FUNCTION: &'static str = "Store";
+
     /// True for throttling, 5xx and timeouts: Lambda's retry is likely to succeed.
-    pub fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         match self {
             StoreError::ReadRaw { source, .. } | StoreError::Write { source, .. } => {
                 source.is_retryable()
@@ -102,28 +115,17 @@ impl StoreError {
             StoreError::Serialize { .. } => false,
         }
     }
-}
 
-impl From<StoreError> for lambda_runtime::Diagnostic {
-    fn from(e: StoreError) -> Self {
-        // Permanent errors still fail the invocation (so the async on-failure destination keeps
-        // the event), but are named so alarms and logs tell them apart.
-        let kind = if e.is_retryable() {
-            "Retryable"
-        } else {
-            "Permanent"
-        };
-        let what = match &e {
+    fn variant(&self) -> &'static str {
+        match self {
             StoreError::ReadRaw { .. } => "ReadRaw",
             StoreError::Write { .. } => "Write",
             StoreError::Serialize { .. } => "Serialize",
-        };
-        lambda_runtime::Diagnostic {
-            error_type: format!("Store.{kind}.{what}"),
-            error_message: e.to_string(),
         }
     }
 }
+
+mailroom::impl_diagnostic!(StoreError);
 
 /// Stores every record of the event; the first retryable failure stops and fails the invocation.
 pub async fn handle(

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use mailroom::SesEvent;
+use mailroom::diagnostic::FunctionError;
 use mailroom::layout::Locations;
 use mailroom::ports::{ErrorKind, ObjectMeta, ObjectStore, PortError, PutOutcome};
 use mailroom_store::{Config, Outcome, handle};

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use mailroom::SesEvent;
 use mailroom::aws::S3Store;
+use mailroom::diagnostic::FunctionError;
 use mailroom::layout::Locations;
 use mailroom::ports::{ObjectMeta, ObjectStore};
 use mailroom_store::{Config, Outcome, handle};

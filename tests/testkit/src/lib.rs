@@ -6,6 +6,7 @@
 //! first call to [`moto`] starts a private server from the project's `.venv` instead; it stops
 //! when the test process exits, because its supervisor watches our stdin pipe.
 
+use mailroom::config::Env;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -184,4 +185,55 @@ pub fn events_dir() -> PathBuf {
 pub fn event_file(rel: &str) -> Vec<u8> {
     let p = events_dir().join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// An environment that notes every variable asked for, so a crate's `ENV_VARS` list is checked
+/// against what its `Config::from_env` really reads (the template check trusts that list).
+pub struct RecordingEnv<'a> {
+    values: &'a [(&'a str, &'a str)],
+    asked: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl<'a> RecordingEnv<'a> {
+    pub fn new(values: &'a [(&'a str, &'a str)]) -> Self {
+        RecordingEnv {
+            values,
+            asked: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The `MAILROOM_*` names asked for so far, sorted.
+    pub fn asked(&self) -> Vec<String> {
+        self.asked
+            .lock()
+            .map(|a| {
+                a.iter()
+                    .filter(|n| n.starts_with("MAILROOM_"))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Env for RecordingEnv<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.insert(name.to_string());
+        }
+        self.values.var(name)
+    }
+}
+
+/// Asserts that `listed` (a crate's `ENV_VARS`) names exactly the `MAILROOM_*` variables `env`
+/// was asked for.
+pub fn assert_lists_reads(listed: &[&str], env: &RecordingEnv<'_>) {
+    let mut listed: Vec<String> = listed.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    listed.dedup();
+    assert_eq!(
+        listed,
+        env.asked(),
+        "ENV_VARS differs from what from_env reads"
+    );
 }

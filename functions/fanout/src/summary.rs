@@ -35,10 +35,10 @@
 //! (verdict strings), `has_attachments` (`"true"`/`"false"`), `size` (Number, raw bytes), `subject`
 //! (first 256 characters). Absent values are left out.
 
-use crate::email::{Address, Disposition, Email, Envelope, Verdicts};
-use crate::layout::{Locations, MessageLayout};
-use crate::ports::{Attribute, Publication};
-use crate::ses::{SesMail, SesReceipt, Verdict};
+use mailroom::email::{Address, Disposition, Email, Envelope, Verdicts};
+use mailroom::layout::{Locations, MessageLayout};
+use mailroom::ports::{Attribute, Publication};
+use mailroom::ses::{SesMail, SesReceipt, Verdict};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -275,9 +275,10 @@ pub fn publication_size(p: &Publication) -> usize {
 pub fn summary<'a>(input: &Input<'a>) -> Summary<'a> {
     let mail = input.mail;
     let receipt = input.receipt;
-    let layout = input
-        .locations
-        .message(&crate::layout::date_of(&mail.timestamp), &mail.message_id);
+    let layout = input.locations.message(
+        &mailroom::layout::date_of(&mail.timestamp),
+        &mail.message_id,
+    );
     let raw = S3Pointer {
         bucket: input.locations.raw_bucket.clone(),
         key: input.locations.raw_key(&mail.message_id),
@@ -549,8 +550,8 @@ fn fifo_id(s: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::email::Attachment;
-    use crate::ses::SesEvent;
+    use mailroom::email::Attachment;
+    use mailroom::ses::SesEvent;
 
     fn event() -> SesEvent {
         let json = r#"{"Records":[{"eventSource":"aws:ses","eventVersion":"1.0","ses":{
@@ -570,7 +571,7 @@ mod tests {
 
     fn email(text: &str, html: &str, attachments: usize) -> Email {
         Email {
-            schema: crate::email::SCHEMA.to_string(),
+            schema: mailroom::email::SCHEMA.to_string(),
             envelope: Envelope::default(),
             message_id: Some("abc@example.net".into()),
             date: Some("2025-01-15T10:00:00Z".into()),

@@ -16,11 +16,11 @@
 
 use super::mail::{self, Envelope, Verdicts};
 use super::model::{Action, InvocationType, Rule, RuleSet, TlsPolicy};
-use crate::ses::{
+use async_trait::async_trait;
+use mailroom::ses::{
     Disposition, SesEvent, SesHeader, SesMail, SesMessage, SesNotification, SesReceipt, SesRecord,
     Verdict, VerdictStatus,
 };
-use async_trait::async_trait;
 use serde::Serialize;
 use time::OffsetDateTime;
 

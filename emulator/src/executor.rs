@@ -2,15 +2,15 @@
 //! notification with the content, Bounce sends a DSN through the bouncer, Lambda runs our real
 //! handler in process; every action with a `TopicArn` also publishes its alert notification.
 
-use super::functions::Function;
-use super::ports::{Log, Ports};
+use crate::functions::Function;
+use crate::ports::{Log, Ports};
+use crate::receipt::{Action, Executor, InvocationType, Outcome, SnsEncoding, Step};
 use async_trait::async_trait;
 use bytes::Bytes;
 use mailroom::ports::{
     BounceRequest, BounceType, BouncedRecipient, DsnAction, MessageDsn, ObjectMeta, Publication,
     RecipientDsn,
 };
-use mailroom::receipt::{Action, Executor, InvocationType, Outcome, SnsEncoding, Step};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -187,7 +187,7 @@ async fn invoke_async(
     function_arn: &str,
     event: &mailroom::SesEvent,
     ports: &Ports,
-) -> Result<super::functions::Returned, String> {
+) -> Result<crate::functions::Returned, String> {
     let mut errors = Vec::new();
     for attempt in 1..=f.max_retries + 1 {
         match f.function.invoke(event, ports).await {
@@ -213,7 +213,7 @@ async fn invoke_async(
     };
     let record = serde_json::json!({
         "version": "1.0",
-        "timestamp": mailroom::receipt::mail::iso_millis(time::OffsetDateTime::now_utc()),
+        "timestamp": crate::receipt::mail::iso_millis(time::OffsetDateTime::now_utc()),
         "requestContext": {
             "functionArn": format!("{function_arn}:$LATEST"),
             "condition": "RetriesExhausted",

@@ -426,7 +426,7 @@ fn record(shared: &Shared, req: &Request) -> Result<Recorded, String> {
     let doc = Document {
         method: &req.method,
         url: &url,
-        received_at: mailroom::receipt::mail::iso_millis(now),
+        received_at: crate::receipt::mail::iso_millis(now),
         signature_valid: verdict.is_ok(),
         signature_error: verdict.as_ref().err(),
         headers,

@@ -2,7 +2,7 @@
 //! cargo-lambda binary name, its `Config` is built from the template's (resolved) environment,
 //! and its real handler is called with the emulator's ports.
 
-use super::ports::Ports;
+use crate::ports::Ports;
 use anyhow::Context;
 use async_trait::async_trait;
 use mailroom::SesEvent;
@@ -28,8 +28,30 @@ pub struct LocalOverrides {
     /// ARN cannot be read without AWS).
     pub webhook_secret: String,
     /// Told the api functions' secrets, to check the signatures of what it receives.
-    pub sink: Option<std::sync::Arc<super::sink::WebhookSink>>,
+    pub sink: Option<std::sync::Arc<crate::sink::WebhookSink>>,
 }
+
+/// The variables a function reads, by its cargo-lambda binary name: `None` for a binary that is
+/// not one of ours.
+pub fn env_vars(binary: &str) -> Option<Vec<&'static str>> {
+    FUNCTIONS
+        .iter()
+        .find(|(name, _)| *name == binary)
+        .map(|(_, vars)| vars())
+}
+
+/// A function crate's `env_vars`: the `MAILROOM_*` variables its `Config::from_env` reads.
+pub type EnvVars = fn() -> Vec<&'static str>;
+
+/// Every function crate by binary name, with the `MAILROOM_*` variables it reads.
+pub const FUNCTIONS: &[(&str, EnvVars)] = &[
+    ("stop", mailroom_stop::env_vars),
+    ("bounce", mailroom_bounce::env_vars),
+    ("store", mailroom_store::env_vars),
+    ("fanout", mailroom_fanout::env_vars),
+    ("api", mailroom_api::env_vars),
+    ("activate-ruleset", mailroom_activate_ruleset::env_vars),
+];
 
 /// Builds the in-process function for a template function, failing with a message that names it.
 pub fn build(
@@ -103,7 +125,8 @@ struct Stop {
 #[async_trait]
 impl Function for Stop {
     async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
-        let answer = mailroom_stop::handle(event, &self.config, Some(ports.objects.as_ref()))
+        let store = self.config.needs_store().then_some(ports.objects.as_ref());
+        let answer = mailroom_stop::handle(event, &self.config, store)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Returned {

@@ -1,8 +1,8 @@
 //! The set of ports handed to functions and rule actions, local or real AWS, and thin wrappers
 //! that note every write so the trace can say where each action's outputs landed.
 
-use super::local::{LocalBouncer, LocalObjectStore, LocalPublisher, LocalQueue, resource_name};
-use super::sink::{Routed, WebhookSink};
+use crate::local::{LocalBouncer, LocalObjectStore, LocalPublisher, LocalQueue, resource_name};
+use crate::sink::{Routed, WebhookSink};
 use async_trait::async_trait;
 use bytes::Bytes;
 use mailroom::ports::queue::{Queue, Received};

@@ -2,7 +2,7 @@
 //! headers, and describe the mail as the `ses.mail` object every action event carries
 //! (SES-FACTS.md §1.2).
 
-use crate::ses::{CommonHeaders, DmarcPolicy, SesHeader, SesMail, Verdict};
+use mailroom::ses::{CommonHeaders, DmarcPolicy, SesHeader, SesMail, Verdict};
 use rand::Rng;
 use serde::Serialize;
 use time::OffsetDateTime;

@@ -1,18 +1,32 @@
 //! The local SES receiving emulator: the receipt rule set from `template.yaml`, evaluated by
-//! [`mailroom::receipt`], with our real function handlers run in process against local
+//! [`crate::receipt`], with our real function handlers run in process against local
 //! adapters (a folder for S3, JSON lines for SNS, a folder per SQS queue, DSN requests in an
 //! outbox), or against real AWS (any endpoint via `AWS_ENDPOINT_URL`) with `--aws`.
 //! `mailroom deliver` and `mailroom serve` are thin front ends over [`Emulator`].
+
+//!
+//! # Layout
+//! - [`template`]: reads `template.yaml`: a CloudFormation evaluator ([`template::intrinsics`])
+//!   and the SES rule extraction on top of it ([`template::rules`]).
+//! - [`receipt`]: the SES receipt rule engine, pure: rule sets, recipient matching, what SES adds
+//!   to a message, the evaluation with every side effect behind an [`receipt::Executor`].
+//! - [`executor`]: carries out the actions (S3, SNS, Bounce, Lambda) for the engine.
+//! - [`functions`]: our functions run in process, each from its crate's one `Config::from_env`,
+//!   and the list of variables each crate reads.
+//! - [`ports`]: the set of ports handed to functions and actions, local or AWS, recording writes.
+//! - [`local`]: file-system adapters, one file per port.
+//! - [`sink`]: the local webhook receiver.
 
 pub mod executor;
 pub mod functions;
 pub mod local;
 pub mod ports;
+pub mod receipt;
 pub mod sink;
 pub mod template;
 
 use anyhow::Context;
-use mailroom::receipt::{self, Envelope, Inbound, RuleSet, Trace, Verdicts};
+use receipt::{Envelope, Inbound, RuleSet, Trace, Verdicts};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,39 +36,39 @@ pub const MAX_MESSAGE_BYTES: usize = 40 * 1024 * 1024;
 /// The test header that sets verdicts for one message (`X-Mailroom-Verdicts: spam=FAIL`).
 pub const VERDICTS_HEADER: &str = "X-Mailroom-Verdicts";
 
-/// Options shared by `deliver` and `serve`.
-#[derive(Debug, Clone, clap::Args)]
+/// What an [`Emulator`] is built from (the `deliver` and `serve` options).
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// The SAM template whose receipt rule set is emulated.
-    #[arg(long, default_value = "template.yaml", value_name = "FILE")]
     pub template: PathBuf,
-    /// Overrides a template parameter (repeatable), e.g. `--param Recipients=example.com`.
-    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = key_value)]
+    /// Template parameter overrides, e.g. `("Recipients", "example.com")`.
     pub params: Vec<(String, String)>,
     /// Which rule set, when the template has several (logical id or name).
-    #[arg(long, value_name = "NAME")]
     pub rule_set: Option<String>,
     /// Where local S3, SNS, SQS and bounces are kept.
-    #[arg(long, default_value = ".mailroom", value_name = "DIR")]
     pub state_dir: PathBuf,
-    /// A verdict for every message (repeatable): `spam=FAIL`, `dmarc=FAIL`, `dmarc-policy=reject`.
-    #[arg(long = "verdict", value_name = "NAME=VALUE")]
+    /// A verdict for every message: `spam=FAIL`, `dmarc=FAIL`, `dmarc-policy=reject`.
     pub verdicts: Vec<String>,
     /// Use real AWS (or the endpoint in AWS_ENDPOINT_URL) instead of local folders.
-    #[arg(long)]
     pub aws: bool,
-    /// Deliver the api function's webhooks to the local sink (recorded in
-    /// <state-dir>/webhooks/) whatever the URL. Reserved example hosts (example.com, .net, .org
-    /// and their subdomains, *.example, *.test, *.invalid) always go there.
-    #[arg(long)]
+    /// Deliver every webhook to the local sink whatever the URL (reserved example hosts always
+    /// go there).
     pub webhook_sink: bool,
 }
 
-fn key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+impl Settings {
+    /// The defaults of the command line: `template.yaml`, state in `.mailroom`, local adapters.
+    pub fn new(template: impl Into<PathBuf>) -> Settings {
+        Settings {
+            template: template.into(),
+            params: Vec::new(),
+            rule_set: None,
+            state_dir: PathBuf::from(".mailroom"),
+            verdicts: Vec::new(),
+            aws: false,
+            webhook_sink: false,
+        }
+    }
 }
 
 pub struct Emulator {

@@ -2,7 +2,7 @@
 //! recipient conditions and its ordered actions. Built from `template.yaml` by the emulator, but
 //! nothing here knows about templates.
 
-use crate::ses::ReceiptAction;
+use mailroom::ses::ReceiptAction;
 use serde::Serialize;
 
 /// SES's quota: at most 100 recipient conditions per rule (SES-FACTS.md §5.3).
@@ -120,7 +120,7 @@ impl Action {
     /// The object key the S3 action writes for a message: `prefix + messageId`.
     pub fn object_key(&self, message_id: &str) -> Option<String> {
         match self {
-            Action::S3 { prefix, .. } => Some(crate::ses::raw_object_key(prefix, message_id)),
+            Action::S3 { prefix, .. } => Some(mailroom::ses::raw_object_key(prefix, message_id)),
             _ => None,
         }
     }

@@ -10,12 +10,12 @@
 //! truncated (the guard cannot see them all), and mail whose sender failed SPF or DMARC or that SES
 //! judged spam or infected. Such mail is dropped silently instead, with the reason logged.
 
-use crate::config::{self, ConfigError, Env};
-use crate::policy::{Action, Decision, FilterPolicy, Rule, bare_address, strip_label};
-use crate::ports::bouncer::{
+use mailroom::config::{self, ConfigError, Env};
+use mailroom::policy::{Action, Decision, FilterPolicy, Rule, bare_address, strip_label};
+use mailroom::ports::bouncer::{
     BounceRequest, BounceType, BouncedRecipient, DsnAction, MessageDsn, RecipientDsn,
 };
-use crate::ses::{Disposition, SesMessage, Verdict};
+use mailroom::ses::{Disposition, SesMessage, Verdict};
 
 /// One `MAILROOM_MAILBOXES` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,18 @@ impl Mailboxes {
         })
     }
 }
+
+/// The variables [`BouncePolicy::from_env`] reads itself (it also reads the filter policy's,
+/// [`mailroom::policy::ENV_VARS`], when `MAILROOM_BOUNCE_REJECTED` is on).
+pub const ENV_VARS: &[&str] = &[
+    "MAILROOM_MAILBOXES",
+    "MAILROOM_BOUNCE_SENDER",
+    "MAILROOM_BOUNCE_SENDER_ARN",
+    "MAILROOM_REPORTING_MTA",
+    "MAILROOM_BOUNCE_EXPLANATION",
+    "MAILROOM_BOUNCE_REJECTED",
+    "MAILROOM_BOUNCE_DISPOSITION",
+];
 
 /// Bounce configuration, read once (see the table in the bounce crate's docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,7 +359,7 @@ fn build_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ses::{SesEvent, SesHeader, VerdictStatus};
+    use mailroom::ses::{SesEvent, SesHeader, VerdictStatus};
 
     fn msg(recipients: &[&str]) -> SesMessage {
         let json = r#"{"Records":[{"eventSource":"aws:ses","eventVersion":"1.0","ses":{

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::ses::{SesEvent, Verdict};
+use mailroom::ses::{SesEvent, Verdict};
 use std::collections::HashMap;
 use std::sync::Mutex;
 

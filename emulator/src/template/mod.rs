@@ -1,0 +1,277 @@
+//! The template reader: what the emulator takes from `template.yaml`, in two stages.
+//!
+//! - [`intrinsics`]: a CloudFormation evaluator (parameters, pseudo parameters, conditions and
+//!   the intrinsic functions), knowing nothing about SES;
+//! - [`rules`]: the SES part, the `AWS::SES::ReceiptRule` resources of one rule set and the
+//!   functions their Lambda actions name, read through the evaluator.
+//!
+//! Physical names are made up the way CloudFormation would, from the stack name and logical id
+//! (`mailroom-RawMailBucket` lowercased for buckets), with a fixed fake account and Region.
+
+mod intrinsics;
+mod rules;
+
+use crate::receipt::RuleSet;
+use intrinsics::Template;
+use serde_yaml_ng::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+pub const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_ACCOUNT: &str = "123456789012";
+pub const DEFAULT_STACK: &str = "mailroom";
+/// Placeholder for `AWS::NoValue`: dropped from the enclosing list or mapping.
+const NO_VALUE: &str = "\u{0}AWS::NoValue";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid YAML: {source}")]
+    Yaml {
+        path: String,
+        source: serde_yaml_ng::Error,
+    },
+    #[error("template {at}: {reason}")]
+    At { at: String, reason: String },
+}
+
+fn err(at: &str, reason: impl Into<String>) -> TemplateError {
+    TemplateError::At {
+        at: at.to_string(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--param Key=Value` overrides of template parameters.
+    pub params: HashMap<String, String>,
+    /// Which `AWS::SES::ReceiptRuleSet` (logical id or name) when the template has several.
+    pub rule_set: Option<String>,
+    pub region: String,
+    pub account: String,
+    pub stack: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            params: HashMap::new(),
+            rule_set: None,
+            region: DEFAULT_REGION.to_string(),
+            account: DEFAULT_ACCOUNT.to_string(),
+            stack: DEFAULT_STACK.to_string(),
+        }
+    }
+}
+
+/// A function a Lambda action invokes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionDef {
+    pub logical_id: String,
+    /// Which of our functions: the cargo-lambda binary (`stop`, `bounce`, `store`, …).
+    pub binary: String,
+    /// Its environment: `Globals.Function` variables overlaid with its own, resolved.
+    pub env: HashMap<String, String>,
+    /// `EventInvokeConfig.MaximumRetryAttempts` (Lambda's default for async invocations: 2).
+    pub max_retries: u32,
+    /// `EventInvokeConfig.DestinationConfig.OnFailure.Destination`: an SQS queue or SNS topic ARN.
+    pub on_failure: Option<String>,
+}
+
+/// What the emulator takes from a template.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub rule_set: RuleSet,
+    /// By function ARN, as the Lambda actions name them.
+    pub functions: BTreeMap<String, FunctionDef>,
+    pub region: String,
+}
+
+pub fn load_file(path: &Path, options: &Options) -> Result<Loaded, TemplateError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    load_str(&text, &path.display().to_string(), options)
+}
+
+pub fn load_str(text: &str, name: &str, options: &Options) -> Result<Loaded, TemplateError> {
+    let root: Value = serde_yaml_ng::from_str(text).map_err(|source| TemplateError::Yaml {
+        path: name.to_string(),
+        source,
+    })?;
+    let t = Template::new(&root, options)?;
+    t.load()
+}
+
+/// The whole template with every resource's `Properties` evaluated (parameters, conditions and
+/// intrinsics resolved, `AWS::NoValue` dropped), as JSON: `{"Resources": {id: {"Type": …,
+/// "Properties": …}}}`. A resource that cannot be evaluated carries `"Error"` instead of
+/// `Properties`, so one unsupported intrinsic does not hide the rest.
+pub fn show_file(path: &Path, options: &Options) -> Result<serde_json::Value, TemplateError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let root: Value = serde_yaml_ng::from_str(&text).map_err(|source| TemplateError::Yaml {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Template::new(&root, options)?.evaluated())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::receipt::Action;
+
+    fn project_template() -> Loaded {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        load_file(&path, &Options::default()).unwrap()
+    }
+
+    #[test]
+    fn loads_the_project_template() {
+        let t = project_template();
+        let names: Vec<&str> = t.rule_set.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, vec!["gate", "receive"]);
+        assert_eq!(t.rule_set.name, "mailroom");
+        let receive = &t.rule_set.rules[1];
+        assert!(receive.enabled && receive.scan_enabled);
+        assert_eq!(receive.recipients, vec!["example.com"]);
+        assert_eq!(
+            receive.actions[0],
+            Action::S3 {
+                bucket: "mailroom-rawmailbucket".into(),
+                prefix: "raw/".into(),
+                topic_arn: None,
+                kms_key_arn: None
+            }
+        );
+        let binaries: Vec<&str> = t.functions.values().map(|f| f.binary.as_str()).collect();
+        assert_eq!(binaries.len(), 5);
+        for b in ["stop", "bounce", "store", "fanout", "api"] {
+            assert!(binaries.contains(&b), "{b}");
+        }
+        let bounce = t.functions.values().find(|f| f.binary == "bounce").unwrap();
+        assert_eq!(
+            bounce.env["MAILROOM_BOUNCE_SENDER"],
+            "mailer-daemon@example.com"
+        );
+        assert_eq!(bounce.env["RUST_LOG"], "info", "Globals apply");
+        let api = t.functions.values().find(|f| f.binary == "api").unwrap();
+        assert_eq!(api.max_retries, 2);
+        assert_eq!(
+            api.on_failure.as_deref(),
+            Some("arn:aws:sqs:us-east-1:123456789012:mailroom-InvocationDeadLetterQueue")
+        );
+        assert_eq!(
+            api.env["MAILROOM_RETRY_QUEUE_URL"],
+            "https://sqs.us-east-1.amazonaws.com/123456789012/mailroom-WebhookRetryQueue"
+        );
+    }
+
+    #[test]
+    fn parameters_override_and_are_checked() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        let mut o = Options::default();
+        o.params
+            .insert("Recipients".into(), "a@x.org, .x.org".into());
+        o.params.insert("DomainName".into(), "x.org".into());
+        let t = load_file(&path, &o).unwrap();
+        assert_eq!(t.rule_set.rules[0].recipients, vec!["a@x.org", ".x.org"]);
+        o.params.insert("TlsPolicy".into(), "Sometimes".into());
+        let e = load_file(&path, &o).unwrap_err().to_string();
+        assert!(e.contains("Parameters.TlsPolicy"), "{e}");
+        let mut o = Options::default();
+        o.params.insert("Nope".into(), "1".into());
+        assert!(
+            load_file(&path, &o)
+                .unwrap_err()
+                .to_string()
+                .contains("Nope")
+        );
+    }
+
+    const SMALL: &str = r#"
+Parameters:
+  Dom: { Type: String, Default: example.com }
+Resources:
+  Set: { Type: AWS::SES::ReceiptRuleSet }
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: !Sub "${AWS::StackName}-fn"
+      Environment: { Variables: { WHERE: !Sub "${AWS::Region}/${Dom}", N: 3 } }
+  Second:
+    Type: AWS::SES::ReceiptRule
+    Properties:
+      RuleSetName: !Ref Set
+      After: first
+      Rule:
+        Name: second
+        Enabled: "true"
+        Recipients: [!Sub "info@${Dom}"]
+        Actions:
+          - AddHeaderAction: { HeaderName: X-Seen, HeaderValue: "yes" }
+          - StopAction: { Scope: RuleSet }
+  First:
+    Type: AWS::SES::ReceiptRule
+    Properties:
+      RuleSetName: { Ref: Set }
+      Rule:
+        Name: first
+        Enabled: true
+        Actions:
+          - LambdaAction: { FunctionArn: { "Fn::GetAtt": [Fn, Arn] }, InvocationType: RequestResponse }
+          - BounceAction: { SmtpReplyCode: "550", StatusCode: 5.1.1, Message: gone, Sender: !Sub "md@${Dom}" }
+"#;
+
+    #[test]
+    fn small_template_with_after_and_long_forms() {
+        let t = load_str(SMALL, "small", &Options::default()).unwrap();
+        let names: Vec<&str> = t.rule_set.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, vec!["first", "second"]);
+        assert!(!t.rule_set.rules[0].scan_enabled, "SES default is false");
+        assert_eq!(t.rule_set.rules[1].recipients, vec!["info@example.com"]);
+        let f = t.functions.values().next().unwrap();
+        assert_eq!(f.env["WHERE"], "us-east-1/example.com");
+        assert_eq!(f.env["N"], "3");
+        assert_eq!(f.binary, "fn");
+        assert!(
+            t.functions
+                .keys()
+                .next()
+                .unwrap()
+                .ends_with(":function:mailroom-fn")
+        );
+    }
+
+    #[test]
+    fn unsupported_things_are_named() {
+        let bad = SMALL.replace("!Sub \"md@${Dom}\"", "!ImportValue shared-sender");
+        let e = load_str(&bad, "t", &Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ImportValue") && e.contains("BounceAction"),
+            "{e}"
+        );
+        let bad = SMALL.replace("After: first", "After: nothing");
+        let e = load_str(&bad, "t", &Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nothing"), "{e}");
+        let bad = SMALL.replace("StopAction: { Scope: RuleSet }", "ConnectAction: {}");
+        let e = load_str(&bad, "t", &Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ConnectAction"), "{e}");
+    }
+}

@@ -1,0 +1,281 @@
+//! One delivery attempt and what follows it: the next attempt queued on the retry schedule, or a
+//! dead letter. Every function here leaves the raw mail where it is.
+
+use crate::{ApiError, Config, Deps, Step, now_unix, rfc3339};
+use bytes::Bytes;
+use mailroom::Email;
+use mailroom::layout;
+use mailroom::ports::queue::MAX_DELAY;
+use mailroom::ports::{ErrorKind, ObjectMeta, PortError, WebhookRequest};
+use mailroom::webhook::delivery::{self, DeadLetter, Job, Outcome};
+use mailroom::webhook::payload::{self, Delivery, Format, RawLocation};
+use mailroom::webhook::signing;
+use std::time::Duration;
+
+pub(crate) async fn send_dead_letter(
+    letter: &DeadLetter,
+    config: &Config,
+    deps: Deps<'_>,
+    webhook_id: &str,
+    bucket: &str,
+    key: &str,
+) -> Result<(), ApiError> {
+    let body = serde_json::to_string(letter).map_err(|e| ApiError::BadEvent {
+        kind: "dead letter",
+        reason: e.to_string(),
+    })?;
+    deps.queue
+        .send(&config.dlq_url, &body, Duration::ZERO)
+        .await
+        .map(|_| ())
+        .map_err(|source| ApiError::Enqueue {
+            webhook_id: webhook_id.to_string(),
+            queue: config.dlq_url.clone(),
+            raw: format!("s3://{bucket}/{key}"),
+            source,
+        })
+}
+
+async fn enqueue(
+    job: &Job,
+    delay: Duration,
+    config: &Config,
+    deps: Deps<'_>,
+) -> Result<(), ApiError> {
+    let body = serde_json::to_string(job).map_err(|e| ApiError::BadEvent {
+        kind: "job",
+        reason: e.to_string(),
+    })?;
+    deps.queue
+        .send(&config.retry_queue_url, &body, delay.min(MAX_DELAY))
+        .await
+        .map(|_| ())
+        .map_err(|source| ApiError::Enqueue {
+            webhook_id: job.webhook_id.clone(),
+            queue: config.retry_queue_url.clone(),
+            raw: format!("s3://{}/{}", job.bucket, job.key),
+            source,
+        })
+}
+
+/// Runs one job: waits (re-queues) if it is not due, else makes one attempt and queues what
+/// follows (the next attempt or a dead letter). `Err` only when that queueing failed.
+pub async fn process(mut job: Job, config: &Config, deps: Deps<'_>) -> Result<Step, ApiError> {
+    let now = now_unix();
+    if job.not_before > now {
+        let remaining = u64::try_from(job.not_before - now).unwrap_or(0);
+        enqueue(&job, Duration::from_secs(remaining), config, deps).await?;
+        return Ok(Step::Deferred {
+            webhook_id: job.webhook_id,
+            remaining_secs: remaining,
+        });
+    }
+    let attempt = job.attempt;
+    let outcome = match deliver_once(&job, config, deps).await {
+        Attempt::Sent(outcome) => outcome,
+        Attempt::Unreadable(detail) => {
+            return dead_letter(job, "unreadable", detail, config, deps).await;
+        }
+    };
+    let raw = format!("s3://{}/{}", job.bucket, job.key);
+    match outcome {
+        Outcome::Delivered { status } => {
+            tracing::info!(webhook_id = %job.webhook_id, attempt, status, "delivered");
+            Ok(Step::Delivered {
+                webhook_id: job.webhook_id,
+                attempt,
+                http_status: status,
+            })
+        }
+        Outcome::Gone => {
+            tracing::warn!(webhook_id = %job.webhook_id, attempt, %raw, "endpoint answered 410 Gone: not retrying");
+            let detail = Outcome::Gone.reason();
+            job.last_status = Some(410);
+            dead_letter(job, "gone", detail, config, deps).await
+        }
+        Outcome::Permanent { reason, status } => {
+            tracing::warn!(webhook_id = %job.webhook_id, attempt, %raw, %reason, "permanent failure: not retrying");
+            job.last_status = status;
+            dead_letter(job, "permanent", reason, config, deps).await
+        }
+        Outcome::Retry {
+            reason,
+            status,
+            retry_after,
+        } => {
+            job.last_error = Some(reason.clone());
+            job.last_status = status;
+            match config.policy.next_delay(attempt, retry_after) {
+                Some(delay) => {
+                    job.attempt = attempt + 1;
+                    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+                    job.not_before = now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX));
+                    tracing::warn!(webhook_id = %job.webhook_id, attempt, %reason, next_in_secs = secs, %raw,
+                        "attempt failed: retry scheduled");
+                    enqueue(&job, delay, config, deps).await?;
+                    Ok(Step::Scheduled {
+                        webhook_id: job.webhook_id,
+                        next_attempt: job.attempt,
+                        delay_secs: secs,
+                        reason,
+                    })
+                }
+                None => {
+                    tracing::error!(webhook_id = %job.webhook_id, attempt, %reason, %raw,
+                        "last attempt failed: dead-lettering");
+                    dead_letter(job, "exhausted", reason, config, deps).await
+                }
+            }
+        }
+    }
+}
+
+async fn dead_letter(
+    mut job: Job,
+    reason: &str,
+    detail: String,
+    config: &Config,
+    deps: Deps<'_>,
+) -> Result<Step, ApiError> {
+    job.last_error = Some(detail.clone());
+    let letter = DeadLetter {
+        reason: reason.to_string(),
+        detail: detail.clone(),
+        attempts: job.attempt,
+        dead_at: now_unix(),
+        job: Some(job.clone()),
+        body: None,
+    };
+    tracing::error!(webhook_id = %job.webhook_id, reason, %detail, raw = %format!("s3://{}/{}", job.bucket, job.key),
+        "delivery dead-lettered; the raw mail stays in S3 (re-drive with `mailroom replay`)");
+    send_dead_letter(
+        &letter,
+        config,
+        deps,
+        &job.webhook_id,
+        &job.bucket,
+        &job.key,
+    )
+    .await?;
+    Ok(Step::DeadLettered {
+        webhook_id: job.webhook_id,
+        reason: reason.to_string(),
+        detail,
+    })
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Sent(Outcome),
+    /// The raw mail is missing or cannot be parsed: no attempt can succeed.
+    Unreadable(String),
+}
+
+fn infra_retry(what: &str, e: &PortError) -> Attempt {
+    Attempt::Sent(Outcome::Retry {
+        reason: format!("{what}: {e}"),
+        status: None,
+        retry_after: None,
+    })
+}
+
+/// Reads the raw mail, builds and signs the body, POSTs it once and classifies the answer.
+/// S3 trouble other than a missing object counts as a failed attempt (retried on schedule).
+pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt {
+    let raw = match deps.store.get(&job.bucket, &job.key).await {
+        Ok(raw) => raw,
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            return Attempt::Unreadable(format!(
+                "raw mail not found at s3://{}/{}: {e}",
+                job.bucket, job.key
+            ));
+        }
+        Err(e) => return infra_retry("reading the raw mail", &e),
+    };
+    let parsed = match Email::parse(&raw, &config.limits) {
+        Ok(p) => p,
+        Err(e) => return Attempt::Unreadable(format!("raw mail does not parse: {e}")),
+    };
+    let now = now_unix();
+    let expires_at = rfc3339(
+        now.saturating_add(i64::try_from(config.presign_expiry.as_secs()).unwrap_or(i64::MAX)),
+    );
+    let plan = payload::plan_attachments(&parsed, &config.inline);
+    let folder = config
+        .locations
+        .message(&layout::date_of(&job.ses.timestamp), &job.message_id);
+    let mut deliveries = Vec::with_capacity(plan.len());
+    for (att, inline) in parsed.email.attachments.iter().zip(&plan) {
+        if *inline {
+            deliveries.push(Delivery::Inline);
+            continue;
+        }
+        // The same key the store function uses, so a stored message is not copied twice.
+        let key = folder.attachment_of(att);
+        let bytes = Bytes::copy_from_slice(parsed.contents.get(att.index).map_or(&[][..], |c| c));
+        let meta = ObjectMeta::new(att.content_type.clone());
+        if let Err(e) = deps
+            .store
+            .put_if_absent(&folder.bucket, &key, bytes, &meta)
+            .await
+        {
+            return infra_retry("uploading a large attachment", &e);
+        }
+        match deps
+            .store
+            .presign_get(&folder.bucket, &key, config.presign_expiry)
+            .await
+        {
+            Ok(url) => deliveries.push(Delivery::Url {
+                url,
+                expires_at: expires_at.clone(),
+            }),
+            Err(e) => return infra_retry("presigning a large attachment", &e),
+        }
+    }
+    let raw_url = match config.format {
+        Format::Mailroom => deps
+            .store
+            .presign_get(&job.bucket, &job.key, config.presign_expiry)
+            .await
+            .ok(),
+        Format::Postmark => None,
+    };
+    let raw_location = RawLocation {
+        bucket: job.bucket.clone(),
+        key: job.key.clone(),
+        url_expires_at: raw_url.as_ref().map(|_| expires_at.clone()),
+        url: raw_url,
+    };
+    let input = payload::Input {
+        format: config.format,
+        webhook_id: &job.webhook_id,
+        message_id: &job.message_id,
+        parsed: &parsed,
+        ses: &job.ses,
+        raw_location: &raw_location,
+        attachments: &deliveries,
+        raw_email: config.include_raw.then_some(&raw[..]),
+    };
+    let body = match payload::build(&input) {
+        Ok(b) => b,
+        Err(e) => return Attempt::Unreadable(format!("building the payload: {e}")),
+    };
+    drop(parsed);
+    let timestamp = now_unix();
+    let mut headers = signing::headers(config.secrets(), &job.webhook_id, timestamp, &body);
+    headers.push(("content-type".into(), "application/json".into()));
+    headers.push(("x-mailroom-attempt".into(), job.attempt.to_string()));
+    if let Some(auth) = &config.authorization {
+        headers.push(("authorization".into(), auth.clone()));
+    }
+    let req = WebhookRequest {
+        url: config.url.clone(),
+        headers,
+        body: Bytes::from(body),
+        timeout: config.timeout,
+    };
+    let result = deps.http.post(&req).await;
+    Attempt::Sent(delivery::classify(&result, now_unix()))
+}

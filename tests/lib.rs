@@ -1,1 +1,0 @@
-//! Integration tests live beside this file, one `[[test]]` each in Cargo.toml.
