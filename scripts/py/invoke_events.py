@@ -155,8 +155,9 @@ def main():
         port = moto_launcher.free_port()
         log.write(f"=== {fn}\n")
         log.flush()
-        proc = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "--quiet", "--invoke-address",
-                                 "127.0.0.1", "--invoke-port", str(port), "--env-file", envfile.name],
+        proc = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-rust-version", "--ignore-changes", "--quiet",
+                                 "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
+                                 "--env-file", envfile.name],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         watch.update(proc=proc, fn=fn, port=port, envfile=envfile.name)
         for _ in range(300):
