@@ -1,0 +1,311 @@
+"""Receipt-rule invariants of a SAM template that cfn-lint does not know about (docs/ses.md).
+
+    check_template.py [template.yaml]       check one template (default: the repository's)
+    check_template.py --negative [DIR]      every DIR/*.yaml must be rejected with exactly the
+                                            errors its "# expect:" lines name
+
+Run by scripts/check-template with the project's .venv Python.
+"""
+
+import os
+import re
+import sys
+
+from cfn_template import Template, ref_target, sub_text
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# docs/ses.md §4.3, §5.2, §5.4, §7.1.
+HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,50}$")
+RULE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")
+RULE_SET_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$")
+MAX_ACTIONS = 10
+MAX_RECIPIENTS = 100
+MAX_HEADER_VALUE = 2048
+ACTION_KEYS = {
+    "S3Action", "LambdaAction", "SNSAction", "BounceAction", "StopAction",
+    "AddHeaderAction", "WorkmailAction", "ConnectAction",
+}
+# Only the gate functions decide mail flow; everything else runs as Event (docs/ses.md §2).
+REQUEST_RESPONSE_BINARIES = {"stop", "bounce"}
+# The variable a function reads the raw message location from: such a function needs content.
+RAW_BUCKET_VAR = "MAILROOM_RAW_BUCKET"
+RAW_PREFIX_VAR = "MAILROOM_RAW_PREFIX"
+SES = "ses.amazonaws.com"
+
+
+class Checker:
+    def __init__(self, path):
+        self.path = path
+        self.t = Template(path)
+        self.base = self.t.base
+        self.res = self.t.resources
+        self.params = self.t.parameters
+        self.errors = []
+        self.counts = {"rules": 0, "actions": 0, "functions": 0}
+
+    def err(self, where, msg):
+        self.errors.append(f"{self.path}: {where}: {msg}")
+
+    # ---------------------------------------------------------------- helpers
+    def param_default(self, value):
+        """A literal, or the Default of a parameter it !Refs; None if neither."""
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            p = self.params.get(value["Ref"])
+            return None if p is None else p.get("Default")
+        return value
+
+    def depends_on(self, logical):
+        d = self.res[logical].get("DependsOn") or []
+        return {d} if isinstance(d, str) else set(d)
+
+    # ---------------------------------------------------------------- checks
+    def run(self):
+        sets = self.t.of_type("AWS::SES::ReceiptRuleSet")
+        for name, r in sets.items():
+            rs = self.param_default((r.get("Properties") or {}).get("RuleSetName"))
+            if rs is not None and not RULE_SET_NAME.match(str(rs)):
+                self.err(name, f"rule set name {rs!r} is invalid (letters, digits, _ and -, "
+                               "start and end alphanumeric, at most 64)")
+        rules = self.t.of_type("AWS::SES::ReceiptRule")
+        if not rules:
+            self.err("Resources", "no AWS::SES::ReceiptRule")
+        for name in rules:
+            self.rule(name, sets)
+        for fn in self.t.of_type("AWS::Serverless::Function"):
+            self.function(fn)
+        return self.errors
+
+    def rule(self, name, sets):
+        self.counts["rules"] += 1
+        props = self.res[name].get("Properties") or {}
+        rule = props.get("Rule") or {}
+        if ref_target(props.get("RuleSetName")) not in sets:
+            self.err(name, "RuleSetName must !Ref an AWS::SES::ReceiptRuleSet of this template "
+                           "(so the set exists before the rule)")
+        rname = rule.get("Name")
+        if not isinstance(rname, str):
+            self.err(name, "Rule.Name must be a literal: permissions and policies build the rule ARN from it")
+            rname = None
+        elif not RULE_NAME.match(rname):
+            self.err(name, f"rule name {rname!r} is invalid (letters, digits, _ . -, start and end "
+                           "alphanumeric, at most 64)")
+        if rule.get("Enabled") not in (True, "true", "True"):
+            self.err(name, "Rule.Enabled must be true (it defaults to false: the rule would silently do nothing)")
+        if rule.get("ScanEnabled") not in (True, "true", "True"):
+            self.err(name, "Rule.ScanEnabled must be true (without it spam/virus verdicts are missing)")
+        tls = rule.get("TlsPolicy", "Optional")
+        allowed = ({tls} if isinstance(tls, str)
+                   else set((self.params.get(ref_target(tls)) or {}).get("AllowedValues") or ["?"]))
+        if not allowed <= {"Optional", "Require"}:
+            self.err(name, f"TlsPolicy must be Optional or Require (got {sorted(allowed)})")
+        recipients = self.param_default(rule.get("Recipients", []))
+        if isinstance(recipients, str):
+            recipients = [r for r in recipients.split(",") if r.strip()]
+        if isinstance(recipients, list):
+            if len(recipients) > MAX_RECIPIENTS:
+                self.err(name, f"{len(recipients)} recipients; SES allows at most {MAX_RECIPIENTS} per rule")
+            for r in recipients:
+                if isinstance(r, str) and (not r.strip() or " " in r.strip()):
+                    self.err(name, f"recipient {r!r} is not an address or domain")
+        actions = rule.get("Actions") or []
+        if len(actions) > MAX_ACTIONS:
+            self.err(name, f"{len(actions)} actions; SES allows at most {MAX_ACTIONS} per rule")
+        deps = self.depends_on(name)
+        s3_before = []
+        for i, action in enumerate(actions):
+            self.counts["actions"] += 1
+            where = f"{name} action {i + 1}"
+            keys = set(action) & ACTION_KEYS
+            if len(keys) != 1 or len(action) != 1:
+                self.err(where, f"each action holds exactly one action type (got {sorted(action)})")
+                continue
+            kind = keys.pop()
+            body = action[kind] or {}
+            if kind == "AddHeaderAction":
+                self.add_header(where, body)
+            elif kind == "StopAction":
+                if body.get("Scope") != "RuleSet":
+                    self.err(where, f"StopAction Scope must be RuleSet (got {body.get('Scope')!r})")
+            elif kind == "S3Action":
+                s3_before.append(body)
+                self.s3_action(where, name, rname, body, deps)
+            elif kind == "LambdaAction":
+                self.lambda_action(where, name, rname, body, deps, s3_before)
+
+    def add_header(self, where, body):
+        hn, hv = body.get("HeaderName"), body.get("HeaderValue")
+        if not isinstance(hn, str) or not HEADER_NAME.match(hn):
+            self.err(where, f"AddHeader HeaderName {hn!r} must be 1-50 characters of [A-Za-z0-9-]")
+        if isinstance(hv, str):
+            if len(hv) > MAX_HEADER_VALUE:
+                self.err(where, f"AddHeader HeaderValue is {len(hv)} characters; at most {MAX_HEADER_VALUE}")
+            if "\r" in hv or "\n" in hv:
+                self.err(where, "AddHeader HeaderValue must not contain CR or LF")
+        elif hv is None:
+            self.err(where, "AddHeader HeaderValue is required")
+
+    def s3_action(self, where, rule, rname, body, deps):
+        bucket = ref_target(body.get("BucketName"))
+        policies = [p for p, r in self.t.of_type("AWS::S3::BucketPolicy").items()
+                    if ref_target((r.get("Properties") or {}).get("Bucket")) == bucket]
+        if not policies:
+            self.err(where, f"no AWS::S3::BucketPolicy for bucket {bucket!r} letting {SES} write")
+            return
+        if not deps & set(policies):
+            self.err(rule, f"must DependsOn the bucket policy {policies[0]} (SES probes the bucket "
+                           "when the rule is created)")
+        ok = False
+        for p in policies:
+            doc = self.res[p]["Properties"].get("PolicyDocument") or {}
+            for st in doc.get("Statement") or []:
+                principal = (st.get("Principal") or {})
+                svc = principal.get("Service") if isinstance(principal, dict) else None
+                actions = st.get("Action")
+                actions = [actions] if isinstance(actions, str) else (actions or [])
+                if st.get("Effect") != "Allow" or svc != SES or "s3:PutObject" not in actions:
+                    continue
+                cond = (st.get("Condition") or {}).get("StringEquals") or {}
+                arn = sub_text(cond.get("AWS:SourceArn"))
+                if "AWS:SourceAccount" in cond and arn and rname and arn.endswith(f":receipt-rule/{rname}"):
+                    ok = True
+        if not ok:
+            self.err(where, f"bucket policy must allow {SES} s3:PutObject with AWS:SourceAccount and "
+                            f"AWS:SourceArn ending in :receipt-rule/{rname}")
+
+    def lambda_action(self, where, rule, rname, body, deps, s3_before):
+        fn = ref_target(body.get("FunctionArn"))
+        if fn not in self.res:
+            self.err(where, "FunctionArn must !GetAtt a function of this template")
+            return
+        binary = self.t.function_binary(fn)
+        inv = body.get("InvocationType", "Event")
+        if inv == "RequestResponse":
+            if binary not in REQUEST_RESPONSE_BINARIES:
+                self.err(where, f"{fn} runs RequestResponse; only {sorted(REQUEST_RESPONSE_BINARIES)} "
+                                "decide mail flow, everything else must be Event")
+            timeout = self.t.function_prop(fn, "Timeout")
+            if isinstance(timeout, int) and timeout > 30:
+                self.err(where, f"{fn} Timeout {timeout}s exceeds SES's 30 s RequestResponse limit")
+        elif inv != "Event":
+            self.err(where, f"InvocationType {inv!r} must be Event or RequestResponse")
+        env = self.t.function_env(fn)
+        if RAW_BUCKET_VAR in env:
+            match = [a for a in s3_before
+                     if a.get("BucketName") == env[RAW_BUCKET_VAR]
+                     and (a.get("ObjectKeyPrefix") or "") == (env.get(RAW_PREFIX_VAR) or "")]
+            if not match:
+                self.err(where, f"{fn} reads the message from {RAW_BUCKET_VAR}/{RAW_PREFIX_VAR}, but no "
+                                "earlier S3Action in this rule writes that bucket and prefix (the Lambda "
+                                "event carries no body)")
+        perms = [p for p, r in self.t.of_type("AWS::Lambda::Permission").items()
+                 if ref_target((r.get("Properties") or {}).get("FunctionName")) == fn
+                 and (r.get("Properties") or {}).get("Principal") == SES]
+        if not perms:
+            self.err(where, f"no AWS::Lambda::Permission lets {SES} invoke {fn}")
+            return
+        good = []
+        for p in perms:
+            pp = self.res[p]["Properties"]
+            arn = sub_text(pp.get("SourceArn"))
+            if pp.get("Action") != "lambda:InvokeFunction":
+                self.err(p, "Action must be lambda:InvokeFunction")
+            elif "SourceAccount" not in pp:
+                self.err(p, "SourceAccount is required (confused-deputy protection)")
+            elif not arn or not rname or not arn.endswith(f":receipt-rule/{rname}"):
+                continue
+            else:
+                good.append(p)
+        if not good:
+            self.err(where, f"no permission for {fn} with SourceAccount and a SourceArn ending in "
+                            f":receipt-rule/{rname}")
+        elif not deps & set(good):
+            self.err(rule, f"must DependsOn {good[0]} (SES probes the function when the rule is created)")
+
+    def function(self, fn):
+        self.counts["functions"] += 1
+        r = self.res[fn]
+        meta = r.get("Metadata") or {}
+        if meta.get("BuildMethod") != "rust-cargolambda":
+            self.err(fn, "Metadata.BuildMethod must be rust-cargolambda")
+        for key, want in (("Runtime", "provided.al2023"), ("Handler", "bootstrap"), ("Architectures", ["arm64"])):
+            if self.t.function_prop(fn, key) != want:
+                self.err(fn, f"{key} must be {want!r}")
+        code = self.t.function_prop(fn, "CodeUri")
+        binary = self.t.function_binary(fn)
+        manifest = os.path.join(self.base, str(code), "Cargo.toml")
+        if not isinstance(code, str) or not os.path.isfile(manifest):
+            self.err(fn, f"CodeUri {code!r} has no Cargo.toml")
+        elif binary:
+            text = open(manifest, encoding="utf-8").read()
+            if not re.search(r'\[\[bin\]\][^\[]*name\s*=\s*"' + re.escape(binary) + '"', text):
+                self.err(fn, f"{manifest} declares no [[bin]] named {binary!r}")
+        if isinstance(code, str) and os.path.isfile(manifest):
+            self.env_names(fn, os.path.dirname(manifest))
+
+    def env_names(self, fn, crate):
+        """Every MAILROOM_* variable the template sets must be read somewhere in the function's
+        crate or the shared crate: a renamed variable in the code otherwise fails silently."""
+        root = crate
+        while root != os.path.dirname(root) and not os.path.isfile(os.path.join(root, "Cargo.lock")):
+            root = os.path.dirname(root)
+        text = []
+        for base in (os.path.join(crate, "src"), os.path.join(root, "shared", "src")):
+            for d, _, names in os.walk(base):
+                text += [open(os.path.join(d, n), encoding="utf-8").read() for n in names if n.endswith(".rs")]
+        source = "\n".join(text)
+        for var in self.t.function_env(fn):
+            if var.startswith("MAILROOM_") and f'"{var}"' not in source:
+                self.err(fn, f"sets {var}, which neither its crate nor shared/ reads")
+
+
+def check(path):
+    c = Checker(path)
+    return c, c.run()
+
+
+def negative(folder):
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".yaml"))
+    if not files:
+        raise SystemExit(f"{folder}: no negative templates")
+    bad = 0
+    for f in files:
+        path = os.path.join(folder, f)
+        with open(path, encoding="utf-8") as fh:
+            expects = [m.group(1) for m in (re.match(r"#\s*expect:\s*(.+?)\s*$", l) for l in fh) if m]
+        if not expects:
+            print(f"FAIL {path}: no '# expect:' line")
+            bad += 1
+            continue
+        _, errors = check(path)
+        missing = [x for x in expects if not any(x in e for e in errors)]
+        other = [e for e in errors if not any(x in e for x in expects)]
+        if missing:
+            print(f"FAIL {f}: expected an error containing {missing[0]!r}, got {errors or 'none'}")
+            bad += 1
+        elif other:
+            print(f"FAIL {f}: rejected, but also for reasons its '# expect:' lines do not name: {other}")
+            bad += 1
+        else:
+            print(f"ok   {f}: rejected ({errors[0].split(': ', 2)[-1]})")
+    if bad:
+        raise SystemExit(f"{bad} of {len(files)} negative templates were not rejected as expected")
+    print(f"{len(files)} broken templates rejected")
+
+
+def main(args):
+    if args and args[0] == "--negative":
+        negative(args[1] if len(args) > 1 else os.path.join(ROOT, "tests/templates"))
+    else:
+        path = args[0] if args else os.path.join(ROOT, "template.yaml")
+        c, errors = check(path)
+        for e in errors:
+            print(e)
+        if errors:
+            raise SystemExit(f"{len(errors)} invariant violation(s) in {path}")
+        n = c.counts
+        print(f"{path}: ok ({n['rules']} rules, {n['actions']} actions, {n['functions']} functions)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,90 @@
+"""The one way the project's scripts start a moto server (AWS over the wire, on 127.0.0.1).
+
+    moto_launcher.py start [--log-dir DIR]   start a server that outlives this command, wait until
+                                             it answers, print "<endpoint> <pid>"; its output goes
+                                             to DIR/mailroom-moto-<port>.log (default: $TMPDIR)
+    moto_launcher.py supervise PORT          run a server on PORT until stdin closes, then stop
+                                             it: a caller that dies takes its server along
+
+From Python: `endpoint_or_start()` reuses MAILROOM_TEST_MOTO_ENDPOINT when the test command set
+it, and otherwise starts a private server.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ENDPOINT_VAR = "MAILROOM_TEST_MOTO_ENDPOINT"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(endpoint, timeout=30.0):
+    """Waits until moto answers its own API (a listening socket alone is not enough)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=2)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"moto at {endpoint} did not answer within {timeout:.0f} s")
+            time.sleep(0.2)
+
+
+def spawn(port, output=subprocess.DEVNULL):
+    return subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+
+
+def start(log_dir=None):
+    """A new server on a free port, once it answers: (endpoint, process). Its output goes to
+    log_dir/mailroom-moto-<port>.log, or nowhere without log_dir."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    if log_dir is None:
+        proc, where = spawn(port), "no log kept"
+    else:
+        where = os.path.join(log_dir, f"mailroom-moto-{port}.log")
+        with open(where, "wb") as log:
+            proc = spawn(port, log)
+    try:
+        wait_ready(endpoint)
+    except SystemExit as e:
+        proc.terminate()
+        raise SystemExit(f"moto did not start ({e}): see {where}")
+    return endpoint, proc
+
+
+def endpoint_or_start():
+    """(endpoint, process or None): the test command's server if it set one, else a new one."""
+    endpoint = os.environ.get(ENDPOINT_VAR, "").strip().rstrip("/")
+    if endpoint:
+        wait_ready(endpoint)
+        return endpoint, None
+    return start()
+
+
+def main(args):
+    if args[:1] == ["start"]:
+        log_dir = args[2] if args[1:2] == ["--log-dir"] and len(args) > 2 else tempfile.gettempdir()
+        endpoint, proc = start(log_dir)
+        print(endpoint, proc.pid)
+    elif args[:1] == ["supervise"] and len(args) == 2:
+        proc = spawn(int(args[1]))
+        sys.stdin.read()
+        proc.terminate()
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
