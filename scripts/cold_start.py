@@ -110,8 +110,12 @@ def environment(tpl, logical, params):
 
 
 def one_start(binary, env, event):
+    # A Runtime API of its own per start: a late poll from the previous process cannot take this
+    # start's event.
     RuntimeApi.event, RuntimeApi.first_next, RuntimeApi.handed, RuntimeApi.done = event, None, None, None
-    RuntimeApi.start += 1
+    runtime = QuietServer(("127.0.0.1", 0), RuntimeApi)
+    threading.Thread(target=runtime.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{runtime.server_address[1]}")
     started = time.monotonic()
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -127,6 +131,9 @@ def one_start(binary, env, event):
     finally:
         proc.kill()
         proc.wait()
+        RuntimeApi.start += 1
+        runtime.shutdown()
+        runtime.server_close()
     init = (RuntimeApi.first_next - started) * 1000
     invoke = (RuntimeApi.done - RuntimeApi.handed) * 1000 if event is not None else None
     if event is not None and RuntimeApi.answer[0] != "response":
@@ -142,17 +149,14 @@ def main():
     sam_local.Gateway.moto = (where.hostname, where.port)
     (s3, _, _), params = sam_local.resources(moto)
     gateway = ThreadingHTTPServer(("127.0.0.1", 0), sam_local.Gateway)
-    runtime = QuietServer(("127.0.0.1", 0), RuntimeApi)
-    for s in (gateway, runtime):
-        threading.Thread(target=s.serve_forever, daemon=True).start()
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{gateway.server_address[1]}"
     params.update(MAILROOM_AWS_ENDPOINT_URL=endpoint, MAILROOM_WEBHOOK_URL=f"{endpoint}/hook",
                   MAILROOM_BOUNCE_SENDER="mailer-daemon@example.com", RUST_LOG="warn")
     tpl, matches = decode(os.path.join(binaries, "template.yaml"))
     if matches:
         raise SystemExit(f"{binaries}/template.yaml: {matches}")
-    base = {"PATH": "/usr/bin:/bin", "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{runtime.server_address[1]}",
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": sam_local.REGION,
+    base = {"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": sam_local.REGION,
             "AWS_DEFAULT_REGION": sam_local.REGION, "AWS_LAMBDA_FUNCTION_NAME": "cold-start",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_EC2_METADATA_DISABLED": "true"}
@@ -176,7 +180,6 @@ def main():
                     invokes.append(first)
             rows.append((logical, os.path.getsize(binary), inits, invokes))
     finally:
-        RuntimeApi.start += 1
         gateway.shutdown()
         if moto_proc:
             moto_proc.terminate()
