@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -302,6 +303,7 @@ def main():
                 print("       --- sam stderr (tail)\n" + "\n".join("       " + s for s in stderr.splitlines()[-15:]))
     finally:
         server.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
         if moto_proc:
             moto_proc.terminate()
     # The emulator (RIE) reports an Init Duration, but from when the runtime is already up: it is
