@@ -226,11 +226,17 @@ class Checker:
         self.counts["functions"] += 1
         r = self.res[fn]
         meta = r.get("Metadata") or {}
-        if meta.get("BuildMethod") != "rust-cargolambda":
-            self.err(fn, "Metadata.BuildMethod must be rust-cargolambda")
-        for key, want in (("Runtime", "provided.al2023"), ("Handler", "bootstrap"), ("Architectures", ["arm64"])):
+        if meta.get("BuildMethod") not in ("rust-cargolambda", "makefile"):
+            self.err(fn, "Metadata.BuildMethod must be rust-cargolambda or makefile")
+        for key, want in (("Runtime", "provided.al2023"), ("Handler", "bootstrap")):
             if self.t.function_prop(fn, key) != want:
                 self.err(fn, f"{key} must be {want!r}")
+        # arm64, literally or as a parameter whose default is arm64 (x86_64 is for sam local).
+        arch = self.t.function_prop(fn, "Architectures")
+        if isinstance(arch, list) and len(arch) == 1 and isinstance(arch[0], dict) and "Ref" in arch[0]:
+            arch = [self.param_default(arch[0])]
+        if arch != ["arm64"]:
+            self.err(fn, "Architectures must be ['arm64'] (or a parameter defaulting to it)")
         code = self.t.function_prop(fn, "CodeUri")
         binary = self.t.function_binary(fn)
         manifest = os.path.join(self.base, str(code), "Cargo.toml")

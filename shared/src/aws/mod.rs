@@ -2,7 +2,8 @@
 //!
 //! Clients are built once per cold start from [`sdk_config`]. `AWS_ENDPOINT_URL` (and the
 //! per-service `AWS_ENDPOINT_URL_S3` etc.) is honoured by the SDK itself, which is how tests and
-//! `mailroom serve --aws` point the same code at a local emulator.
+//! `mailroom serve --aws` point the same code at a local emulator; [`ENDPOINT_VAR`] does the same
+//! under `sam local invoke`.
 
 pub mod s3;
 pub mod secrets;
@@ -20,16 +21,31 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
-/// The shared SDK configuration from the standard provider chain.
+/// An endpoint for every AWS call, set in the template (empty in AWS). `sam local invoke` hands a
+/// function only the variables its template declares, and declaring an empty `AWS_ENDPOINT_URL`
+/// would make the SDK warn about it on every cold start.
+pub const ENDPOINT_VAR: &str = "MAILROOM_AWS_ENDPOINT_URL";
+
+/// The shared SDK configuration from the standard provider chain (and [`ENDPOINT_VAR`]).
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    match non_empty_var(ENDPOINT_VAR) {
+        Some(url) => loader.endpoint_url(url).load().await,
+        None => loader.load().await,
+    }
 }
 
 /// True when the SDK is pointed at a custom endpoint (an emulator), where path-style S3 is needed.
 pub fn custom_endpoint() -> bool {
-    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+    [ENDPOINT_VAR, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
         .iter()
-        .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()))
+        .any(|v| non_empty_var(v).is_some())
+}
+
+fn non_empty_var(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok()?;
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_string())
 }
 
 /// Maps an SDK error onto the retry-relevant [`ErrorKind`] every port speaks.

@@ -1,0 +1,323 @@
+"""Every sample event through its function as `sam build` built it, with `sam local invoke`.
+
+Run by scripts/test.d/sam (after scripts/setup-sam-local and an x86_64 `sam build` into
+.aws-sam/local, which samconfig.toml's local_invoke section points at). AWS is moto on the
+loopback; the containers reach it through one small server bound to the docker bridge's gateway
+only, which also records the webhook POSTs and answers SES SendBounce (moto does not implement it)
+and forwards everything else to moto. The functions get its address in MAILROOM_AWS_ENDPOINT_URL
+through `--env-vars`, with the names of the resources made here.
+
+Prints one line per event with the invoke time, the function's answer and the emulator's
+`Init Duration`, then a per-function summary. Exits non-zero when any answer or side effect is wrong.
+"""
+
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EVENTS = os.path.join(ROOT, "events")
+REGION = "us-east-1"
+RUN = f"samlocal-{os.getpid()}"
+
+# (function, event under events/, expectations). raw: the .eml put at raw/<messageId> first, as the
+# receive rule's S3 action does in SES. Same cases and expectations as the cargo lambda step of
+# scripts/test.d/template.
+CASES = [
+    ("StopFunction", "lambda/stop-clean.json", {"disposition": "CONTINUE"}),
+    ("StopFunction", "lambda/stop-spam-fail.json", {"disposition": "STOP_RULE_SET"}),
+    ("StopFunction", "lambda/stop-virus-fail.json", {"disposition": "STOP_RULE_SET"}),
+    ("StopFunction", "lambda/stop-dmarc-reject.json", {"disposition": "STOP_RULE_SET"}),
+    ("StopFunction", "lambda/stop-dmarc-quarantine.json", {"disposition": "CONTINUE"}),
+    ("StopFunction", "lambda/stop-dmarc-none.json", {"disposition": "CONTINUE"}),
+    ("StopFunction", "lambda/stop-odd-verdicts.json", {"disposition": "CONTINUE"}),
+    ("StopFunction", "lambda/stop-bcc-only.json", {"disposition": "STOP_RULE_SET"}),
+    ("BounceFunction", "lambda/bounce-unknown.json", {"disposition": "STOP_RULE_SET", "bounced": ["nobody@example.com"]}),
+    ("BounceFunction", "lambda/bounce-known.json", {"disposition": "CONTINUE", "bounced": []}),
+    ("BounceFunction", "lambda/bounce-mixed.json", {"disposition": "CONTINUE", "bounced": ["ghost@example.com"]}),
+    ("BounceFunction", "lambda/bounce-auto-submitted.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
+    ("BounceFunction", "lambda/bounce-null-sender.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
+    ("BounceFunction", "lambda/bounce-dmarc-fail.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
+    ("BounceFunction", "lambda/bounce-event-invocation.json", {"bounced": ["nobody@example.com"]}),
+    ("StoreFunction", "lambda/store-event.json", {"raw": "mail/store-attachments.eml", "stored": True}),
+    ("StoreFunction", "lambda/store-setup-notification.json", {"stored": False}),
+    ("FanoutFunction", "lambda/fanout-event.json", {"raw": "mail/store-attachments.eml", "published": True}),
+    ("FanoutFunction", "lambda/fanout-dmarc-fail.json", {"raw": "mail/store-hostile-filenames.eml", "published": True}),
+    ("ApiFunction", "lambda/api-event.json", {"raw": "mail/attachments.eml", "webhooks": 1}),
+    ("ApiFunction", "sqs/api-retry-job.json", {"raw": "mail/attachments.eml", "webhooks": 1, "batchItemFailures": []}),
+]
+MAILBOXES = "support@example.com,@team.example.com,sales@example.com"
+INIT = re.compile(r"Init Duration:\s*([0-9.]+)\s*ms")
+
+
+class Gateway(BaseHTTPRequestHandler):
+    """Webhook endpoint (/hook), SES SendBounce, and a pass-through to moto for the rest."""
+
+    moto = None  # (host, port)
+    webhooks, bounces = [], []
+    protocol_version = "HTTP/1.1"
+
+    def body(self):
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+    def reply(self, status, body, headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def handle_any(self):
+        body = self.body()
+        if self.command == "POST" and self.path.startswith("/hook"):
+            Gateway.webhooks.append((dict(self.headers), body))
+            return self.reply(200, b"ok")
+        if self.command == "POST" and b"Action=SendBounce" in body:
+            form = urllib.parse.parse_qs(body.decode())
+            Gateway.bounces.append(form)
+            xml = ('<SendBounceResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><SendBounceResult>'
+                   f'<MessageId>bounce-{len(Gateway.bounces)}</MessageId></SendBounceResult><ResponseMetadata>'
+                   '<RequestId>4d1b3c2a-0000-0000-0000-000000000000</RequestId></ResponseMetadata></SendBounceResponse>')
+            return self.reply(200, xml.encode(), [("content-type", "text/xml")])
+        conn = http.client.HTTPConnection(*Gateway.moto, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "connection")}
+        headers["content-length"] = str(len(body))
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        skip = ("transfer-encoding", "connection", "content-length")
+        self.reply(resp.status, data, [(k, v) for k, v in resp.getheaders() if k.lower() not in skip])
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+    def log_message(self, *args):
+        pass
+
+
+def bridge_gateway():
+    """The host's address on the default docker bridge (docker0), which the containers use."""
+    out = subprocess.run(["docker", "network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    if not out:
+        # dockerd does not always record the gateway it gave the bridge; the interface has it.
+        ip = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "docker0"], capture_output=True, text=True)
+        found = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", ip.stdout)
+        out = found.group(1) if found else ""
+    if not re.fullmatch(r"\d+\.\d+\.\d+\.\d+", out):
+        raise SystemExit(f"no docker bridge gateway address ({out!r}): is dockerd running?")
+    return out
+
+
+def start_moto():
+    endpoint = os.environ.get("MAILROOM_TEST_MOTO_ENDPOINT", "").strip().rstrip("/")
+    if endpoint:
+        return endpoint, None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return f"http://127.0.0.1:{port}", proc
+
+
+def wait_for(host, port):
+    for _ in range(150):
+        try:
+            socket.create_connection((host, port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"nothing listens on {host}:{port}")
+
+
+def resources(moto):
+    """The stack's bucket, topic (with an SQS tap to see what was published), queues, secret."""
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
+    aws = lambda svc: boto3.client(svc, endpoint_url=moto, region_name=REGION)
+    s3, sns, sqs, ssm = aws("s3"), aws("sns"), aws("sqs"), aws("ssm")
+    s3.create_bucket(Bucket=RUN)
+    topic = sns.create_topic(Name=f"{RUN}-mail")["TopicArn"]
+    tap = sqs.create_queue(QueueName=f"{RUN}-tap")["QueueUrl"]
+    tap_arn = sqs.get_queue_attributes(QueueUrl=tap, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=tap_arn)
+    retry = sqs.create_queue(QueueName=f"{RUN}-retry")["QueueUrl"]
+    dlq = sqs.create_queue(QueueName=f"{RUN}-dlq")["QueueUrl"]
+    secret = "whsec_" + base64.b64encode(b"mailroom sam local check secret!").decode()
+    ssm.put_parameter(Name=f"/{RUN}/webhook-secret", Value=secret, Type="SecureString")
+    params = {
+        "MAILROOM_RAW_BUCKET": RUN,
+        "MAILROOM_STORE_BUCKET": RUN,
+        "MAILROOM_TOPIC_ARN": topic,
+        "MAILROOM_RETRY_QUEUE_URL": retry,
+        "MAILROOM_DLQ_URL": dlq,
+        "MAILROOM_WEBHOOK_SECRET_ARN": f"arn:aws:ssm:{REGION}:123456789012:parameter/{RUN}/webhook-secret",
+        "MAILROOM_WEBHOOK_SECRET": "",
+        "MAILROOM_MAILBOXES": MAILBOXES,
+    }
+    return (s3, sqs, tap), params
+
+
+def invoke(logical, event, env_file):
+    """`sam local invoke` as the README runs it (samconfig.toml supplies the rest)."""
+    env = dict(os.environ, SAM_CLI_TELEMETRY="0", AWS_MAX_ATTEMPTS="1", AWS_EC2_METADATA_DISABLED="true",
+               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION,
+               AWS_REGION=REGION)
+    started = time.monotonic()
+    p = subprocess.run(["sam", "local", "invoke", logical, "-e", event, "--env-vars", env_file],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - started
+    lines = [line for line in p.stdout.splitlines() if line.strip()]
+    out, problems = None, []
+    if p.returncode != 0:
+        problems.append(f"sam local invoke exited {p.returncode}: {p.stderr.strip()[-800:]}")
+    elif not lines:
+        problems.append(f"no answer on stdout; stderr: {p.stderr.strip()[-800:]}")
+    else:
+        try:
+            out = json.loads(lines[-1])
+        except ValueError:
+            problems.append(f"answer is not JSON: {lines[-1][:300]!r}")
+        if isinstance(out, dict) and "errorType" in out:
+            problems.append(f"function error: {out}")
+    init = INIT.search(p.stderr)
+    return out, problems, took, float(init.group(1)) if init else None, p.stderr
+
+
+def check(want, out, mid, s3, sqs, tap, bucket):
+    problems = []
+    if out is not None:
+        if "disposition" in want and (out or {}).get("disposition") != want["disposition"]:
+            problems.append(f"disposition {(out or {}).get('disposition')!r}, want {want['disposition']!r}")
+        if "batchItemFailures" in want and (out or {}).get("batchItemFailures") != want["batchItemFailures"]:
+            problems.append(f"batchItemFailures {(out or {}).get('batchItemFailures')!r}")
+    if "bounced" in want:
+        got = [v[0] for b in Gateway.bounces for k, v in b.items()
+               if k.startswith("BouncedRecipientInfoList.member.") and k.endswith(".Recipient")]
+        if got != want["bounced"]:
+            problems.append(f"SendBounce recipients {got}, want {want['bounced']}")
+        for b in Gateway.bounces:
+            if b.get("OriginalMessageId") != [mid]:
+                problems.append(f"SendBounce OriginalMessageId {b.get('OriginalMessageId')}")
+    if "stored" in want:
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="messages/").get("Contents", [])
+                if f"/{mid}/" in o["Key"]]
+        has = any(k.endswith("/message.json") for k in keys)
+        if has != want["stored"]:
+            problems.append(f"message.json for {mid} stored={has}, want {want['stored']}")
+    if want.get("published"):
+        msgs = sqs.receive_message(QueueUrl=tap, MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
+        for m in msgs:
+            sqs.delete_message(QueueUrl=tap, ReceiptHandle=m["ReceiptHandle"])
+        if not any(mid in m["Body"] for m in msgs):
+            problems.append(f"no SNS summary for {mid} reached the topic")
+    if "webhooks" in want:
+        hooks = Gateway.webhooks
+        ids = [{k.lower(): v for k, v in h.items()}.get("webhook-id") for h, _ in hooks]
+        if len(hooks) != want["webhooks"] or any(i != mid for i in ids):
+            problems.append(f"webhooks {len(hooks)} with ids {ids}, want {want['webhooks']} with id {mid}")
+        for h, _ in hooks:
+            if "webhook-signature" not in {k.lower() for k in h}:
+                problems.append("webhook without a webhook-signature header")
+    return problems
+
+
+def main():
+    moto, moto_proc = start_moto()
+    where = urllib.parse.urlsplit(moto)
+    wait_for(where.hostname, where.port)
+    Gateway.moto = (where.hostname, where.port)
+    (s3, sqs, tap), params = resources(moto)
+
+    # Bound to the bridge gateway only: reachable from the containers and this machine, no further.
+    gw = bridge_gateway()
+    server = ThreadingHTTPServer((gw, 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://{gw}:{server.server_address[1]}"
+    params.update(MAILROOM_AWS_ENDPOINT_URL=endpoint, MAILROOM_WEBHOOK_URL=f"{endpoint}/hook")
+
+    work = tempfile.mkdtemp(prefix="mailroom-sam-local-")
+    env_file = os.path.join(work, "env.json")
+    with open(env_file, "w") as f:
+        json.dump({"Parameters": params}, f)
+
+    failures, inits, times = [], {}, {}
+    try:
+        for logical, rel, want in CASES:
+            data = json.load(open(os.path.join(EVENTS, rel)))
+            if rel.startswith("sqs/"):
+                # The retry job names the bucket of the stack that queued it: point it at ours.
+                for r in data["Records"]:
+                    job = json.loads(r["body"])
+                    job["bucket"] = RUN
+                    r["body"] = json.dumps(job)
+                mid = json.loads(data["Records"][0]["body"])["messageId"]
+            else:
+                mid = data["Records"][0]["ses"]["mail"]["messageId"]
+            if "raw" in want:
+                with open(os.path.join(EVENTS, want["raw"]), "rb") as f:
+                    s3.put_object(Bucket=RUN, Key=f"raw/{mid}", Body=f.read())
+            Gateway.webhooks.clear()
+            Gateway.bounces.clear()
+            event = os.path.join(work, os.path.basename(rel))
+            with open(event, "w") as f:
+                json.dump(data, f)
+            out, problems, took, init, stderr = invoke(logical, event, env_file)
+            problems += check(want, out, mid, s3, sqs, tap, RUN)
+            if init is not None:
+                inits.setdefault(logical, []).append(init)
+            times.setdefault(logical, []).append(took)
+            shown = json.dumps(out)[:60] if out is not None else "-"
+            init_s = f"init {init:6.1f} ms" if init is not None else "init      - "
+            print(f"{'FAIL' if problems else 'ok  '} {logical:<15} {rel:<38} {took:5.1f}s  {init_s}  {shown}",
+                  flush=True)
+            for pr in problems:
+                print(f"       {pr}")
+            if problems:
+                failures.append(rel)
+                print("       --- sam stderr (tail)\n" + "\n".join("       " + s for s in stderr.splitlines()[-15:]))
+    finally:
+        server.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+        if moto_proc:
+            moto_proc.terminate()
+    # The emulator (RIE) reports an Init Duration, but from when the runtime is already up: it is
+    # printed as given, and scripts/cold-start measures the real process start to first poll.
+    print("\nfunction         invokes  sam local invoke (median)  RIE Init Duration (median)")
+    for logical in dict.fromkeys(c[0] for c in CASES):
+        i = inits.get(logical)
+        print(f"{logical:<16} {len(times[logical]):>7}  {statistics.median(times[logical]):>23.1f} s"
+              f"  {(f'{statistics.median(i):.1f} ms') if i else 'not reported':>32}")
+    if failures:
+        raise SystemExit(f"{len(failures)} of {len(CASES)} sample events failed under sam local invoke: "
+                         + ", ".join(failures))
+    print(f"{len(CASES)} sample events ran through {len(set(c[0] for c in CASES))} functions with sam local invoke")
+
+
+if __name__ == "__main__":
+    main()
