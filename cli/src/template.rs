@@ -27,9 +27,15 @@ enum Command {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let json = match args.command {
         Command::EnvVars => {
+            // Every function builds its SDK clients through `mailroom::aws`, which reads the
+            // endpoint override: it is the one variable all of them share.
             let vars: BTreeMap<&str, Vec<&str>> = functions::FUNCTIONS
                 .iter()
-                .map(|(binary, vars)| (*binary, vars()))
+                .map(|(binary, vars)| {
+                    let mut vars = vars();
+                    vars.push(mailroom::aws::ENDPOINT_VAR);
+                    (*binary, vars)
+                })
                 .collect();
             serde_json::to_value(vars)?
         }

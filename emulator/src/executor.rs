@@ -14,9 +14,9 @@ use mailroom::ports::{
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// SES's limit on the SNS action: larger mail bounces (SES-FACTS.md §3.2).
+/// SES's limit on the SNS action: larger mail bounces (docs/ses.md §3.2).
 pub const SNS_CONTENT_LIMIT: usize = 150 * 1024;
-/// SES's limit on a RequestResponse invocation (SES-FACTS.md §2).
+/// SES's limit on a RequestResponse invocation (docs/ses.md §2).
 pub const REQUEST_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 const NOTIFICATION_SUBJECT: &str = "Amazon SES Email Receipt Notification";
 

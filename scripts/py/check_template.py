@@ -7,8 +7,10 @@
 Run by scripts/check-template with the project's .venv Python.
 """
 
+import json
 import os
 import re
+import subprocess
 import sys
 
 from cfn_template import Template, ref_target, sub_text
@@ -32,6 +34,28 @@ REQUEST_RESPONSE_BINARIES = {"stop", "bounce"}
 RAW_BUCKET_VAR = "MAILROOM_RAW_BUCKET"
 RAW_PREFIX_VAR = "MAILROOM_RAW_PREFIX"
 SES = "ses.amazonaws.com"
+
+
+_ENV_VARS = None
+
+
+def env_vars():
+    """{binary: [MAILROOM_* variables its crate reads]}, from the function crates themselves
+    (`mailroom template env-vars`, built once per run; MAILROOM_ENV_VARS_JSON names a saved copy)."""
+    global _ENV_VARS
+    if _ENV_VARS is None:
+        saved = os.environ.get("MAILROOM_ENV_VARS_JSON")
+        if saved:
+            with open(saved, encoding="utf-8") as f:
+                _ENV_VARS = json.load(f)
+        else:
+            root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            out = subprocess.run(
+                ["cargo", "run", "--quiet", "--locked", "--ignore-rust-version", "-p", "mailroom-cli",
+                 "--", "template", "env-vars"],
+                cwd=root, check=True, stdout=subprocess.PIPE, text=True)
+            _ENV_VARS = json.loads(out.stdout)
+    return _ENV_VARS
 
 
 class Checker:
@@ -246,24 +270,19 @@ class Checker:
             text = open(manifest, encoding="utf-8").read()
             if not re.search(r'\[\[bin\]\][^\[]*name\s*=\s*"' + re.escape(binary) + '"', text):
                 self.err(fn, f"{manifest} declares no [[bin]] named {binary!r}")
-        if isinstance(code, str) and os.path.isfile(manifest):
-            self.env_names(fn, os.path.dirname(manifest))
+        if binary:
+            self.env_names(fn, binary)
 
-    def env_names(self, fn, crate):
-        """Every MAILROOM_* variable the template sets must be read somewhere in the function's
-        crate or the shared crate: a renamed variable in the code otherwise fails silently."""
-        root = crate
-        while root != os.path.dirname(root) and not os.path.isfile(os.path.join(root, "Cargo.lock")):
-            root = os.path.dirname(root)
-        text = []
-        for base in (os.path.join(crate, "src"), os.path.join(root, "shared", "src")):
-            for d, _, names in os.walk(base):
-                text += [open(os.path.join(d, n), encoding="utf-8").read() for n in names if n.endswith(".rs")]
-        source = "\n".join(text)
+    def env_names(self, fn, binary):
+        """Every MAILROOM_* variable the template sets on a function must be one its own crate
+        reads (`mailroom template env-vars`): a renamed variable, or one meant for another
+        function, otherwise fails silently."""
+        reads = env_vars().get(binary)
+        if reads is None:
+            return
         for var in self.t.function_env(fn):
-            if var.startswith("MAILROOM_") and f'"{var}"' not in source:
-                self.err(fn, f"sets {var}, which neither its crate nor shared/ reads")
-
+            if var.startswith("MAILROOM_") and var not in reads:
+                self.err(fn, f"sets {var}, which its crate ({binary}) does not read")
 
 def check(path):
     c = Checker(path)

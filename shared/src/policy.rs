@@ -3,7 +3,7 @@
 //! Pure and deterministic: the same event and configuration always give the same [`Decision`], so
 //! a later action that wants the verdict of a "tag" rule recomputes it with
 //! [`FilterPolicy::evaluate`] instead of relying on the gate to have changed the message (a Lambda
-//! action cannot modify mail; SES-FACTS.md §1).
+//! action cannot modify mail; docs/ses.md §1).
 //!
 //! Only a `FAIL` verdict triggers a verdict rule. `GRAY`, `PROCESSING_FAILED`, `DISABLED`, unknown
 //! strings and missing verdicts never do, except for the optional
@@ -17,7 +17,7 @@
 //! - Otherwise each matching rule contributes its configured action; the strongest wins
 //!   (drop > tag > allow).
 //!
-//! Size: the SES Lambda event carries no message size and no body (SES-FACTS.md §1.1), so the size
+//! Size: the SES Lambda event carries no message size and no body (docs/ses.md §1.1), so the size
 //! rule applies only when the caller passes a known size to [`FilterPolicy::evaluate_with_size`]
 //! (the stop function does when it is configured to read the raw object an earlier S3 action
 //! wrote). With no size known the rule is skipped and the decision says so in

@@ -1,4 +1,4 @@
-//! The SES receipt event as SES really sends it (see SES-FACTS.md §1 and §3).
+//! The SES receipt event as SES really sends it (see docs/ses.md §1 and §3).
 //!
 //! These types are our own rather than `aws_lambda_events`' because real payloads break the
 //! stricter upstream ones: Bcc-only mail has no `commonHeaders.to`, `messageId` can be missing,
@@ -226,7 +226,7 @@ impl<'de> Deserialize<'de> for DmarcPolicy {
     }
 }
 
-/// `receipt.action`: a flat union over the action types (SES-FACTS.md §3.1).
+/// `receipt.action`: a flat union over the action types (docs/ses.md §3.1).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiptAction {
@@ -331,7 +331,7 @@ impl SesReceipt {
 
 /// Where the rule's S3 action stored the raw message: `prefix + messageId`.
 ///
-/// SES-FACTS.md §3.3: whether SES inserts a `/` after a prefix without one is unconfirmed; the
+/// docs/ses.md §3.3: whether SES inserts a `/` after a prefix without one is unconfirmed; the
 /// observed capture (prefix `a/b`, key `a/b/<id>`) says it does, so we follow that reading.
 pub fn raw_object_key(prefix: &str, message_id: &str) -> String {
     let prefix = prefix.trim_end_matches('/');

@@ -1,10 +1,10 @@
-//! Evaluating a rule set for one received message, as SES does (SES-FACTS.md §5.1, §2):
+//! Evaluating a rule set for one received message, as SES does (docs/ses.md §5.1, §2):
 //! every enabled rule that matches some recipient runs, in order; within a rule, actions run in
 //! order; a Stop action or a `STOP_RULE_SET` disposition ends everything; `STOP_RULE` ends the
 //! current rule only. Side effects go through an [`Executor`], so the semantics are testable
 //! without any function, bucket or topic.
 //!
-//! Choices where SES is unconfirmed (each written down in SES-FACTS.md as such):
+//! Choices where SES is unconfirmed (each marked unconfirmed in docs/ses.md):
 //! - `AddHeader` puts its header at the very top of the message; every later action of the
 //!   evaluation, in this rule and in later rules, sees the message with it (S3 objects, SNS
 //!   content, the `headers` list of Lambda events).
@@ -52,7 +52,7 @@ pub struct Step<'a> {
 }
 
 impl Step<'_> {
-    /// The Lambda action event (SES-FACTS.md §1.4).
+    /// The Lambda action event (docs/ses.md §1.4).
     pub fn event(&self) -> SesEvent {
         SesEvent {
             records: vec![SesRecord {
@@ -66,7 +66,7 @@ impl Step<'_> {
         }
     }
 
-    /// The SNS notification body (SES-FACTS.md §3.1): `content` only for the SNS action itself.
+    /// The SNS notification body (docs/ses.md §3.1): `content` only for the SNS action itself.
     pub fn notification(&self, content: Option<String>) -> SesNotification {
         SesNotification {
             notification_type: "Received".to_string(),

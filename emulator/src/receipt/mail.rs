@@ -1,6 +1,6 @@
 //! What SES does to a message before any rule runs: assign a messageId, prepend its own
 //! headers, and describe the mail as the `ses.mail` object every action event carries
-//! (SES-FACTS.md §1.2).
+//! (docs/ses.md §1.2).
 
 use mailroom::ses::{CommonHeaders, DmarcPolicy, SesHeader, SesMail, Verdict};
 use rand::Rng;
@@ -8,7 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 
-/// SES truncates the `headers` list of notifications above 10 KB (SES-FACTS.md §7.1).
+/// SES truncates the `headers` list of notifications above 10 KB (docs/ses.md §7.1).
 pub const HEADERS_LIMIT: usize = 10 * 1024;
 
 /// A new SES-style messageId: 40 lowercase alphanumerics, as in current captures.
@@ -141,7 +141,7 @@ pub fn iso_millis(t: OffsetDateTime) -> String {
     }
 }
 
-/// The headers SES prepends, in SES's order (SES-FACTS.md §1.2). `X-SES-DKIM-SIGNATURE` is left
+/// The headers SES prepends, in SES's order (docs/ses.md §1.2). `X-SES-DKIM-SIGNATURE` is left
 /// out: it is SES's own signature, which nothing local can produce.
 pub fn prepended_headers(
     message_id: &str,

@@ -1,15 +1,15 @@
-//! The receipt rule set as SES stores it (SES-FACTS.md §5.2, §6.1): rules in order, each with its
+//! The receipt rule set as SES stores it (docs/ses.md §5.2, §6.1): rules in order, each with its
 //! recipient conditions and its ordered actions. Built from `template.yaml` by the emulator, but
 //! nothing here knows about templates.
 
 use mailroom::ses::ReceiptAction;
 use serde::Serialize;
 
-/// SES's quota: at most 100 recipient conditions per rule (SES-FACTS.md §5.3).
+/// SES's quota: at most 100 recipient conditions per rule (docs/ses.md §5.3).
 pub const MAX_RECIPIENTS_PER_RULE: usize = 100;
-/// SES's quota: at most 10 actions per rule (SES-FACTS.md §7.1).
+/// SES's quota: at most 10 actions per rule (docs/ses.md §7.1).
 pub const MAX_ACTIONS_PER_RULE: usize = 10;
-/// SES's quota: at most 200 rules per rule set (SES-FACTS.md §7.1).
+/// SES's quota: at most 200 rules per rule set (docs/ses.md §7.1).
 pub const MAX_RULES_PER_SET: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -125,7 +125,7 @@ impl Action {
         }
     }
 
-    /// `receipt.action` as SES reports it for this action (SES-FACTS.md §3.1).
+    /// `receipt.action` as SES reports it for this action (docs/ses.md §3.1).
     pub fn receipt_action(&self, message_id: &str) -> ReceiptAction {
         let mut a = ReceiptAction {
             kind: self.kind().to_string(),
@@ -157,7 +157,7 @@ impl Action {
                 encoding,
             } => {
                 a.topic_arn = Some(topic_arn.clone());
-                // The notification spells it differently from the configuration (SES-FACTS §3.1).
+                // The notification spells it differently from the configuration (docs/ses.md §3.1).
                 a.encoding = Some(
                     match encoding {
                         SnsEncoding::Utf8 => "UTF8",
@@ -234,7 +234,7 @@ pub enum RuleSetError {
 }
 
 impl RuleSet {
-    /// Checks the constraints SES enforces when a rule is created (SES-FACTS.md §4, §5.2, §7.1).
+    /// Checks the constraints SES enforces when a rule is created (docs/ses.md §4, §5.2, §7.1).
     pub fn validate(&self) -> Result<(), RuleSetError> {
         if self.rules.len() > MAX_RULES_PER_SET {
             return Err(RuleSetError::TooManyRules(self.rules.len()));

@@ -1,4 +1,4 @@
-//! Recipient conditions: does a rule's entry take an envelope recipient? (SES-FACTS.md §5.3)
+//! Recipient conditions: does a rule's entry take an envelope recipient? (docs/ses.md §5.3)
 //!
 //! Confirmed by AWS: an entry is an address, a domain, or a leading-dot domain that takes every
 //! subdomain; an address entry `user@d` also takes labelled forms `user+label@d`.

@@ -1,5 +1,5 @@
 //! The bounce function's logic: which recipients to bounce, whether bouncing is safe at all, and
-//! the `SendBounce` request that says so with correct DSN fields (SES-FACTS.md §4.5).
+//! the `SendBounce` request that says so with correct DSN fields (docs/ses.md §4.5).
 //!
 //! Everything here reads the SES event alone: the headers the backscatter guard needs are in
 //! `mail.headers`, so no S3 read is needed and the function fits SES's 30 s RequestResponse budget.
@@ -329,7 +329,7 @@ fn build_request(
                 recipient_arn: None,
                 bounce_type: Some(*t),
                 dsn: Some(RecipientDsn {
-                    // SES adds the `rfc822;` type itself (SES-FACTS.md §4.5).
+                    // SES adds the `rfc822;` type itself (docs/ses.md §4.5).
                     final_recipient: Some(addr.clone()),
                     action: DsnAction::Failed,
                     remote_mta: None,

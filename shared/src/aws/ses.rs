@@ -1,6 +1,6 @@
 //! [`Bouncer`] over the classic SES API's `SendBounce` (SES v2 has no bounce operation).
 //!
-//! SES allows `SendBounce` at most once per second (SES-FACTS.md §4.5). The adapter keeps a gate
+//! SES allows `SendBounce` at most once per second (docs/ses.md §4.5). The adapter keeps a gate
 //! per client, so calls from one warm Lambda container are spaced a second apart; concurrent
 //! containers are not coordinated, and a throttling answer from SES is reported as
 //! [`ErrorKind::Throttled`] so Lambda retries the invocation later.
