@@ -6,8 +6,8 @@
 
 //!
 //! # Layout
-//! - [`template`]: reads `template.yaml`: a CloudFormation evaluator ([`template::intrinsics`])
-//!   and the SES rule extraction on top of it ([`template::rules`]).
+//! - [`template`]: reads `template.yaml`: a CloudFormation evaluator (`template/intrinsics.rs`)
+//!   and the SES rule extraction on top of it (`template/rules.rs`).
 //! - [`receipt`]: the SES receipt rule engine, pure: rule sets, recipient matching, what SES adds
 //!   to a message, the evaluation with every side effect behind an [`receipt::Executor`].
 //! - [`executor`]: carries out the actions (S3, SNS, Bounce, Lambda) for the engine.

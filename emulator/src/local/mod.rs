@@ -3,10 +3,10 @@
 //!
 //! | port | where |
 //! |---|---|
-//! | S3 ([`ObjectStore`]) | `s3/<bucket>/<key>`; Content-Type etc. in `s3-meta/<bucket>/<key>.json` |
-//! | SNS ([`Publisher`]) | `sns/<topic name>.jsonl`, one publication per line |
-//! | SES SendBounce ([`Bouncer`]) | `outbox/<messageId>-bounce-<n>.json`, the request as SES would get it |
-//! | SQS ([`Queue`]) | `sqs/<queue name>/<visible-at ms>-<id>.json`, one file per message |
+//! | S3 ([`ObjectStore`](mailroom::ports::ObjectStore)) | `s3/<bucket>/<key>`; Content-Type etc. in `s3-meta/<bucket>/<key>.json` |
+//! | SNS ([`Publisher`](mailroom::ports::Publisher)) | `sns/<topic name>.jsonl`, one publication per line |
+//! | SES SendBounce ([`Bouncer`](mailroom::ports::Bouncer)) | `outbox/<messageId>-bounce-<n>.json`, the request as SES would get it |
+//! | SQS ([`Queue`](mailroom::ports::Queue)) | `sqs/<queue name>/<visible-at ms>-<id>.json`, one file per message |
 //!
 //! Keys and names are checked so nothing escapes the state folder (`..`, absolute paths). One
 //! file per adapter; the helpers they share are here.

@@ -1,8 +1,8 @@
 //! The template reader: what the emulator takes from `template.yaml`, in two stages.
 //!
-//! - [`intrinsics`]: a CloudFormation evaluator (parameters, pseudo parameters, conditions and
+//! - `intrinsics`: a CloudFormation evaluator (parameters, pseudo parameters, conditions and
 //!   the intrinsic functions), knowing nothing about SES;
-//! - [`rules`]: the SES part, the `AWS::SES::ReceiptRule` resources of one rule set and the
+//! - `rules`: the SES part, the `AWS::SES::ReceiptRule` resources of one rule set and the
 //!   functions their Lambda actions name, read through the evaluator.
 //!
 //! Physical names are made up the way CloudFormation would, from the stack name and logical id

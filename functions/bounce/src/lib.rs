@@ -1,6 +1,6 @@
 //! The bounce function (SES Lambda action, usually `RequestResponse` in the gate rule): bounces
 //! recipients that have no mailbox, and optionally mail the filter policy rejects, through the
-//! classic SES `SendBounce` API with proper DSN fields ([`plan`]).
+//! classic SES `SendBounce` API with proper DSN fields ([`mod@plan`]).
 //!
 //! Handler: `handle(&SesEvent, &Config, &dyn Bouncer) -> Result<DispositionResponse,
 //! BounceError>`; [`bounce_record`] does one record and reports what it did.
@@ -29,7 +29,7 @@
 //!
 //! # Layout
 //! - this file: [`Config`], [`env_vars`], [`handle`] and [`bounce_record`] (send, log, answer);
-//! - [`plan`]: the pure part, which recipients to bounce, the backscatter guard and the
+//! - [`mod@plan`]: the pure part, which recipients to bounce, the backscatter guard and the
 //!   `SendBounce` request.
 //!
 //! # Configuration
