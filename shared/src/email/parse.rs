@@ -135,24 +135,23 @@ fn parse_unguarded(raw: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
     let max_depth = limits.max_depth.min(DEPTH_CEILING);
     // mail-parser counts the root message as one level of nesting, we do not. Its limits are
     // applied while it builds the tree, so a flood of parts or levels costs no more than the
-    // limit: what lies beyond stays unparsed inside the part where the limit was reached.
+    // limit: what lies beyond stays unparsed inside the part where the limit was reached. It
+    // may parse one part more than we keep: that last part holds the unparsed rest, which is
+    // no one's body or attachment.
     let parser = MessageParser::new()
         .max_depth(max_depth.saturating_add(1))
-        .max_parts(limits.max_parts);
+        .max_parts(limits.max_parts.saturating_add(1));
     let message = parser.parse(raw).ok_or_else(|| ParseError::NotMime {
         reason: "no header fields found".into(),
     })?;
 
     let mut walk = Walk {
         max_depth,
+        max_parts: limits.max_parts,
         flags: Vec::new(),
         contents: Some(Vec::new()),
     };
-    if message.parts().len() >= limits.max_parts
-        && message
-            .parts()
-            .any(|p| p.flags().contains(PartFlags::LIMIT_REACHED))
-    {
+    if message.parts().len() > limits.max_parts {
         walk.flag(flags::MAX_PARTS_EXCEEDED);
     }
     let mut email = walk.email(message.root(), 0);
@@ -164,6 +163,9 @@ fn parse_unguarded(raw: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
 
 struct Walk {
     max_depth: usize,
+    /// Parts are numbered in document order across nested messages; ids from here on are
+    /// past [`Limits::max_parts`].
+    max_parts: usize,
     flags: Vec<String>,
     /// The decoded bytes of the top-level message's attachments; `None` while walking a nested
     /// message, whose attachments are described but not kept.
@@ -179,6 +181,8 @@ impl Walk {
 
     /// Builds the model for `message` (at nesting `depth`).
     fn email(&mut self, message: MessageRef<'_>, depth: usize) -> Email {
+        let max_parts = self.max_parts;
+        let kept = move |part: &MessagePart<'_>| (part.id() as usize) < max_parts;
         let headers: Vec<Header> = message
             .headers()
             .iter()
@@ -190,14 +194,14 @@ impl Walk {
 
         let mut body_ids = Vec::new();
         let mut text_parts: Vec<Cow<'_, str>> = Vec::new();
-        for part in message.text_body() {
+        for part in message.text_body().filter(kept) {
             if matches!(part.kind(), PartKind::Text) {
                 text_parts.push(self.body_text(part));
                 body_ids.push(part.id());
             }
         }
         let mut html_parts: Vec<Cow<'_, str>> = Vec::new();
-        for part in message.html_body() {
+        for part in message.html_body().filter(kept) {
             if matches!(part.kind(), PartKind::Html) {
                 html_parts.push(self.body_text(part));
                 body_ids.push(part.id());
@@ -215,7 +219,7 @@ impl Walk {
         drop(text_parts);
 
         let mut attachments = Vec::new();
-        for part in message.parts() {
+        for part in message.parts().filter(kept) {
             self.structure_flags(part);
             if part.is_multipart() || body_ids.contains(&part.id()) {
                 continue;
