@@ -29,6 +29,10 @@ pub mod flags {
     pub const MISSING_BOUNDARY: &str = "missing_boundary";
     /// A `message/rfc822` part could not be parsed as a message; it is kept as an attachment.
     pub const UNPARSED_MESSAGE: &str = "unparsed_message";
+    /// The top-level header block was ambiguous: a field name with blanks or other bytes RFC 5322
+    /// forbids, a second From, Sender, Subject or Content-Type, or no blank line before the body.
+    /// The model reads it as MTAs and DMARC do: the first field, strict names.
+    pub const MALFORMED_HEADERS: &str = "malformed_headers";
 }
 
 /// Nesting beyond this is never walked, whatever [`Limits::max_depth`] says: the model is a
@@ -207,6 +211,14 @@ impl Walk {
                 body_ids.push(part.id());
             }
         }
+        let root = message.root_part();
+        let no_text = text_parts.iter().all(|t| t.trim().is_empty());
+        if no_text && html_parts.is_empty() && !root.is_multipart() {
+            if let Some(text) = stray_body(root).or_else(|| first_type_text(root)) {
+                text_parts = vec![text];
+                body_ids.push(root.id());
+            }
+        }
         let html = (!html_parts.is_empty()).then(|| join_lf(&html_parts));
         drop(html_parts);
         let (text, text_from_html) = if !text_parts.is_empty() {
@@ -229,6 +241,9 @@ impl Walk {
         }
 
         let headers_view = message.headers();
+        if depth == 0 && ambiguous_headers(message) {
+            self.flag(flags::MALFORMED_HEADERS);
+        }
         let first_addresses = |name: HeaderName<'static>| {
             headers_view
                 .all(name)
@@ -299,7 +314,9 @@ impl Walk {
             && (part.is_multipart()
                 || part.is_content_type("message", "rfc822")
                 || part.is_content_type("message", "global")
-                || part.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart")))
+                || part
+                    .content_type()
+                    .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart")))
             && !self.flags.iter().any(|x| x == flags::MAX_PARTS_EXCEEDED)
         {
             self.flag(flags::MAX_DEPTH_EXCEEDED);
@@ -321,7 +338,10 @@ impl Walk {
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty());
         // Transfer encoding removed, charset untouched: a text file keeps the sender's bytes.
-        let (contents, problems) = part.decoded_checked();
+        let (contents, problems) = match uudecode(part) {
+            Some(bytes) => (Cow::Owned(bytes), DecodeProblems::default()),
+            None => part.decoded_checked(),
+        };
         if problems.contains(DecodeProblems::MALFORMED_TRANSFER_ENCODING) {
             self.flag(flags::ENCODING_PROBLEM);
         }
@@ -374,6 +394,118 @@ impl Walk {
         }
         attachment
     }
+}
+
+/// The body of a part declared `Content-Transfer-Encoding: x-uuencode` (or `uuencode`, `x-uue`),
+/// decoded; `None` for other parts or when no `begin` line is found.
+fn uudecode(part: MessagePart<'_>) -> Option<Vec<u8>> {
+    let cte = part
+        .content_transfer_encoding()?
+        .trim()
+        .to_ascii_lowercase();
+    if !matches!(cte.as_str(), "x-uuencode" | "uuencode" | "x-uue" | "uue") {
+        return None;
+    }
+    let body = part.raw_body();
+    let mut lines = body
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    lines.by_ref().find(|l| l.starts_with(b"begin "))?;
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    for line in lines {
+        if line == b"end" || line.is_empty() {
+            break;
+        }
+        let sextet = |c: u8| c.wrapping_sub(b' ') & 0x3f;
+        let len = usize::from(sextet(line[0]));
+        let data = &line[1..];
+        let mut decoded = Vec::with_capacity(len + 2);
+        for chunk in data.chunks(4) {
+            let c = |i: usize| chunk.get(i).map_or(0, |&b| sextet(b));
+            decoded.push((c(0) << 2) | (c(1) >> 4));
+            decoded.push((c(1) << 4) | (c(2) >> 2));
+            decoded.push((c(2) << 6) | c(3));
+        }
+        decoded.truncate(len);
+        out.extend_from_slice(&decoded);
+    }
+    Some(out)
+}
+
+/// Body lines that a header block without its blank line swallowed: from the first line that is
+/// neither a field nor a continuation to the end of the block (what Python's `email` and MTAs
+/// show as the body).
+fn stray_body<'m>(root: MessagePart<'m>) -> Option<Cow<'m, str>> {
+    if !root.raw_body().iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let block = root.raw_headers();
+    let mut at = 0;
+    for line in block.split_inclusive(|&b| b == b'\n') {
+        let continuation = line.first().is_some_and(|&b| b == b' ' || b == b'\t');
+        if !continuation && !is_field_line(line) {
+            let rest = block.get(at..)?;
+            let rest = rest.strip_suffix(b"\n").unwrap_or(rest);
+            let rest = rest.strip_suffix(b"\r").unwrap_or(rest);
+            return (!rest.iter().all(u8::is_ascii_whitespace))
+                .then(|| String::from_utf8_lossy(rest));
+        }
+        at += line.len();
+    }
+    None
+}
+
+/// `Name:` with a strict RFC 5322 field name (printable ASCII, no blanks, no colon).
+fn is_field_line(line: &[u8]) -> bool {
+    match line.iter().position(|&b| b == b':') {
+        Some(0) | None => false,
+        Some(colon) => line[..colon].iter().all(|&b| (33..=126).contains(&b)),
+    }
+}
+
+/// The body of a single-part message whose first Content-Type says text (a bare `text`, or a
+/// second Content-Type that mail-parser preferred) while mail-parser read it as a file.
+fn first_type_text<'m>(root: MessagePart<'m>) -> Option<Cow<'m, str>> {
+    if root
+        .content_disposition()
+        .is_some_and(|cd| cd.is_attachment())
+        || root.attachment_name().is_some()
+    {
+        return None;
+    }
+    let header = root.headers().all(HeaderName::ContentType).next()?;
+    let parsed = HeaderForm::ContentType.parse(header.raw_value());
+    let value = parsed.value();
+    let ct = value.as_content_type()?;
+    let is_text = ct.ctype().eq_ignore_ascii_case("text")
+        && ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain"));
+    if !is_text {
+        return None;
+    }
+    let charset = ct
+        .attribute("charset")
+        .and_then(|label| mail_parser::Charset::from_label(label.as_bytes()))
+        .unwrap_or_default();
+    Some(Cow::Owned(charset.decode(&root.decoded()).into_owned()))
+}
+
+/// Whether the top-level header block is one that MTAs and mail clients may read differently.
+fn ambiguous_headers(message: MessageRef<'_>) -> bool {
+    let headers = message.headers();
+    let bad_name = headers.iter().any(|h| {
+        let name = h.raw_name().trim_end();
+        name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+    });
+    let repeated = [
+        HeaderName::From,
+        HeaderName::Sender,
+        HeaderName::Subject,
+        HeaderName::ContentType,
+    ]
+    .into_iter()
+    .any(|name| headers.all(name).count() > 1);
+    let root = message.root_part();
+    bad_name || repeated || (!root.is_multipart() && stray_body(root).is_some())
 }
 
 /// `type/subtype`, lowercased; the RFC 2045 defaults when the header is missing.
