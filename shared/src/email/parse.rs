@@ -213,11 +213,13 @@ impl Walk {
         }
         let root = message.root_part();
         let no_text = text_parts.iter().all(|t| t.trim().is_empty());
-        if no_text && html_parts.is_empty() && !root.is_multipart() {
-            if let Some(text) = stray_body(root).or_else(|| first_type_text(root)) {
-                text_parts = vec![text];
-                body_ids.push(root.id());
-            }
+        if no_text
+            && html_parts.is_empty()
+            && !root.is_multipart()
+            && let Some(text) = stray_body(root).or_else(|| first_type_text(root))
+        {
+            text_parts = vec![text];
+            body_ids.push(root.id());
         }
         let html = (!html_parts.is_empty()).then(|| join_lf(&html_parts));
         drop(html_parts);
