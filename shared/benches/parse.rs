@@ -1,6 +1,6 @@
 //! Parse + model cost: every fixture in events/mail, and generated 1 MB and 10 MB messages
 //! (text, html and a base64 attachment, the shape that dominates real large mail).
-//! Run: `cargo bench -p mailroom --bench parse -- --warm-up-time 1 --measurement-time 3`.
+//! Run: `cargo bench --ignore-rust-version -p mailroom --bench parse -- --warm-up-time 1 --measurement-time 3`.
 
 use std::hint::black_box;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! Golden tests: every `events/mail/*.eml` parsed and compared with the `*.json` beside it.
+//! Golden tests: every `events/mail/*.eml` and `events/mail/defects/*.eml` parsed and compared with the `*.json` beside it.
 //!
 //! Each message is checked twice. First as stored, against the expected JSON exactly. Then with
 //! the other line ending (LF files converted to CRLF, CRLF files to LF), against the same JSON
@@ -16,8 +16,21 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/mail");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/mail");
+    let samples = emls(&root);
+    assert!(
+        samples.len() >= 12,
+        "expected the fixture set, found {}",
+        samples.len()
+    );
+    // One fixture per parsing defect found on real mail, named after what it reproduces.
+    let defects = emls(&root.join("defects"));
+    assert!(!defects.is_empty(), "expected the defect fixtures");
+    samples.into_iter().chain(defects).collect()
+}
+
+fn emls(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "eml"))
@@ -25,11 +38,6 @@ fn fixtures() -> Vec<PathBuf> {
         Err(e) => panic!("cannot read {}: {e}", dir.display()),
     };
     files.sort();
-    assert!(
-        files.len() >= 12,
-        "expected the fixture set, found {}",
-        files.len()
-    );
     files
 }
 

@@ -109,7 +109,10 @@ fn ten_thousand_nested_multiparts_are_cut_at_max_depth() {
         "{:?}",
         parsed.email.flags
     );
-    assert!(parsed.email.attachments.is_empty());
+    // The container at the limit is kept whole, unparsed, as one attachment: nothing is lost.
+    assert_eq!(parsed.email.attachments.len(), 1);
+    assert_eq!(parsed.email.attachments[0].content_type, "multipart/mixed");
+    assert!(parsed.contents[0].windows(5).any(|w| w == b"\nleaf"));
 }
 
 #[test]
@@ -192,10 +195,10 @@ fn unterminated_boundaries_keep_what_arrived() {
     let parsed = ok(raw);
     assert_eq!(parsed.email.text.as_deref(), Some("first part"));
     assert_eq!(parsed.email.attachments.len(), 1);
-    // A base64 body cut off before its boundary is kept undecoded, and flagged, not dropped.
-    assert_eq!(parsed.contents[0], b"JVBERi0xLjQK");
+    // A part cut off before its boundary keeps what arrived, decoded, and the cut is flagged.
+    assert_eq!(parsed.contents[0], b"%PDF-1.4\n");
     assert!(
-        has_flag(&parsed, flags::ENCODING_PROBLEM),
+        has_flag(&parsed, flags::MISSING_BOUNDARY),
         "{:?}",
         parsed.email.flags
     );

@@ -1,7 +1,7 @@
 //! Peak memory of the store handler on a 40 MB message (SES's S3 action limit), measured the way
 //! Lambda bills it: the resident set of a fresh process that only runs the handler.
 //!
-//! `cargo run -p mailroom-store --example peak_rss [attachment|text|both]`
+//! `cargo run --ignore-rust-version -p mailroom-store --example peak_rss [attachment|text|both]`
 //!
 //! The parent process builds the message, uploads it to moto's S3 (started on 127.0.0.1 unless
 //! `MAILROOM_TEST_MOTO_ENDPOINT` names one) and then starts itself again as a child that runs the

@@ -133,10 +133,11 @@ fn decode_entities(text: &str) -> std::borrow::Cow<'_, str> {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         rest = &rest[amp..];
-        // Entities are short; a bounded look-ahead keeps this linear.
+        // Entities are short (the longest HTML5 name has 31 characters); a bounded look-ahead
+        // keeps this linear.
         let semi = rest
             .char_indices()
-            .take(12)
+            .take(34)
             .find(|&(_, c)| c == ';')
             .map(|(i, _)| i);
         let decoded = semi.and_then(|semi| entity(&rest[1..semi]).map(|c| (c, semi)));
@@ -192,8 +193,23 @@ fn entity(name: &str) -> Option<char> {
         "times" => '×',
         "zwnj" => '\u{200c}',
         "zwj" => '\u{200d}',
-        _ => return None,
+        _ => return named_entity(name),
     })
+}
+
+/// Every other HTML5 named entity, through mail-parser's table (`&ouml;`, `&Auml;`, `&szlig;`).
+fn named_entity(name: &str) -> Option<char> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let token = format!("&{name};");
+    let mut decoded = String::new();
+    mail_parser::add_html_token(&mut decoded, token.as_bytes(), false);
+    let mut chars = decoded.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Some(c),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +224,14 @@ mod tests {
         assert_eq!(
             html_to_text(html),
             "Hello\n\nOne bold word.\n\nLine\ntwo\n\na\nb"
+        );
+    }
+
+    #[test]
+    fn every_html5_named_entity_decodes() {
+        assert_eq!(
+            html_to_text("Gr&ouml;&szlig;e &Auml;rger &CounterClockwiseContourIntegral; &eacute;"),
+            "Größe Ärger ∳ é"
         );
     }
 

@@ -1,15 +1,13 @@
-//! Raw MIME → [`Email`]: mail-parser does the MIME work; this module applies our limits, maps its
-//! tree onto the JSON model and hands each attachment's decoded bytes back without copying them
-//! twice.
+//! Raw MIME → [`Email`]: mail-parser does the MIME work, with our limits applied while it builds
+//! its tree; this module maps that tree onto the JSON model and hands each attachment's decoded
+//! bytes back, decoding every body exactly once.
 
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use mail_parser::decoders::base64::base64_decode;
-use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::{
-    Addr, Address as MpAddress, Encoding, HeaderName, HeaderValue, Message, MessageParser,
-    MessagePart, MimeHeaders, PartType, parsers::MessageStream,
+    DecodeProblems, HeaderForm, HeaderName, MessageParser, MessagePart, MessageRef, PartFlags,
+    PartKind,
 };
 use sha2::{Digest, Sha256};
 
@@ -31,7 +29,15 @@ pub mod flags {
     pub const MISSING_BOUNDARY: &str = "missing_boundary";
     /// A `message/rfc822` part could not be parsed as a message; it is kept as an attachment.
     pub const UNPARSED_MESSAGE: &str = "unparsed_message";
+    /// The top-level header block was ambiguous: a field name with blanks or other bytes RFC 5322
+    /// forbids, a second From, Sender, Subject or Content-Type, or no blank line before the body.
+    /// The model reads it as MTAs and DMARC do: the first field, strict names.
+    pub const MALFORMED_HEADERS: &str = "malformed_headers";
 }
+
+/// Nesting beyond this is never walked, whatever [`Limits::max_depth`] says: the model is a
+/// tree of nested [`Email`]s, and walking or serializing it recurses once per level.
+const DEPTH_CEILING: usize = 64;
 
 impl Email {
     /// Parses raw MIME (as SES stored it) into the model plus each attachment's decoded bytes.
@@ -130,138 +136,93 @@ fn starts_with_header_field(data: &[u8]) -> bool {
 }
 
 fn parse_unguarded(raw: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
-    let message = MessageParser::default()
-        .parse(raw)
-        .ok_or_else(|| ParseError::NotMime {
-            reason: "no header fields found".into(),
-        })?;
+    let max_depth = limits.max_depth.min(DEPTH_CEILING);
+    // mail-parser counts the root message as one level of nesting, we do not. Its limits are
+    // applied while it builds the tree, so a flood of parts or levels costs no more than the
+    // limit: what lies beyond stays unparsed inside the part where the limit was reached. It
+    // may parse one part more than we keep: that last part holds the unparsed rest, which is
+    // no one's body or attachment.
+    let parser = MessageParser::new()
+        .max_depth(max_depth.saturating_add(1))
+        .max_parts(limits.max_parts.saturating_add(1));
+    let message = parser.parse(raw).ok_or_else(|| ParseError::NotMime {
+        reason: "no header fields found".into(),
+    })?;
 
     let mut walk = Walk {
-        limits,
-        parts_seen: 0,
+        max_depth,
+        max_parts: limits.max_parts,
         flags: Vec::new(),
+        contents: Some(Vec::new()),
     };
-    let (mut email, attachment_parts) = walk.email(&message, 0);
+    if message.parts().len() > limits.max_parts {
+        walk.flag(flags::MAX_PARTS_EXCEEDED);
+    }
+    let mut email = walk.email(message.root(), 0);
     email.size = raw.len() as u64;
     email.flags = walk.flags;
-
-    let contents = take_contents(message, &attachment_parts);
+    let contents = walk.contents.unwrap_or_default();
     Ok(Parsed { email, contents })
 }
 
-/// Moves each attachment's decoded bytes out of the parsed tree: owned buffers (base64 and
-/// quoted-printable output) move without a copy; bytes borrowed from `raw` are copied once.
-fn take_contents(message: Message<'_>, part_ids: &[usize]) -> Vec<Vec<u8>> {
-    let raw = message.raw_message;
-    let mut parts = message.parts;
-    let mut contents = Vec::with_capacity(part_ids.len());
-    for &id in part_ids {
-        let bytes = match parts.get_mut(id) {
-            Some(part) if part.is_text() => original_text_bytes(&raw, part).into_owned(),
-            Some(part) => match std::mem::take(&mut part.body) {
-                PartType::Text(text) | PartType::Html(text) => text.into_owned().into_bytes(),
-                PartType::Binary(bin) | PartType::InlineBinary(bin) => bin.into_owned(),
-                PartType::Message(nested) => {
-                    let bytes = nested_raw(&nested).to_vec();
-                    dismantle(nested);
-                    bytes
-                }
-                PartType::Multipart(_) => Vec::new(),
-            },
-            None => Vec::new(),
-        };
-        contents.push(bytes);
-    }
-    drop(raw);
-    for part in parts {
-        if let PartType::Message(nested) = part.body {
-            dismantle(nested);
-        }
-    }
-    contents
-}
-
-/// A text part kept as an attachment, as the sender's bytes (transfer encoding removed, charset
-/// untouched): mail-parser hands text parts over already converted to UTF-8, which is right for
-/// bodies but would rewrite (or lossily replace) the bytes of a file.
-fn original_text_bytes<'a>(raw: &'a [u8], part: &'a MessagePart<'_>) -> Cow<'a, [u8]> {
-    let body = raw.get(part.offset_body as usize..part.offset_end as usize);
-    let decoded = match (body, part.encoding) {
-        (Some(body), Encoding::None) => Some(Cow::Borrowed(body)),
-        (Some(body), Encoding::Base64) => base64_decode(body).map(Cow::Owned),
-        (Some(body), Encoding::QuotedPrintable) => quoted_printable_decode(body).map(Cow::Owned),
-        (None, _) => None,
-    };
-    decoded.unwrap_or_else(|| Cow::Borrowed(part.contents()))
-}
-
-/// Drops a nested-message tree without recursion: a hostile chain of thousands of
-/// `message/rfc822` parts would otherwise overflow the stack in the recursive `Drop`.
-fn dismantle(message: Message<'_>) {
-    let mut stack = vec![message];
-    while let Some(mut message) = stack.pop() {
-        for part in &mut message.parts {
-            if let PartType::Message(nested) = std::mem::take(&mut part.body) {
-                stack.push(nested);
-            }
-        }
-    }
-}
-
-/// The bytes of a nested message as it appeared in its parent.
-fn nested_raw<'a>(nested: &'a Message<'_>) -> &'a [u8] {
-    match nested.parts.first() {
-        Some(root) => nested
-            .raw_message
-            .get(root.offset_header as usize..root.offset_end as usize)
-            .unwrap_or_default(),
-        None => &[],
-    }
-}
-
-struct Walk<'l> {
-    limits: &'l Limits,
-    parts_seen: usize,
+struct Walk {
+    max_depth: usize,
+    /// Parts are numbered in document order across nested messages; ids from here on are
+    /// past [`Limits::max_parts`].
+    max_parts: usize,
     flags: Vec<String>,
+    /// The decoded bytes of the top-level message's attachments; `None` while walking a nested
+    /// message, whose attachments are described but not kept.
+    contents: Option<Vec<Vec<u8>>>,
 }
 
-impl Walk<'_> {
+impl Walk {
     fn flag(&mut self, flag: &str) {
         if !self.flags.iter().any(|f| f == flag) {
             self.flags.push(flag.to_string());
         }
     }
 
-    /// Builds the model for `message` (at nesting `depth`) and the part ids of its attachments.
-    fn email(&mut self, message: &Message<'_>, depth: usize) -> (Email, Vec<usize>) {
-        let raw: &[u8] = &message.raw_message;
-        let part_depths = self.part_depths(message, depth);
-        let usable = |id: u32| part_depths.get(id as usize).is_some_and(|d| d.is_some());
-
-        let root_headers = message.parts.first().map(|p| p.headers.as_slice());
-        let headers = root_headers
-            .unwrap_or_default()
+    /// Builds the model for `message` (at nesting `depth`).
+    fn email(&mut self, message: MessageRef<'_>, depth: usize) -> Email {
+        let max_parts = self.max_parts;
+        let kept = move |part: &MessagePart<'_>| (part.id() as usize) < max_parts;
+        let headers: Vec<Header> = message
+            .headers()
             .iter()
             .map(|h| Header {
-                name: original_name(raw, h.offset_field, h.offset_start)
-                    .unwrap_or_else(|| h.name.as_str().to_string()),
-                value: decoded_value(raw, h.offset_start, h.offset_end),
+                name: h.raw_name().trim_end().to_string(),
+                value: decoded_value(h.raw_value()),
             })
             .collect();
 
-        let mut text_parts: Vec<&str> = Vec::new();
-        for &id in message.text_body.iter().filter(|&&id| usable(id)) {
-            if let Some(PartType::Text(text)) = message.parts.get(id as usize).map(|p| &p.body) {
-                text_parts.push(text);
+        let mut body_ids = Vec::new();
+        let mut text_parts: Vec<Cow<'_, str>> = Vec::new();
+        for part in message.text_body().filter(kept) {
+            if matches!(part.kind(), PartKind::Text) {
+                text_parts.push(self.body_text(part));
+                body_ids.push(part.id());
             }
         }
-        let mut html_parts: Vec<&str> = Vec::new();
-        for &id in message.html_body.iter().filter(|&&id| usable(id)) {
-            if let Some(PartType::Html(html)) = message.parts.get(id as usize).map(|p| &p.body) {
-                html_parts.push(html);
+        let mut html_parts: Vec<Cow<'_, str>> = Vec::new();
+        for part in message.html_body().filter(kept) {
+            if matches!(part.kind(), PartKind::Html) {
+                html_parts.push(self.body_text(part));
+                body_ids.push(part.id());
             }
+        }
+        let root = message.root_part();
+        let no_text = text_parts.iter().all(|t| t.trim().is_empty());
+        if no_text
+            && html_parts.is_empty()
+            && !root.is_multipart()
+            && let Some(text) = stray_body(root).or_else(|| first_type_text(root))
+        {
+            text_parts = vec![text];
+            body_ids.push(root.id());
         }
         let html = (!html_parts.is_empty()).then(|| join_lf(&html_parts));
+        drop(html_parts);
         let (text, text_from_html) = if !text_parts.is_empty() {
             (Some(join_lf(&text_parts)), false)
         } else if let Some(html) = &html {
@@ -269,45 +230,54 @@ impl Walk<'_> {
         } else {
             (None, false)
         };
-
-        for part in message.parts.iter().filter(|p| p.is_encoding_problem) {
-            if !matches!(part.body, PartType::Message(_)) {
-                self.flag(flags::ENCODING_PROBLEM);
-            }
-        }
-        for part in &message.parts {
-            if part.is_content_type_prefix("multipart") && !part.is_multipart() {
-                self.flag(flags::MISSING_BOUNDARY);
-            }
-        }
+        drop(text_parts);
 
         let mut attachments = Vec::new();
-        let mut attachment_parts = Vec::new();
-        for &id in &message.attachments {
-            let Some(Some(part_depth)) = part_depths.get(id as usize).copied() else {
+        for part in message.parts().filter(kept) {
+            self.structure_flags(part);
+            if part.is_multipart() || body_ids.contains(&part.id()) {
                 continue;
-            };
-            let Some(part) = message.parts.get(id as usize) else {
-                continue;
-            };
+            }
             let index = attachments.len();
-            attachments.push(self.attachment(raw, part, index, part_depth));
-            attachment_parts.push(id as usize);
+            attachments.push(self.attachment(part, index, depth));
         }
 
-        let date = rfc3339_date(message);
-        let to = addresses(message.header_values(HeaderName::To));
-        let cc = addresses(message.header_values(HeaderName::Cc));
-        let bcc = addresses(message.header_values(HeaderName::Bcc));
-        let email = Email {
+        let headers_view = message.headers();
+        if depth == 0 && ambiguous_headers(message) {
+            self.flag(flags::MALFORMED_HEADERS);
+        }
+        let first_addresses = |name: HeaderName<'static>| {
+            headers_view
+                .all(name)
+                .next()
+                .and_then(|h| h.value().as_address())
+                .map(|list| address_list(&list))
+                .unwrap_or_default()
+        };
+        let every_address = |name: HeaderName<'static>| -> Vec<Address> {
+            headers_view
+                .all(name)
+                .filter_map(|h| h.value().as_address())
+                .flat_map(|list| address_list(&list))
+                .collect()
+        };
+        let to = every_address(HeaderName::To);
+        let cc = every_address(HeaderName::Cc);
+        let bcc = every_address(HeaderName::Bcc);
+        Email {
             schema: SCHEMA.to_string(),
             envelope: Envelope::default(),
             message_id: message.message_id().map(|s| s.trim().to_string()),
-            date,
-            subject: message.subject().map(|s| s.to_string()),
-            from: message.from().map(address_list).unwrap_or_default(),
-            sender: message.sender().and_then(|a| a.iter().find_map(to_address)),
-            reply_to: addresses(message.header_values(HeaderName::ReplyTo)),
+            date: rfc3339_date(message),
+            // The first Subject, decoded exactly as its entry in `headers`.
+            subject: headers_view
+                .all(HeaderName::Subject)
+                .next()
+                .map(|h| decoded_value(h.raw_value())),
+            // The first From is the one MTAs and DMARC judge.
+            from: first_addresses(HeaderName::From),
+            sender: first_addresses(HeaderName::Sender).into_iter().next(),
+            reply_to: every_address(HeaderName::ReplyTo),
             mailbox_hash: super::ses::header_mailbox_hash(&to, &cc, &bcc),
             to,
             cc,
@@ -320,100 +290,93 @@ impl Walk<'_> {
             html,
             attachments,
             verdicts: None,
-            // The extent of this message within `raw` (a nested message shares its parent's buffer).
-            size: nested_raw(message).len() as u64,
+            // The extent of this message within its source buffer.
+            size: message.raw().len() as u64,
             flags: Vec::new(),
-        };
-        (email, attachment_parts)
+        }
     }
 
-    /// Nesting depth of every part reachable from the root, `None` for parts dropped by limits.
-    /// Iterative, so a hostile tree of thousands of nested multiparts costs no stack.
-    fn part_depths(&mut self, message: &Message<'_>, depth: usize) -> Vec<Option<usize>> {
-        let mut depths = vec![None; message.parts.len()];
-        let mut stack = vec![(0u32, depth)];
-        let mut cut = false;
-        while let Some((id, d)) = stack.pop() {
-            let Some(slot) = depths.get_mut(id as usize) else {
-                continue;
-            };
-            if slot.is_some() {
-                continue;
-            }
-            if d > self.limits.max_depth {
-                self.flag(flags::MAX_DEPTH_EXCEEDED);
-                cut = true;
-                continue;
-            }
-            if self.parts_seen >= self.limits.max_parts {
-                self.flag(flags::MAX_PARTS_EXCEEDED);
-                return depths;
-            }
-            self.parts_seen += 1;
-            *slot = Some(d);
-            if let Some(PartType::Multipart(children)) =
-                message.parts.get(id as usize).map(|p| &p.body)
-            {
-                // Reversed so that parts are visited (and counted) in document order.
-                stack.extend(children.iter().rev().map(|&c| (c, d + 1)));
-            }
-        }
-        // Parts that broken MIME left outside the tree are kept (one level down) rather than
-        // silently lost, unless a depth cut may be why they were not reached.
-        if !cut {
-            for slot in depths.iter_mut().filter(|s| s.is_none()) {
-                if self.parts_seen >= self.limits.max_parts {
-                    self.flag(flags::MAX_PARTS_EXCEEDED);
-                    break;
+    /// Text of a body part, flagging a broken transfer encoding.
+    fn body_text<'m>(&mut self, part: MessagePart<'m>) -> Cow<'m, str> {
+        match part.text_checked() {
+            Some((text, problems)) => {
+                if problems.contains(DecodeProblems::MALFORMED_TRANSFER_ENCODING) {
+                    self.flag(flags::ENCODING_PROBLEM);
                 }
-                self.parts_seen += 1;
-                *slot = Some(depth + 1);
+                text
             }
+            None => Cow::Borrowed(""),
         }
-        depths
     }
 
-    fn attachment(
-        &mut self,
-        raw: &[u8],
-        part: &MessagePart<'_>,
-        index: usize,
-        depth: usize,
-    ) -> Attachment {
+    /// Flags for what mail-parser had to repair or stop at in this part's structure.
+    fn structure_flags(&mut self, part: MessagePart<'_>) {
+        let f = part.flags();
+        if f.contains(PartFlags::LIMIT_REACHED)
+            && (part.is_multipart()
+                || part.is_content_type("message", "rfc822")
+                || part.is_content_type("message", "global")
+                || part
+                    .content_type()
+                    .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart")))
+            && !self.flags.iter().any(|x| x == flags::MAX_PARTS_EXCEEDED)
+        {
+            self.flag(flags::MAX_DEPTH_EXCEEDED);
+        }
+        let declared_multipart = part
+            .content_type()
+            .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart"));
+        if (declared_multipart && !part.is_multipart() && !f.contains(PartFlags::LIMIT_REACHED))
+            || f.intersects(PartFlags::MISSING_DELIMITER | PartFlags::UNTERMINATED)
+        {
+            self.flag(flags::MISSING_BOUNDARY);
+        }
+    }
+
+    fn attachment(&mut self, part: MessagePart<'_>, index: usize, depth: usize) -> Attachment {
         let content_type = content_type(part);
         let filename = part
             .attachment_name()
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty());
-        let contents: Cow<'_, [u8]> = match &part.body {
-            PartType::Message(nested) => Cow::Borrowed(nested_raw(nested)),
-            PartType::Text(_) | PartType::Html(_) => original_text_bytes(raw, part),
-            _ => Cow::Borrowed(part.contents()),
+        // Transfer encoding removed, charset untouched: a text file keeps the sender's bytes.
+        let (contents, problems) = match uudecode(part) {
+            Some(bytes) => (Cow::Owned(bytes), DecodeProblems::default()),
+            None => part.decoded_checked(),
         };
+        if problems.contains(DecodeProblems::MALFORMED_TRANSFER_ENCODING) {
+            self.flag(flags::ENCODING_PROBLEM);
+        }
         let disposition = match part.content_disposition() {
             Some(cd) if cd.is_inline() => Disposition::Inline,
             Some(cd) if cd.is_attachment() => Disposition::Attachment,
             _ if part.content_id().is_some() => Disposition::Inline,
-            _ if matches!(part.body, PartType::InlineBinary(_)) => Disposition::Inline,
+            _ if matches!(part.kind(), PartKind::InlineBinary) => Disposition::Inline,
             _ => Disposition::Attachment,
         };
-        let message = match &part.body {
+        let message = match part.kind() {
             // The nested message's root sits one level below the part that holds it.
-            PartType::Message(nested) if depth < self.limits.max_depth => {
-                let (email, _) = self.email(nested, depth + 1);
+            PartKind::Message(nested) if depth < self.max_depth => {
+                let kept = self.contents.take();
+                let email = self.email(nested, depth + 1);
+                self.contents = kept;
                 Some(Box::new(email))
             }
-            PartType::Message(_) => {
+            PartKind::Message(_) => {
                 self.flag(flags::MAX_DEPTH_EXCEEDED);
                 None
             }
             _ if content_type == "message/rfc822" || content_type == "message/global" => {
-                self.flag(flags::UNPARSED_MESSAGE);
+                if part.flags().contains(PartFlags::LIMIT_REACHED) {
+                    self.flag(flags::MAX_DEPTH_EXCEEDED);
+                } else {
+                    self.flag(flags::UNPARSED_MESSAGE);
+                }
                 None
             }
             _ => None,
         };
-        Attachment {
+        let attachment = Attachment {
             index,
             safe_filename: safe_filename(filename.as_deref(), index, &content_type),
             filename,
@@ -427,104 +390,160 @@ impl Walk<'_> {
             sha256: hex::encode(Sha256::digest(&contents)),
             message,
             content_type,
+        };
+        if let Some(kept) = self.contents.as_mut() {
+            kept.push(contents.into_owned());
         }
+        attachment
     }
 }
 
-trait ContentTypePrefix {
-    fn is_content_type_prefix(&self, ctype: &str) -> bool;
+/// The body of a part declared `Content-Transfer-Encoding: x-uuencode` (or `uuencode`, `x-uue`),
+/// decoded; `None` for other parts or when no `begin` line is found.
+fn uudecode(part: MessagePart<'_>) -> Option<Vec<u8>> {
+    let cte = part
+        .content_transfer_encoding()?
+        .trim()
+        .to_ascii_lowercase();
+    if !matches!(cte.as_str(), "x-uuencode" | "uuencode" | "x-uue" | "uue") {
+        return None;
+    }
+    let body = part.raw_body();
+    let mut lines = body
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    lines.by_ref().find(|l| l.starts_with(b"begin "))?;
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    for line in lines {
+        if line == b"end" || line.is_empty() {
+            break;
+        }
+        let sextet = |c: u8| c.wrapping_sub(b' ') & 0x3f;
+        let len = usize::from(sextet(line[0]));
+        let data = &line[1..];
+        let mut decoded = Vec::with_capacity(len + 2);
+        for chunk in data.chunks(4) {
+            let c = |i: usize| chunk.get(i).map_or(0, |&b| sextet(b));
+            decoded.push((c(0) << 2) | (c(1) >> 4));
+            decoded.push((c(1) << 4) | (c(2) >> 2));
+            decoded.push((c(2) << 6) | c(3));
+        }
+        decoded.truncate(len);
+        out.extend_from_slice(&decoded);
+    }
+    Some(out)
 }
 
-impl ContentTypePrefix for MessagePart<'_> {
-    fn is_content_type_prefix(&self, ctype: &str) -> bool {
-        self.content_type()
-            .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case(ctype))
+/// Body lines that a header block without its blank line swallowed: from the first line that is
+/// neither a field nor a continuation to the end of the block (what Python's `email` and MTAs
+/// show as the body).
+fn stray_body<'m>(root: MessagePart<'m>) -> Option<Cow<'m, str>> {
+    if !root.raw_body().iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let block = root.raw_headers();
+    let mut at = 0;
+    for line in block.split_inclusive(|&b| b == b'\n') {
+        let continuation = line.first().is_some_and(|&b| b == b' ' || b == b'\t');
+        if !continuation && !is_field_line(line) {
+            let rest = block.get(at..)?;
+            let rest = rest.strip_suffix(b"\n").unwrap_or(rest);
+            let rest = rest.strip_suffix(b"\r").unwrap_or(rest);
+            return (!rest.iter().all(u8::is_ascii_whitespace))
+                .then(|| String::from_utf8_lossy(rest));
+        }
+        at += line.len();
+    }
+    None
+}
+
+/// `Name:` with a strict RFC 5322 field name (printable ASCII, no blanks, no colon).
+fn is_field_line(line: &[u8]) -> bool {
+    match line.iter().position(|&b| b == b':') {
+        Some(0) | None => false,
+        Some(colon) => line[..colon].iter().all(|&b| (33..=126).contains(&b)),
     }
 }
 
-/// `type/subtype`, lowercased; mail-parser's defaults when the header is missing.
-fn content_type(part: &MessagePart<'_>) -> String {
+/// The body of a single-part message whose first Content-Type says text (a bare `text`, or a
+/// second Content-Type that mail-parser preferred) while mail-parser read it as a file.
+fn first_type_text<'m>(root: MessagePart<'m>) -> Option<Cow<'m, str>> {
+    if root
+        .content_disposition()
+        .is_some_and(|cd| cd.is_attachment())
+        || root.attachment_name().is_some()
+    {
+        return None;
+    }
+    let header = root.headers().all(HeaderName::ContentType).next()?;
+    let parsed = HeaderForm::ContentType.parse(header.raw_value());
+    let value = parsed.value();
+    let ct = value.as_content_type()?;
+    let is_text = ct.ctype().eq_ignore_ascii_case("text")
+        && ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain"));
+    if !is_text {
+        return None;
+    }
+    let charset = ct
+        .attribute("charset")
+        .and_then(|label| mail_parser::Charset::from_label(label.as_bytes()))
+        .unwrap_or_default();
+    Some(Cow::Owned(charset.decode(&root.decoded()).into_owned()))
+}
+
+/// Whether the top-level header block is one that MTAs and mail clients may read differently.
+fn ambiguous_headers(message: MessageRef<'_>) -> bool {
+    let headers = message.headers();
+    let bad_name = headers.iter().any(|h| {
+        let name = h.raw_name().trim_end();
+        name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+    });
+    let repeated = [
+        HeaderName::From,
+        HeaderName::Sender,
+        HeaderName::Subject,
+        HeaderName::ContentType,
+    ]
+    .into_iter()
+    .any(|name| headers.all(name).count() > 1);
+    let root = message.root_part();
+    bad_name || repeated || (!root.is_multipart() && stray_body(root).is_some())
+}
+
+/// `type/subtype`, lowercased; the RFC 2045 defaults when the header is missing.
+fn content_type(part: MessagePart<'_>) -> String {
     match part.content_type() {
         Some(ct) => match ct.subtype() {
             Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
             None => ct.ctype().to_ascii_lowercase(),
         },
-        None => match part.body {
-            PartType::Message(_) => "message/rfc822".to_string(),
-            PartType::Html(_) => "text/html".to_string(),
-            PartType::Text(_) => "text/plain".to_string(),
+        None => match part.kind() {
+            PartKind::Message(_) => "message/rfc822".to_string(),
+            PartKind::Html => "text/html".to_string(),
+            PartKind::Text => "text/plain".to_string(),
             _ => "application/octet-stream".to_string(),
         },
     }
 }
 
-/// The field name as written (mail-parser canonicalises the case of names it knows).
-fn original_name(raw: &[u8], field: u32, value_start: u32) -> Option<String> {
-    let bytes = raw.get(field as usize..value_start as usize)?;
-    let name = std::str::from_utf8(bytes).ok()?;
-    let name = name.trim_end().strip_suffix(':')?.trim_end();
-    (!name.is_empty()).then(|| name.to_string())
-}
-
 /// The value unfolded, with RFC 2047 encoded words decoded to UTF-8 and all else kept as
 /// written (blanks between two adjacent encoded words are dropped, as RFC 2047 says).
-fn decoded_value(raw: &[u8], start: u32, end: u32) -> String {
-    let Some(bytes) = raw.get(start as usize..end as usize) else {
-        return String::new();
-    };
-    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
-    let mut blanks: Vec<u8> = Vec::new();
-    let mut after_encoded_word = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match b {
-            b'\r' | b'\n' => i += 1,
-            b' ' | b'\t' => {
-                blanks.push(b);
-                i += 1;
-            }
-            b'=' if bytes.get(i + 1) == Some(&b'?') => {
-                let mut stream = MessageStream::new(&bytes[i + 1..]);
-                match stream.decode_rfc2047() {
-                    Some(word) => {
-                        if !after_encoded_word {
-                            out.append(&mut blanks);
-                        }
-                        blanks.clear();
-                        out.extend_from_slice(word.as_bytes());
-                        after_encoded_word = true;
-                        i += 1 + stream.offset();
-                    }
-                    None => {
-                        out.append(&mut blanks);
-                        out.push(b);
-                        after_encoded_word = false;
-                        i += 1;
-                    }
-                }
-            }
-            _ => {
-                out.append(&mut blanks);
-                out.push(b);
-                after_encoded_word = false;
-                i += 1;
-            }
-        }
-    }
-    match String::from_utf8(out) {
-        Ok(s) => s.trim().to_string(),
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).trim().to_string(),
+fn decoded_value(raw_value: &[u8]) -> String {
+    let parsed = HeaderForm::Text.parse(raw_value);
+    match parsed.value().as_text() {
+        Some(text) => text.trim().to_string(),
+        None => String::from_utf8_lossy(raw_value).trim().to_string(),
     }
 }
 
 /// The Date header as RFC 3339: mail-parser's reading, else `time`'s RFC 2822 parser (which
 /// accepts forms mail-parser misses, such as a missing weekday or seconds).
-fn rfc3339_date(message: &Message<'_>) -> Option<String> {
+fn rfc3339_date(message: MessageRef<'_>) -> Option<String> {
     if let Some(d) = message.date().filter(|d| d.is_valid() && real_date(d)) {
         return Some(d.to_rfc3339());
     }
-    let raw = message.header_raw(HeaderName::Date)?;
+    let header = message.headers().get(HeaderName::Date)?;
+    let raw = String::from_utf8_lossy(header.raw_value());
     let unfolded: String = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     let parsed =
         time::OffsetDateTime::parse(&unfolded, &time::format_description::well_known::Rfc2822)
@@ -539,14 +558,14 @@ fn rfc3339_date(message: &Message<'_>) -> Option<String> {
 /// Bodies use `\n` line endings whatever the message used, so LF and CRLF copies of one message
 /// give the same text. A join followed by a replace would hold two extra copies of a 20 MB body
 /// at once, which is what a 128 MB function cannot afford.
-fn join_lf(parts: &[&str]) -> String {
-    let len = parts.iter().map(|p| p.len()).sum::<usize>() + parts.len().saturating_sub(1);
+fn join_lf<S: AsRef<str>>(parts: &[S]) -> String {
+    let len = parts.iter().map(|p| p.as_ref().len()).sum::<usize>() + parts.len().saturating_sub(1);
     let mut out = String::with_capacity(len);
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        let mut rest = *part;
+        let mut rest = part.as_ref();
         while let Some(at) = rest.find("\r\n") {
             out.push_str(&rest[..at]);
             out.push('\n');
@@ -557,34 +576,18 @@ fn join_lf(parts: &[&str]) -> String {
     out
 }
 
-/// Every address of every occurrence of a header (obsolete syntax allows repeated To/Cc).
-fn addresses<'a, 'x: 'a>(values: impl Iterator<Item = &'a HeaderValue<'x>>) -> Vec<Address> {
-    values
-        .filter_map(HeaderValue::as_address)
-        .flat_map(address_list)
-        .collect()
-}
-
 /// Group members are flattened: the model has no groups, and an empty group adds nothing.
-fn address_list(address: &MpAddress<'_>) -> Vec<Address> {
-    match address {
-        MpAddress::List(list) => list.iter().filter_map(to_address).collect(),
-        MpAddress::Group(groups) => groups
-            .iter()
-            .flat_map(|g| g.addresses.iter())
-            .filter_map(to_address)
-            .collect(),
-    }
+fn address_list(list: &mail_parser::AddressList<'_>) -> Vec<Address> {
+    list.mailboxes().filter_map(to_address).collect()
 }
 
-fn to_address(addr: &Addr<'_>) -> Option<Address> {
-    let address = addr.address.as_deref()?.trim();
+fn to_address(mailbox: mail_parser::Mailbox<'_>) -> Option<Address> {
+    let address = mailbox.address()?.trim();
     if address.is_empty() {
         return None;
     }
-    let name = addr
-        .name
-        .as_deref()
+    let name = mailbox
+        .name()
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .map(str::to_string);
@@ -594,13 +597,9 @@ fn to_address(addr: &Addr<'_>) -> Option<Address> {
     })
 }
 
-fn ids(value: &HeaderValue<'_>) -> Vec<String> {
-    let clean = |s: &Cow<'_, str>| s.trim().to_string();
-    match value {
-        HeaderValue::Text(id) => vec![clean(id)],
-        HeaderValue::TextList(list) => list.iter().map(clean).collect(),
-        _ => Vec::new(),
-    }
+fn ids(list: Option<mail_parser::TextList<'_>>) -> Vec<String> {
+    list.map(|l| l.iter().map(|id| id.trim().to_string()).collect())
+        .unwrap_or_default()
 }
 
 /// mail-parser's own check allows 31 February; `time` knows the calendar.
@@ -619,7 +618,7 @@ mod tests {
     fn join_lf_joins_and_normalises_line_endings() {
         assert_eq!(join_lf(&["a\r\nb\r\n", "c\rd"]), "a\nb\n\nc\rd");
         assert_eq!(join_lf(&["\r\n\r\n"]), "\n\n");
-        assert_eq!(join_lf(&[]), "");
+        assert_eq!(join_lf::<&str>(&[]), "");
     }
 
     fn parse(raw: &str) -> Parsed {

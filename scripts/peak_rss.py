@@ -1,0 +1,150 @@
+"""Peak resident memory of `mailroom parse` on every hostile shape, against the goal.
+
+Usage: peak_rss.py MAILROOM_BINARY [SIZE_MB ...]   (sizes default to 10 20 39)
+
+Each shape is generated into a temporary file of about the given size and parsed by a fresh
+`mailroom parse --compact FILE` process under `/usr/bin/time`, which reports that process's own
+peak RSS, so nothing this script holds counts. The goal is 2.5 x input + 32 MiB. Exits 1 when
+any run crashes or misses the goal.
+"""
+
+import base64
+import os
+import subprocess
+import sys
+import tempfile
+
+MIB = 1024 * 1024
+
+
+def headers(extra=""):
+    return (
+        "From: Sender <sender@example.com>\r\nTo: inbox@example.org\r\n"
+        "Subject: hostile shape\r\nMIME-Version: 1.0\r\n" + extra
+    ).encode()
+
+
+def empty_parts(size):
+    head = headers('Content-Type: multipart/mixed; boundary="b"\r\n\r\n')
+    unit = b"--b\r\n\r\n"
+    return head + unit * ((size - len(head)) // len(unit)) + b"--b--\r\n"
+
+
+def rfc822_chain(size):
+    unit = b"Subject: level\r\nContent-Type: message/rfc822\r\n\r\n"
+    head = headers("Content-Type: message/rfc822\r\n\r\n")
+    return head + unit * ((size - len(head)) // len(unit)) + b"Subject: end\r\n\r\nend\r\n"
+
+
+def deep_multipart(size):
+    head = headers('Content-Type: multipart/mixed; boundary="b0"\r\n\r\n')
+    out = [head]
+    total, i = len(head), 0
+    while total < size:
+        i += 1
+        unit = f'--b{i - 1}\r\nContent-Type: multipart/mixed; boundary="b{i}"\r\n\r\n'.encode()
+        out.append(unit)
+        total += len(unit)
+    return b"".join(out)
+
+
+def legacy_text(size, subtype):
+    head = headers(f"Content-Type: text/{subtype}; charset=windows-1252\r\n\r\n")
+    if subtype == "html":
+        line = b"<p>Gr\xfc\xdfe \x93quoted\x94 \x80 caf\xe9 &eacute; <b>bold</b></p>\r\n"
+    else:
+        line = b"Gr\xfc\xdfe \x93quoted\x94 \x80 caf\xe9 na\xefve \x85 text line\r\n"
+    return head + line * ((size - len(head)) // len(line))
+
+
+def b64_lines(data):
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def many_attachments(size):
+    head = headers('Content-Type: multipart/mixed; boundary="b"\r\n\r\n')
+    body = b64_lines(os.urandom(3000))
+    out, total, i = [head], len(head), 0
+    while total < size:
+        unit = (
+            f'--b\r\nContent-Type: application/octet-stream; name="f{i}.bin"\r\n'
+            f'Content-Disposition: attachment; filename="f{i}.bin"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n"
+        ).encode() + body
+        out.append(unit)
+        total += len(unit)
+        i += 1
+    out.append(b"--b--\r\n")
+    return b"".join(out)
+
+
+def one_attachment(size):
+    head = headers('Content-Type: multipart/mixed; boundary="b"\r\n\r\n') + (
+        b"--b\r\nContent-Type: text/plain\r\n\r\nSee the file.\r\n"
+        b'--b\r\nContent-Type: application/zip; name="big.zip"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    raw_len = (size - len(head) - 16) * 57 // 78
+    return head + b64_lines(os.urandom(raw_len)) + b"--b--\r\n"
+
+
+def giant_headers(size):
+    # Under the 1 MB limit of the top-level block, then parts with 64 KB header blocks each.
+    filler = "".join(f"X-Filler-{i}: {'v' * 200}\r\n" for i in range(4500))
+    head = headers(filler + 'Content-Type: multipart/mixed; boundary="b"\r\n\r\n')
+    part_head = "".join(f"X-Part-{i}: {'w' * 200}\r\n" for i in range(300)).encode()
+    unit = b"--b\r\n" + part_head + b"Content-Type: text/plain\r\n\r\nx\r\n"
+    return head + unit * max(1, (size - len(head)) // len(unit)) + b"--b--\r\n"
+
+
+SHAPES = [
+    ("empty-part flood", empty_parts),
+    ("nested rfc822 chain", rfc822_chain),
+    ("deep multipart", deep_multipart),
+    ("windows-1252 text", lambda n: legacy_text(n, "plain")),
+    ("windows-1252 html", lambda n: legacy_text(n, "html")),
+    ("many attachments", many_attachments),
+    ("one big attachment", one_attachment),
+    ("giant headers", giant_headers),
+]
+
+
+def peak_rss(binary, path):
+    # /usr/bin/time reports the child's own high-water mark: a child forked straight from this
+    # script would inherit the script's (large, generated) resident set as its starting peak.
+    with open(os.devnull, "wb") as sink:
+        run = subprocess.run(["/usr/bin/time", "-f", "%M", binary, "parse", "--compact", path],
+                             stdout=sink, stderr=subprocess.PIPE)
+    lines = run.stderr.decode(errors="replace").strip().splitlines()
+    kib = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+    return kib * 1024, run.returncode, " ".join(lines[:-1])
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    binary = sys.argv[1]
+    sizes = [int(s) for s in sys.argv[2:]] or [10, 20, 39]
+    failed = False
+    print(f"{'shape':<22}{'input MB':>9}{'peak MiB':>10}{'goal MiB':>10}  result")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make in SHAPES:
+            for mb in sizes:
+                raw = make(mb * 1000 * 1000)
+                path = os.path.join(tmp, "msg.eml")
+                with open(path, "wb") as f:
+                    f.write(raw)
+                del raw
+                size = os.path.getsize(path)
+                peak, code, err = peak_rss(binary, path)
+                goal = 2.5 * size + 32 * MIB
+                ok = code == 0 and peak <= goal
+                failed |= not ok
+                verdict = "ok" if ok else ("exit %d: %s" % (code, err[:80]) if code else "OVER")
+                print(f"{name:<22}{size / 1e6:>9.1f}{peak / MIB:>10.1f}{goal / MIB:>10.1f}  {verdict}")
+                sys.stdout.flush()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
