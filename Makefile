@@ -33,11 +33,12 @@ BINARIES := stop bounce store fanout api activate-ruleset
 LAMBDA_DIR := $(LAMBDA_TARGET_DIR)/lambda/$(LAMBDA_ARCH)
 
 .PHONY: lambda lambda-sizes
+# scripts/cargo-shim first on PATH: cargo lambda does not pass --ignore-rust-version on (see there).
 # cargo lambda moves each binary out of cargo's output directory, so the concurrent makes of
 # `sam build --parallel` take turns (flock); after the first, cargo finds everything fresh.
 lambda:
 	mkdir -p "$(LAMBDA_TARGET_DIR)"
-	cd "$(ROOT)" && CARGO_TARGET_DIR="$(LAMBDA_TARGET_DIR)" flock "$(LAMBDA_TARGET_DIR)/.make-lambda.lock" \
+	cd "$(ROOT)" && PATH="$(ROOT)/scripts/cargo-shim:$$PATH" CARGO_TARGET_DIR="$(LAMBDA_TARGET_DIR)" flock "$(LAMBDA_TARGET_DIR)/.make-lambda.lock" \
 	  $(CARGO_LAMBDA) build --locked \
 	  --ignore-rust-version --profile $(LAMBDA_PROFILE) --target $(TRIPLE).$(LAMBDA_GLIBC) \
 	  --lambda-dir "$(LAMBDA_DIR)" $(addprefix --bin ,$(BINARIES))

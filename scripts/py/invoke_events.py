@@ -158,7 +158,8 @@ def main():
         proc = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-rust-version", "--ignore-changes", "--quiet",
                                  "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
                                  "--env-file", envfile.name],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=shim_env)
         watch.update(proc=proc, fn=fn, port=port, envfile=envfile.name)
         for _ in range(300):
             try:
@@ -170,6 +171,9 @@ def main():
                 time.sleep(0.1)
         raise SystemExit("cargo lambda watch did not listen within 30 s")
 
+    # cargo lambda does not pass --ignore-rust-version on to the `cargo run` it starts: the shim
+    # first on PATH adds it (scripts/cargo-shim/cargo).
+    shim_env = dict(os.environ, PATH=os.path.join(ROOT, "scripts", "cargo-shim") + os.pathsep + os.environ["PATH"])
     failures = []
     try:
         for fn, rel, want in CASES:
