@@ -19,7 +19,9 @@ LAMBDA_ARCH ?= arm64
 LAMBDA_GLIBC ?= 2.34
 LAMBDA_PROFILE ?= lambda
 LAMBDA_TARGET_DIR ?= $(ROOT)/target/lambda-build
-CARGO_LAMBDA ?= cargo lambda
+# The cargo-lambda binary itself, not `cargo lambda`: cargo would set $CARGO to itself, and the
+# shim must be the cargo that cargo lambda runs.
+CARGO_LAMBDA ?= cargo-lambda lambda
 
 ifeq ($(LAMBDA_ARCH),arm64)
 TRIPLE := aarch64-unknown-linux-gnu
@@ -33,12 +35,12 @@ BINARIES := stop bounce store fanout api activate-ruleset
 LAMBDA_DIR := $(LAMBDA_TARGET_DIR)/lambda/$(LAMBDA_ARCH)
 
 .PHONY: lambda lambda-sizes
-# scripts/cargo-shim first on PATH: cargo lambda does not pass --ignore-rust-version on (see there).
+# $CARGO is scripts/cargo-shim/cargo: cargo lambda does not pass --ignore-rust-version on (see there).
 # cargo lambda moves each binary out of cargo's output directory, so the concurrent makes of
 # `sam build --parallel` take turns (flock); after the first, cargo finds everything fresh.
 lambda:
 	mkdir -p "$(LAMBDA_TARGET_DIR)"
-	cd "$(ROOT)" && PATH="$(ROOT)/scripts/cargo-shim:$$PATH" CARGO_TARGET_DIR="$(LAMBDA_TARGET_DIR)" flock "$(LAMBDA_TARGET_DIR)/.make-lambda.lock" \
+	cd "$(ROOT)" && CARGO="$(ROOT)/scripts/cargo-shim/cargo" CARGO_TARGET_DIR="$(LAMBDA_TARGET_DIR)" flock "$(LAMBDA_TARGET_DIR)/.make-lambda.lock" \
 	  $(CARGO_LAMBDA) build --locked \
 	  --ignore-rust-version --profile $(LAMBDA_PROFILE) --target $(TRIPLE).$(LAMBDA_GLIBC) \
 	  --lambda-dir "$(LAMBDA_DIR)" $(addprefix --bin ,$(BINARIES))

@@ -155,7 +155,7 @@ def main():
         port = moto_launcher.free_port()
         log.write(f"=== {fn}\n")
         log.flush()
-        proc = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-rust-version", "--ignore-changes", "--quiet",
+        proc = subprocess.Popen(["cargo-lambda", "lambda", "watch", "--ignore-rust-version", "--ignore-changes", "--quiet",
                                  "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
                                  "--env-file", envfile.name],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -171,9 +171,10 @@ def main():
                 time.sleep(0.1)
         raise SystemExit("cargo lambda watch did not listen within 30 s")
 
-    # cargo lambda does not pass --ignore-rust-version on to the `cargo run` it starts: the shim
-    # first on PATH adds it (scripts/cargo-shim/cargo).
-    shim_env = dict(os.environ, PATH=os.path.join(ROOT, "scripts", "cargo-shim") + os.pathsep + os.environ["PATH"])
+    # cargo lambda does not pass --ignore-rust-version on to the `cargo run` it starts, which is
+    # $CARGO: the shim adds it (scripts/cargo-shim/cargo). Hence cargo-lambda itself, not
+    # `cargo lambda`, which would set $CARGO to cargo.
+    shim_env = dict(os.environ, CARGO=os.path.join(ROOT, "scripts", "cargo-shim", "cargo"))
     failures = []
     try:
         for fn, rel, want in CASES:
