@@ -29,37 +29,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
+import event_cases  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVENTS = os.path.join(ROOT, "events")
 REGION = "us-east-1"
 RUN = f"samlocal-{os.getpid()}"
 
-# (function, event under events/, expectations). raw: the .eml put at raw/<messageId> first, as the
-# receive rule's S3 action does in SES. Same cases and expectations as the cargo lambda step of
-# scripts/test.d/template.
-CASES = [
-    ("StopFunction", "lambda/stop-clean.json", {"disposition": "CONTINUE"}),
-    ("StopFunction", "lambda/stop-spam-fail.json", {"disposition": "STOP_RULE_SET"}),
-    ("StopFunction", "lambda/stop-virus-fail.json", {"disposition": "STOP_RULE_SET"}),
-    ("StopFunction", "lambda/stop-dmarc-reject.json", {"disposition": "STOP_RULE_SET"}),
-    ("StopFunction", "lambda/stop-dmarc-quarantine.json", {"disposition": "CONTINUE"}),
-    ("StopFunction", "lambda/stop-dmarc-none.json", {"disposition": "CONTINUE"}),
-    ("StopFunction", "lambda/stop-odd-verdicts.json", {"disposition": "CONTINUE"}),
-    ("StopFunction", "lambda/stop-bcc-only.json", {"disposition": "STOP_RULE_SET"}),
-    ("BounceFunction", "lambda/bounce-unknown.json", {"disposition": "STOP_RULE_SET", "bounced": ["nobody@example.com"]}),
-    ("BounceFunction", "lambda/bounce-known.json", {"disposition": "CONTINUE", "bounced": []}),
-    ("BounceFunction", "lambda/bounce-mixed.json", {"disposition": "CONTINUE", "bounced": ["ghost@example.com"]}),
-    ("BounceFunction", "lambda/bounce-auto-submitted.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
-    ("BounceFunction", "lambda/bounce-null-sender.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
-    ("BounceFunction", "lambda/bounce-dmarc-fail.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
-    ("BounceFunction", "lambda/bounce-event-invocation.json", {"bounced": ["nobody@example.com"]}),
-    ("StoreFunction", "lambda/store-event.json", {"raw": "mail/store-attachments.eml", "stored": True}),
-    ("StoreFunction", "lambda/store-setup-notification.json", {"stored": False}),
-    ("FanoutFunction", "lambda/fanout-event.json", {"raw": "mail/store-attachments.eml", "published": True}),
-    ("FanoutFunction", "lambda/fanout-dmarc-fail.json", {"raw": "mail/store-hostile-filenames.eml", "published": True}),
-    ("ApiFunction", "lambda/api-event.json", {"raw": "mail/attachments.eml", "webhooks": 1}),
-    ("ApiFunction", "sqs/api-retry-job.json", {"raw": "mail/attachments.eml", "webhooks": 1, "batchItemFailures": []}),
-]
+# The cases and their check are shared with the cargo lambda run (scripts/py/event_cases.py), which
+# names functions by binary; sam names them by logical id.
+LOGICAL_IDS = {"stop": "StopFunction", "bounce": "BounceFunction", "store": "StoreFunction",
+               "fanout": "FanoutFunction", "api": "ApiFunction"}
+CASES = [(LOGICAL_IDS[binary], rel, want) for binary, rel, want in event_cases.CASES]
 MAILBOXES = "support@example.com,@team.example.com,sales@example.com"
 INIT = re.compile(r"Init Duration:\s*([0-9.]+)\s*ms")
 
@@ -209,44 +191,6 @@ def invoke(logical, event, env_file):
     return out, problems, took, float(init.group(1)) if init else None, p.stderr
 
 
-def check(want, out, mid, s3, sqs, tap, bucket):
-    problems = []
-    if out is not None:
-        if "disposition" in want and (out or {}).get("disposition") != want["disposition"]:
-            problems.append(f"disposition {(out or {}).get('disposition')!r}, want {want['disposition']!r}")
-        if "batchItemFailures" in want and (out or {}).get("batchItemFailures") != want["batchItemFailures"]:
-            problems.append(f"batchItemFailures {(out or {}).get('batchItemFailures')!r}")
-    if "bounced" in want:
-        got = [v[0] for b in Gateway.bounces for k, v in b.items()
-               if k.startswith("BouncedRecipientInfoList.member.") and k.endswith(".Recipient")]
-        if got != want["bounced"]:
-            problems.append(f"SendBounce recipients {got}, want {want['bounced']}")
-        for b in Gateway.bounces:
-            if b.get("OriginalMessageId") != [mid]:
-                problems.append(f"SendBounce OriginalMessageId {b.get('OriginalMessageId')}")
-    if "stored" in want:
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="messages/").get("Contents", [])
-                if f"/{mid}/" in o["Key"]]
-        has = any(k.endswith("/message.json") for k in keys)
-        if has != want["stored"]:
-            problems.append(f"message.json for {mid} stored={has}, want {want['stored']}")
-    if want.get("published"):
-        msgs = sqs.receive_message(QueueUrl=tap, MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
-        for m in msgs:
-            sqs.delete_message(QueueUrl=tap, ReceiptHandle=m["ReceiptHandle"])
-        if not any(mid in m["Body"] for m in msgs):
-            problems.append(f"no SNS summary for {mid} reached the topic")
-    if "webhooks" in want:
-        hooks = Gateway.webhooks
-        ids = [{k.lower(): v for k, v in h.items()}.get("webhook-id") for h, _ in hooks]
-        if len(hooks) != want["webhooks"] or any(i != mid for i in ids):
-            problems.append(f"webhooks {len(hooks)} with ids {ids}, want {want['webhooks']} with id {mid}")
-        for h, _ in hooks:
-            if "webhook-signature" not in {k.lower() for k in h}:
-                problems.append("webhook without a webhook-signature header")
-    return problems
-
-
 def main():
     moto, moto_proc = start_moto()
     where = urllib.parse.urlsplit(moto)
@@ -288,7 +232,8 @@ def main():
             with open(event, "w") as f:
                 json.dump(data, f)
             out, problems, took, init, stderr = invoke(logical, event, env_file)
-            problems += check(want, out, mid, s3, sqs, tap, RUN)
+            problems += event_cases.check(want, out, mid, s3=s3, sqs=sqs, tap=tap, bucket=RUN,
+                                          webhooks=Gateway.webhooks, bounces=Gateway.bounces)
             if init is not None:
                 inits.setdefault(logical, []).append(init)
             times.setdefault(logical, []).append(took)

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 
 import moto_launcher
+from event_cases import CASES, check
 from cfn_template import Resolver, Template
 
 ROOT, FUNCTIONS = sys.argv[1], sys.argv[2:]
@@ -28,31 +29,6 @@ EVENTS = os.path.join(ROOT, "events")
 REGION, ACCOUNT = "us-east-1", "123456789012"
 RUN = f"tplcheck-{os.getpid()}"
 
-# Each sample event, the function it is for, what the answer must be, and what must have happened.
-# raw: the .eml uploaded to raw/<messageId> first (the receive rule's S3 action did that in SES).
-CASES = [
-    ("stop", "lambda/stop-clean.json", {"disposition": "CONTINUE"}),
-    ("stop", "lambda/stop-spam-fail.json", {"disposition": "STOP_RULE_SET"}),
-    ("stop", "lambda/stop-virus-fail.json", {"disposition": "STOP_RULE_SET"}),
-    ("stop", "lambda/stop-dmarc-reject.json", {"disposition": "STOP_RULE_SET"}),
-    ("stop", "lambda/stop-dmarc-quarantine.json", {"disposition": "CONTINUE"}),
-    ("stop", "lambda/stop-dmarc-none.json", {"disposition": "CONTINUE"}),
-    ("stop", "lambda/stop-odd-verdicts.json", {"disposition": "CONTINUE"}),
-    ("stop", "lambda/stop-bcc-only.json", {"disposition": "STOP_RULE_SET"}),
-    ("bounce", "lambda/bounce-unknown.json", {"disposition": "STOP_RULE_SET", "bounced": ["nobody@example.com"]}),
-    ("bounce", "lambda/bounce-known.json", {"disposition": "CONTINUE", "bounced": []}),
-    ("bounce", "lambda/bounce-mixed.json", {"disposition": "CONTINUE", "bounced": ["ghost@example.com"]}),
-    ("bounce", "lambda/bounce-auto-submitted.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
-    ("bounce", "lambda/bounce-null-sender.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
-    ("bounce", "lambda/bounce-dmarc-fail.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
-    ("bounce", "lambda/bounce-event-invocation.json", {"bounced": ["nobody@example.com"]}),
-    ("store", "lambda/store-event.json", {"raw": "mail/store-attachments.eml", "stored": True}),
-    ("store", "lambda/store-setup-notification.json", {"stored": False}),
-    ("fanout", "lambda/fanout-event.json", {"raw": "mail/store-attachments.eml", "published": True}),
-    ("fanout", "lambda/fanout-dmarc-fail.json", {"raw": "mail/store-hostile-filenames.eml", "published": True}),
-    ("api", "lambda/api-event.json", {"raw": "mail/attachments.eml", "webhooks": 1}),
-    ("api", "sqs/api-retry-job.json", {"raw": "mail/attachments.eml", "webhooks": 1, "batchItemFailures": []}),
-]
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -209,39 +185,8 @@ def main():
                     out = json.loads(p.stdout)
                 except ValueError:
                     problems.append(f"output is not JSON: {p.stdout[:300]!r}")
-            if out is not None:
-                if "disposition" in want and (out or {}).get("disposition") != want["disposition"]:
-                    problems.append(f"disposition {(out or {}).get('disposition')!r}, want {want['disposition']!r}")
-                if "batchItemFailures" in want and (out or {}).get("batchItemFailures") != want["batchItemFailures"]:
-                    problems.append(f"batchItemFailures {(out or {}).get('batchItemFailures')!r}")
-            if "bounced" in want:
-                got = [v[0] for b in Recorder.bounces for k, v in b.items()
-                       if k.startswith("BouncedRecipientInfoList.member.") and k.endswith(".Recipient")]
-                if got != want["bounced"]:
-                    problems.append(f"SendBounce recipients {got}, want {want['bounced']}")
-                for b in Recorder.bounces:
-                    if b.get("OriginalMessageId") != [mid]:
-                        problems.append(f"SendBounce OriginalMessageId {b.get('OriginalMessageId')}")
-            if "stored" in want:
-                keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="messages/").get("Contents", [])
-                        if f"/{mid}/" in o["Key"]]
-                has = any(k.endswith("/message.json") for k in keys)
-                if has != want["stored"]:
-                    problems.append(f"message.json for {mid} stored={has}, want {want['stored']}")
-            if want.get("published"):
-                msgs = sqs.receive_message(QueueUrl=tap, MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
-                for m in msgs:
-                    sqs.delete_message(QueueUrl=tap, ReceiptHandle=m["ReceiptHandle"])
-                if not any(mid in m["Body"] for m in msgs):
-                    problems.append(f"no SNS summary for {mid} reached the topic")
-            if "webhooks" in want:
-                hooks = Recorder.webhooks
-                ids = [{k.lower(): v for k, v in h.items()}.get("webhook-id") for h, _ in hooks]
-                if len(hooks) != want["webhooks"] or any(i != mid for i in ids):
-                    problems.append(f"webhooks {len(hooks)} with ids {ids}, want {want['webhooks']} with id {mid}")
-                for h, _ in hooks:
-                    if "webhook-signature" not in {k.lower() for k in h}:
-                        problems.append("webhook without a webhook-signature header")
+            problems += check(want, out, mid, s3=s3, sqs=sqs, tap=tap, bucket=bucket,
+                              webhooks=Recorder.webhooks, bounces=Recorder.bounces)
             status = "FAIL" if problems else "ok  "
             shown = json.dumps(out)[:70] if out is not None else "-"
             print(f"{status} {fn:<7} {rel:<38} {took:5.1f}s  {shown}")

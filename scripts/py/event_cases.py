@@ -1,0 +1,68 @@
+"""The sample events in events/ that run through their real function, what each must answer and
+what must have happened: one list and one check for both ways they are run (scripts/py/invoke_events.py
+under cargo lambda, scripts/sam_local.py under sam local invoke)."""
+
+# Each sample event, the function it is for, what the answer must be, and what must have happened.
+# raw: the .eml uploaded to raw/<messageId> first (the receive rule's S3 action did that in SES).
+CASES = [
+    ("stop", "lambda/stop-clean.json", {"disposition": "CONTINUE"}),
+    ("stop", "lambda/stop-spam-fail.json", {"disposition": "STOP_RULE_SET"}),
+    ("stop", "lambda/stop-virus-fail.json", {"disposition": "STOP_RULE_SET"}),
+    ("stop", "lambda/stop-dmarc-reject.json", {"disposition": "STOP_RULE_SET"}),
+    ("stop", "lambda/stop-dmarc-quarantine.json", {"disposition": "CONTINUE"}),
+    ("stop", "lambda/stop-dmarc-none.json", {"disposition": "CONTINUE"}),
+    ("stop", "lambda/stop-odd-verdicts.json", {"disposition": "CONTINUE"}),
+    ("stop", "lambda/stop-bcc-only.json", {"disposition": "STOP_RULE_SET"}),
+    ("bounce", "lambda/bounce-unknown.json", {"disposition": "STOP_RULE_SET", "bounced": ["nobody@example.com"]}),
+    ("bounce", "lambda/bounce-known.json", {"disposition": "CONTINUE", "bounced": []}),
+    ("bounce", "lambda/bounce-mixed.json", {"disposition": "CONTINUE", "bounced": ["ghost@example.com"]}),
+    ("bounce", "lambda/bounce-auto-submitted.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
+    ("bounce", "lambda/bounce-null-sender.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
+    ("bounce", "lambda/bounce-dmarc-fail.json", {"disposition": "STOP_RULE_SET", "bounced": []}),
+    ("bounce", "lambda/bounce-event-invocation.json", {"bounced": ["nobody@example.com"]}),
+    ("store", "lambda/store-event.json", {"raw": "mail/store-attachments.eml", "stored": True}),
+    ("store", "lambda/store-setup-notification.json", {"stored": False}),
+    ("fanout", "lambda/fanout-event.json", {"raw": "mail/store-attachments.eml", "published": True}),
+    ("fanout", "lambda/fanout-dmarc-fail.json", {"raw": "mail/store-hostile-filenames.eml", "published": True}),
+    ("api", "lambda/api-event.json", {"raw": "mail/attachments.eml", "webhooks": 1}),
+    ("api", "sqs/api-retry-job.json", {"raw": "mail/attachments.eml", "webhooks": 1, "batchItemFailures": []}),
+]
+
+
+def check(want, out, mid, *, s3, sqs, tap, bucket, webhooks, bounces):
+    """What is wrong with one case's answer `out` and side effects; `webhooks` are the recorded
+    (headers, body) POSTs, `bounces` the recorded SendBounce forms."""
+    problems = []
+    if out is not None:
+        if "disposition" in want and (out or {}).get("disposition") != want["disposition"]:
+            problems.append(f"disposition {(out or {}).get('disposition')!r}, want {want['disposition']!r}")
+        if "batchItemFailures" in want and (out or {}).get("batchItemFailures") != want["batchItemFailures"]:
+            problems.append(f"batchItemFailures {(out or {}).get('batchItemFailures')!r}")
+    if "bounced" in want:
+        got = [v[0] for b in bounces for k, v in b.items()
+               if k.startswith("BouncedRecipientInfoList.member.") and k.endswith(".Recipient")]
+        if got != want["bounced"]:
+            problems.append(f"SendBounce recipients {got}, want {want['bounced']}")
+        for b in bounces:
+            if b.get("OriginalMessageId") != [mid]:
+                problems.append(f"SendBounce OriginalMessageId {b.get('OriginalMessageId')}")
+    if "stored" in want:
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="messages/").get("Contents", [])
+                if f"/{mid}/" in o["Key"]]
+        has = any(k.endswith("/message.json") for k in keys)
+        if has != want["stored"]:
+            problems.append(f"message.json for {mid} stored={has}, want {want['stored']}")
+    if want.get("published"):
+        msgs = sqs.receive_message(QueueUrl=tap, MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
+        for m in msgs:
+            sqs.delete_message(QueueUrl=tap, ReceiptHandle=m["ReceiptHandle"])
+        if not any(mid in m["Body"] for m in msgs):
+            problems.append(f"no SNS summary for {mid} reached the topic")
+    if "webhooks" in want:
+        ids = [{k.lower(): v for k, v in h.items()}.get("webhook-id") for h, _ in webhooks]
+        if len(webhooks) != want["webhooks"] or any(i != mid for i in ids):
+            problems.append(f"webhooks {len(webhooks)} with ids {ids}, want {want['webhooks']} with id {mid}")
+        for h, _ in webhooks:
+            if "webhook-signature" not in {k.lower() for k in h}:
+                problems.append("webhook without a webhook-signature header")
+    return problems
