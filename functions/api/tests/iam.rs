@@ -121,6 +121,9 @@ impl Setup {
             ("MAILROOM_DLQ_URL", self.dlq.0.as_str()),
             ("MAILROOM_INLINE_ATTACHMENT_MAX_BYTES", "1"),
             ("MAILROOM_WEBHOOK_TIMEOUT_MS", "2000"),
+            // Retries due at once, so the queued job can be received and counted.
+            ("MAILROOM_RETRY_SCHEDULE", "0,0,0"),
+            ("MAILROOM_RETRY_JITTER", "0"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
