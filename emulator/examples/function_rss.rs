@@ -47,9 +47,7 @@ fn main() -> anyhow::Result<()> {
     let bucket = env
         .get("MAILROOM_RAW_BUCKET")
         .context("the function has no MAILROOM_RAW_BUCKET")?;
-    let prefix = env
-        .get("MAILROOM_RAW_PREFIX")
-        .map_or("", String::as_str);
+    let prefix = env.get("MAILROOM_RAW_PREFIX").map_or("", String::as_str);
     let state = Path::new(state);
     let raw_path = mailroom_emulator::local::LocalObjectStore::new(state)
         .path_of(bucket, &format!("{prefix}{id}"))?;
