@@ -1,9 +1,9 @@
-//! The bounce handler on the sample events in `events/lambda/bounce-*.json`, with a recording
-//! [`Bouncer`] (the SES adapter itself is tested over the wire in `shared/tests`).
+//! The bounce handler on the sample events in `events/lambda/bounce-*.json`, with the testkit's
+//! recording `Bouncer` (the SES adapter itself is tested over the wire in `shared/tests`).
 
 use mailroom::SesEvent;
 use mailroom::diagnostic::FunctionError;
-use mailroom::ports::{BounceRequest, BounceType, Bouncer, DsnAction, ErrorKind, PortError};
+use mailroom::ports::{BounceType, DsnAction, ErrorKind};
 use mailroom_bounce::{BounceError, Config, Outcome, bounce_record, handle};
 use mailroom_testkit::{LogCapture, RecordingBouncer};
 
