@@ -401,7 +401,8 @@ fn strict(extra: &[&str]) -> (tempfile::TempDir, Server) {
 }
 
 /// Sends `commands` round and round, each answered 250, pausing `pause` before each, until the
-/// server speaks unprompted (or 80 commands have gone); returns what it said last.
+/// server ends the session: unprompted, or with a 421 in place of a command's answer (whichever the
+/// timing gives), or 80 commands have gone; returns what it said last.
 fn until_the_server_speaks(
     s: &mut TcpStream,
     r: &mut BufReader<TcpStream>,
@@ -413,6 +414,9 @@ fn until_the_server_speaks(
             return line;
         }
         let reply = exchange(s, r, command);
+        if reply.starts_with("421 ") {
+            return reply;
+        }
         assert!(reply.starts_with("250 "), "{command}: {reply}");
     }
     String::new()
