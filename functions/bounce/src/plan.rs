@@ -10,6 +10,7 @@
 //! truncated (the guard cannot see them all), and mail whose sender failed SPF or DMARC or that SES
 //! judged spam or infected. Such mail is dropped silently instead, with the reason logged.
 
+use mailroom::automated;
 use mailroom::config::{self, ConfigError, Env};
 use mailroom::policy::{Action, Decision, FilterPolicy, Rule, bare_address, strip_label};
 use mailroom::ports::bouncer::{
@@ -177,16 +178,8 @@ impl BouncePolicy {
 
 /// Why a message must not be bounced, or `None` when bouncing it is safe.
 pub fn backscatter_guard(msg: &SesMessage) -> Option<String> {
-    let source = msg.mail.source.trim();
-    let Some(sender) = bare_address(source) else {
-        return Some(format!("null or unusable envelope sender {source:?}"));
-    };
-    let local = sender.rsplit_once('@').map_or("", |(l, _)| strip_label(l));
-    if matches!(
-        local,
-        "mailer-daemon" | "mailer_daemon" | "mailerdaemon" | "postmaster"
-    ) {
-        return Some(format!("envelope sender {sender} is a mailer-daemon"));
+    if let Some(why) = automated::sender(&msg.mail.source) {
+        return Some(why);
     }
     let r = &msg.receipt;
     for (what, verdict) in [
@@ -202,26 +195,17 @@ pub fn backscatter_guard(msg: &SesMessage) -> Option<String> {
     if msg.mail.headers_truncated {
         return Some("headers truncated by SES: cannot rule out auto-submitted mail".to_string());
     }
-    let header = |name: &'static str| {
-        msg.mail
-            .headers
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.trim().to_ascii_lowercase())
-    };
-    if let Some(v) = header("auto-submitted").find(|v| {
-        let kind = v.split(';').next().unwrap_or("").trim();
-        kind != "no"
-    }) {
-        return Some(format!("Auto-Submitted: {v} (RFC 3834)"));
+    if let Some(why) = automated::headers(&msg.mail.headers) {
+        return Some(why);
     }
-    if let Some(v) = header("precedence").find(|v| matches!(v.as_str(), "bulk" | "junk" | "list")) {
-        return Some(format!("Precedence: {v}"));
-    }
-    if header("content-type").any(|v| v.starts_with("multipart/report")) {
-        return Some("the message is itself a delivery report".to_string());
-    }
-    None
+    // Mailing-list and bulk mail: bounces would go to the list, not to a person.
+    msg.mail
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("precedence"))
+        .map(|h| h.value.trim().to_ascii_lowercase())
+        .find(|v| matches!(v.as_str(), "bulk" | "junk" | "list"))
+        .map(|v| format!("Precedence: {v}"))
 }
 
 /// What the bounce function decided for one message.
