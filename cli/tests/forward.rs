@@ -1,6 +1,7 @@
 //! `mailroom deliver` with the project's template and a forward map: the forward function runs in
 //! process after the S3 action, writes what SES would send to `.mailroom/outbox/`, and says so in
 //! the trace with one `deliver` line per destination.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -43,7 +44,10 @@ fn deliver_forwards_to_every_destination_through_the_outbox() {
         .collect();
     assert_eq!(lines.len(), 2, "{forward}");
     assert!(lines[0].starts_with("deliver me@gmail.com → "), "{lines:?}");
-    assert!(lines[1].starts_with("deliver team@outlook.com → "), "{lines:?}");
+    assert!(
+        lines[1].starts_with("deliver team@outlook.com → "),
+        "{lines:?}"
+    );
     let mut emls: Vec<_> = std::fs::read_dir(state.join("outbox"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -84,7 +88,10 @@ fn without_a_map_nothing_is_forwarded_and_the_trace_says_why() {
     );
     assert!(run.ok(), "{}", run.stderr());
     let forward = &run.rule("receive")["actions"][4];
-    assert_eq!(forward["description"], "Lambda mailroom-ForwardFunction (Event)");
+    assert_eq!(
+        forward["description"],
+        "Lambda mailroom-ForwardFunction (Event)"
+    );
     let summary = forward["summary"].as_str().unwrap();
     assert!(summary.contains("no forward map entry"), "{summary}");
     assert!(!state.join("outbox").exists());

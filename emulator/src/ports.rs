@@ -283,7 +283,9 @@ impl Parameters for NoParameters {
         Err(PortError::new(
             mailroom::ports::ErrorKind::Permanent,
             "ssm:GetParameter",
-            format!("{arn}: SSM parameters are read only with --aws; locally, set the map itself (ForwardMap)"),
+            format!(
+                "{arn}: SSM parameters are read only with --aws; locally, set the map itself (ForwardMap)"
+            ),
         ))
     }
 }

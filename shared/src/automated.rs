@@ -71,10 +71,16 @@ mod tests {
             vec![h("Auto-Submitted", "auto-replied")],
             vec![h("X-Autoreply", "yes")],
             vec![h("Precedence", "auto_reply")],
-            vec![h("Content-Type", "multipart/report; report-type=delivery-status")],
+            vec![h(
+                "Content-Type",
+                "multipart/report; report-type=delivery-status",
+            )],
         ] {
             assert!(headers(&hs).is_some(), "{hs:?}");
         }
-        assert_eq!(headers(&[h("Auto-Submitted", "no"), h("Precedence", "list")]), None);
+        assert_eq!(
+            headers(&[h("Auto-Submitted", "no"), h("Precedence", "list")]),
+            None
+        );
     }
 }

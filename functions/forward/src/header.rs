@@ -131,7 +131,11 @@ pub fn field(name: &str, value: &str, eol: Eol) -> String {
     let mut col = out.len();
     // Existing folds (from encoded words) are kept; everything else is refolded.
     for (i, segment) in value.split(eol.as_str()).enumerate() {
-        let segment = if i == 0 { segment } else { segment.trim_start() };
+        let segment = if i == 0 {
+            segment
+        } else {
+            segment.trim_start()
+        };
         for word in segment.split(' ').filter(|w| !w.is_empty()) {
             if col + 1 + word.len() > FOLD_AT && col > name.len() + 1 {
                 out.push_str(eol.as_str());
@@ -185,7 +189,9 @@ mod tests {
 
     #[test]
     fn fields_fold_at_blanks() {
-        let value = (0..30).map(|i| format!("<a{i}@example.com>")).collect::<Vec<_>>();
+        let value = (0..30)
+            .map(|i| format!("<a{i}@example.com>"))
+            .collect::<Vec<_>>();
         let f = field("References", &value.join(" "), Eol::Crlf);
         assert!(f.ends_with("\r\n"));
         assert!(f.split("\r\n").all(|l| l.len() <= 78), "{f}");

@@ -326,7 +326,10 @@ pub async fn forward_record(
         return Ok(skipped(id, "SES setup notification"));
     }
     if !layout::is_plain_message_id(id) {
-        return Ok(skipped(id, "messageId is empty or not a plain SES message id"));
+        return Ok(skipped(
+            id,
+            "messageId is empty or not a plain SES message id",
+        ));
     }
     let map = deps.maps.get(deps.parameters).await?;
     let routes = map.routes(&msg.receipt.recipients, config.tags);
@@ -358,7 +361,12 @@ pub async fn forward_record(
                 raw: raw_url,
             });
         }
-        Err(source) => return Err(ForwardError::ReadRaw { raw: raw_url, source }),
+        Err(source) => {
+            return Err(ForwardError::ReadRaw {
+                raw: raw_url,
+                source,
+            });
+        }
     };
     let hops = rewrite::hops(&raw);
     if hops >= config.max_hops {
@@ -367,7 +375,10 @@ pub async fn forward_record(
             "forwarding loop: the message has been forwarded {hops} times already, not again");
         return Ok(skipped(
             id,
-            format!("loop: forwarded {hops} times already (limit {})", config.max_hops),
+            format!(
+                "loop: forwarded {hops} times already (limit {})",
+                config.max_hops
+            ),
         ));
     }
 
@@ -382,16 +393,32 @@ pub async fn forward_record(
 }
 
 /// The message for one route, in the route's mode, with the reason when the rewrite fell back.
-fn build(raw: &[u8], config: &Config, hop: &Hop<'_>, route: &Route) -> (Vec<u8>, Mode, Option<String>) {
+fn build(
+    raw: &[u8],
+    config: &Config,
+    hop: &Hop<'_>,
+    route: &Route,
+) -> (Vec<u8>, Mode, Option<String>) {
     if route.mode == Mode::Attach {
-        let why = format!("the forward map asks for the attachment mode for {}", route.key);
-        return (rewrite::attach(raw, &config.identity, hop, &why), Mode::Attach, None);
+        let why = format!(
+            "the forward map asks for the attachment mode for {}",
+            route.key
+        );
+        return (
+            rewrite::attach(raw, &config.identity, hop, &why),
+            Mode::Attach,
+            None,
+        );
     }
     match rewrite::rewrite(raw, &config.identity, hop) {
         Ok(out) => (out, Mode::Rewrite, None),
         Err(refusal) => {
             let why = refusal.to_string();
-            (rewrite::attach(raw, &config.identity, hop, &why), Mode::Attach, Some(why))
+            (
+                rewrite::attach(raw, &config.identity, hop, &why),
+                Mode::Attach,
+                Some(why),
+            )
         }
     }
 }
@@ -468,7 +495,15 @@ async fn deliver(
             deps.metrics.count(metrics::REJECTED, 1);
             tracing::error!(message_id = id, destination = %route.destination, raw = %raw_url,
                 error = %e.message, "forward rejected for good: the raw message stays in S3");
-            let notice = notify(record, config, deps, raw_url, &route.destination, &e.message).await;
+            let notice = notify(
+                record,
+                config,
+                deps,
+                raw_url,
+                &route.destination,
+                &e.message,
+            )
+            .await;
             Delivery::Rejected {
                 destination: route.destination.clone(),
                 reason: e.message,
@@ -486,7 +521,12 @@ async fn deliver(
     };
     let body = serde_json::to_vec(&delivery).unwrap_or_default();
     deps.store
-        .put_if_absent(bucket, &marker, Bytes::from(body), &ObjectMeta::new("application/json"))
+        .put_if_absent(
+            bucket,
+            &marker,
+            Bytes::from(body),
+            &ObjectMeta::new("application/json"),
+        )
         .await
         .map_err(marker_error)?;
     Ok(delivery)
@@ -529,14 +569,22 @@ pub fn notice_message(
     reason: &str,
 ) -> Vec<u8> {
     let mail = &record.ses.mail;
-    let subject = mail.common_headers.subject.as_deref().unwrap_or("(no subject)");
+    let subject = mail
+        .common_headers
+        .subject
+        .as_deref()
+        .unwrap_or("(no subject)");
     let text = format!(
         "mailroom could not forward a message.\r\n\r\n\
          Message: {}\r\nFrom: {}\r\nSubject: {subject}\r\nReceived: {}\r\n\
          Destination: {destination}\r\nReason: {reason}\r\n\r\n\
          The raw message is kept at {raw_url}.\r\n",
         mail.message_id,
-        if mail.source.is_empty() { "<>" } else { mail.source.as_str() },
+        if mail.source.is_empty() {
+            "<>"
+        } else {
+            mail.source.as_str()
+        },
         mail.timestamp,
     );
     let text = text.replace(|c: char| !c.is_ascii(), "?");
@@ -553,12 +601,20 @@ pub fn notice_message(
         &format!("Forward failed: {}", mail.message_id),
         eol,
     ));
-    out.push_str(&header::field("Date", &time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc2822)
-        .unwrap_or_default(), eol));
+    out.push_str(&header::field(
+        "Date",
+        &time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap_or_default(),
+        eol,
+    ));
     out.push_str(&header::field("Auto-Submitted", "auto-generated", eol));
     out.push_str(&header::field("MIME-Version", "1.0", eol));
-    out.push_str(&header::field("Content-Type", "text/plain; charset=us-ascii", eol));
+    out.push_str(&header::field(
+        "Content-Type",
+        "text/plain; charset=us-ascii",
+        eol,
+    ));
     out.push_str("\r\n");
     for line in text.split("\r\n") {
         // Keep every line within SES's limit even for a very long reason.
@@ -597,10 +653,16 @@ mod tests {
         assert_eq!(c.max_hops, 3);
         assert_eq!(c.tags, TagPolicy::Drop);
         assert!(matches!(&c.map, MapSpec::Inline(m) if m.is_empty()));
-        assert_eq!(c.marker_key("m1", "Me@gmail.com"), "forwarded/m1/Me@gmail.com");
+        assert_eq!(
+            c.marker_key("m1", "Me@gmail.com"),
+            "forwarded/m1/Me@gmail.com"
+        );
         for (bad, var) in [
             (("MAILROOM_FORWARD_MAP", "nonsense"), MAP_VAR),
-            (("MAILROOM_FORWARD_MAP_PARAMETER", "/just/a/name"), MAP_PARAMETER_VAR),
+            (
+                ("MAILROOM_FORWARD_MAP_PARAMETER", "/just/a/name"),
+                MAP_PARAMETER_VAR,
+            ),
             (("MAILROOM_FORWARD_MAX_HOPS", "0"), MAX_HOPS_VAR),
             (("MAILROOM_FORWARD_PLUS_TAG", "maybe"), PLUS_TAG_VAR),
             (("MAILROOM_FORWARD_NOTICE_TO", "nobody"), NOTICE_TO_VAR),

@@ -118,14 +118,21 @@ impl ForwardMap {
             }
             return Ok(map);
         }
-        for entry in text.split([';', '\n']).map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in text
+            .split([';', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let (key, value) = entry
                 .split_once('=')
                 .ok_or_else(|| MapError(format!("{entry:?}: expected key=destination")))?;
             let value = value.trim();
             let (mode, list) = match value.strip_prefix("attach:") {
                 Some(rest) => (Mode::Attach, rest),
-                None => (Mode::Rewrite, value.strip_prefix("rewrite:").unwrap_or(value)),
+                None => (
+                    Mode::Rewrite,
+                    value.strip_prefix("rewrite:").unwrap_or(value),
+                ),
             };
             let to: Vec<String> = list
                 .split([',', ' '])
@@ -256,7 +263,10 @@ mod tests {
         let keep = TagPolicy::Keep;
         assert_eq!(routes(map, &["Info@Example.com"], keep)[0].1, "a@gmail.com");
         assert_eq!(routes(map, &["info@other.org"], keep)[0].1, "b@gmail.com");
-        assert_eq!(routes(map, &["sales@example.com"], keep)[0].1, "c@gmail.com");
+        assert_eq!(
+            routes(map, &["sales@example.com"], keep)[0].1,
+            "c@gmail.com"
+        );
         assert!(routes(map, &["sales@other.org"], keep).is_empty());
     }
 
@@ -292,7 +302,11 @@ mod tests {
         let r = routes(map, &["billing@example.com"], TagPolicy::Drop);
         assert_eq!(r[0].2, Mode::Attach);
         assert_eq!(routes(map, &["ops@example.com"], TagPolicy::Drop).len(), 2);
-        let r = routes("x@example.com=attach:m@gmail.com", &["x@example.com"], TagPolicy::Drop);
+        let r = routes(
+            "x@example.com=attach:m@gmail.com",
+            &["x@example.com"],
+            TagPolicy::Drop,
+        );
         assert_eq!(r[0].2, Mode::Attach);
     }
 
@@ -427,7 +441,13 @@ mod cache_tests {
     #[tokio::test]
     async fn parameter_is_cached_for_the_ttl_and_a_failed_reload_keeps_the_copy() {
         let arn = "arn:aws:ssm:us-east-1:1:parameter/map".to_string();
-        let fail = || Err(PortError::new(ErrorKind::Transient, "ssm:GetParameter", "down"));
+        let fail = || {
+            Err(PortError::new(
+                ErrorKind::Transient,
+                "ssm:GetParameter",
+                "down",
+            ))
+        };
         let script = Script(
             Mutex::new(vec![
                 fail(),
@@ -438,14 +458,20 @@ mod cache_tests {
             Mutex::new(0),
         );
         let cache = MapCache::new(MapSpec::Parameter(arn.clone()), std::time::Duration::ZERO);
-        assert!(matches!(cache.get(&script).await, Err(LoadError::Fetch { .. })));
+        assert!(matches!(
+            cache.get(&script).await,
+            Err(LoadError::Fetch { .. })
+        ));
         let first = cache.get(&script).await.unwrap();
         assert_eq!(first.len(), 1);
         // TTL zero: every call reloads; the failed one serves the copy in use.
         let kept = cache.get(&script).await.unwrap();
         assert_eq!(kept, first);
         let next = cache.get(&script).await.unwrap();
-        assert_eq!(next.lookup("a@example.com").unwrap().1.destinations, ["z@y.org"]);
+        assert_eq!(
+            next.lookup("a@example.com").unwrap().1.destinations,
+            ["z@y.org"]
+        );
         let long = MapCache::new(MapSpec::Parameter(arn), std::time::Duration::from_secs(300));
         let script = Script(Mutex::new(vec![Ok("a@b.c=d@e.f".into())]), Mutex::new(0));
         long.get(&script).await.unwrap();

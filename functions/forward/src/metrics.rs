@@ -59,7 +59,10 @@ mod tests {
             serde_json::from_str(&Emf::line(REJECTED, 1, 5)).unwrap_or_default();
         assert_eq!(v["ForwardRejected"], 1);
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], REJECTED);
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            REJECTED
+        );
         assert_eq!(v["Function"], "forward");
     }
 }

@@ -79,6 +79,8 @@ pub enum Refusal {
     Protected(String),
     #[error("the rewrite breaks SES's rules: {0}")]
     Invalid(String),
+    #[error("the header section holds a line that is not a field ({0}): readers disagree on it")]
+    Malformed(String),
 }
 
 /// Fields never passed on: they name the original's sending path or would be false after the
@@ -220,7 +222,12 @@ fn rebuilt(name: &str, lower: &str, value: &[u8], eol: Eol) -> Result<Option<Str
     }
     if TEXT.contains(&lower) || lower.starts_with("x-") {
         let parsed = HeaderForm::Text.parse(value);
-        let text = parsed.value().as_text().unwrap_or_default().trim().to_string();
+        let text = parsed
+            .value()
+            .as_text()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         return Ok(Some(field(name, &encode_text(&text, eol), eol)));
     }
     if ADDRESSES.contains(&lower) {
@@ -248,6 +255,10 @@ fn rebuilt(name: &str, lower: &str, value: &[u8], eol: Eol) -> Result<Option<Str
 pub fn rewrite(raw: &[u8], identity: &Identity, hop: &Hop<'_>) -> Result<Vec<u8>, Refusal> {
     if let Some(kind) = protected(raw) {
         return Err(Refusal::Protected(kind));
+    }
+    let (_, _, problems) = ses_rules::fields(raw);
+    if let Some(first) = problems.first() {
+        return Err(Refusal::Malformed(first.to_string()));
     }
     let parsed = parse(raw).ok_or(Refusal::Unparseable)?;
     let msg = parsed.root();
@@ -318,7 +329,12 @@ pub fn rewrite(raw: &[u8], identity: &Identity, hop: &Hop<'_>) -> Result<Vec<u8>
     let reply_to = reply_to(&msg, &sender_name, &sender_address, eol)?;
     let mut head = String::new();
     head.push_str(&hop_field(identity, hop, eol));
-    head.push_str(&from_field(identity, sender_name.as_deref(), &sender_address, eol));
+    head.push_str(&from_field(
+        identity,
+        sender_name.as_deref(),
+        &sender_address,
+        eol,
+    ));
     if let Some(r) = reply_to {
         head.push_str(&r);
     }
@@ -381,7 +397,9 @@ fn reply_to(
                 return Ok(Some(format!("Reply-To:{}", with_eol(h.raw_value(), eol))));
             }
             if let Some(list) = h.value().as_address()
-                && list.mailboxes().any(|m| m.address().is_some_and(|a| a.contains('@')))
+                && list
+                    .mailboxes()
+                    .any(|m| m.address().is_some_and(|a| a.contains('@')))
             {
                 return address_list(&list, eol)
                     .map(|v| Some(field("Reply-To", &v, eol)))
@@ -454,16 +472,26 @@ pub fn attach(raw: &[u8], identity: &Identity, hop: &Hop<'_>, reason: &str) -> V
         .filter(|id| !id.is_empty() && id.is_ascii() && !id.contains(['<', '>', ' ']));
     let reply = msg
         .as_ref()
-        .and_then(|m| reply_to(m, &sender_name, &sender_address, eol).ok().flatten())
+        .and_then(|m| {
+            reply_to(m, &sender_name, &sender_address, eol)
+                .ok()
+                .flatten()
+        })
         .or_else(|| {
-            mailbox(sender_name.as_deref(), &sender_address, eol).map(|v| field("Reply-To", &v, eol))
+            mailbox(sender_name.as_deref(), &sender_address, eol)
+                .map(|v| field("Reply-To", &v, eol))
         });
     let boundary = boundary(raw);
     let cte = transfer_encoding(raw);
 
     let mut head = String::new();
     head.push_str(&hop_field(identity, hop, eol));
-    head.push_str(&from_field(identity, sender_name.as_deref(), &sender_address, eol));
+    head.push_str(&from_field(
+        identity,
+        sender_name.as_deref(),
+        &sender_address,
+        eol,
+    ));
     if let Some(r) = reply {
         head.push_str(&r);
     }
@@ -558,11 +586,14 @@ mod tests {
             Sender: list@sender.org\r\nTo: info@example.com\r\nMessage-id: <X@Y>\r\n\
             Subject: hi\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nbody\r\n";
         let out = text(&rewrite(raw, &identity(), &hop()).unwrap());
-        assert!(out.starts_with(
-            "X-Mailroom-Forwarded: for <info@example.com>; by <forwarder@example.com>\r\n\
+        assert!(
+            out.starts_with(
+                "X-Mailroom-Forwarded: for <info@example.com>; by <forwarder@example.com>\r\n\
              From: \"Jane Doe via example.com\" <forwarder@example.com>\r\n\
              Reply-To: \"Jane Doe\" <jane@sender.org>\r\n"
-        ), "{out}");
+            ),
+            "{out}"
+        );
         for gone in ["Return-Path", "DKIM", "Sender:", "Message-id"] {
             assert!(!out.contains(gone), "{gone} in {out}");
         }
@@ -631,7 +662,10 @@ mod tests {
         let out = attach(&raw, &identity(), &hop(), "long lines");
         assert_eq!(ses_rules::validate(&out), vec![]);
         let back = MessageParser::new().parse(&out).unwrap();
-        let part = back.parts().find(|p| p.is_content_type("message", "rfc822")).unwrap();
+        let part = back
+            .parts()
+            .find(|p| p.is_content_type("message", "rfc822"))
+            .unwrap();
         assert_eq!(part.decoded().as_ref(), &raw[..]);
     }
 

@@ -103,7 +103,10 @@ impl MailSender for SesV2Sender {
             .map_err(|e| {
                 let port = mailroom::aws::classify("sesv2:SendEmail", &e);
                 let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
-                SendError::new(kind_of(port.is_retryable(), code, &port.message), port.message)
+                SendError::new(
+                    kind_of(port.is_retryable(), code, &port.message),
+                    port.message,
+                )
             })?;
         Ok(out.message_id.unwrap_or_default())
     }
@@ -128,7 +131,10 @@ mod tests {
     #[test]
     fn failures_sort_into_three_kinds() {
         assert_eq!(kind_of(true, "", "timed out"), SendErrorKind::Retry);
-        assert_eq!(kind_of(false, "LimitExceededException", ""), SendErrorKind::Retry);
+        assert_eq!(
+            kind_of(false, "LimitExceededException", ""),
+            SendErrorKind::Retry
+        );
         assert_eq!(
             kind_of(false, "MessageRejected", "Duplicate header 'To'"),
             SendErrorKind::Rejected
@@ -137,7 +143,10 @@ mod tests {
             kind_of(false, "MessageRejected", "Email address is not verified."),
             SendErrorKind::Setup
         );
-        assert_eq!(kind_of(false, "BadRequestException", ""), SendErrorKind::Rejected);
+        assert_eq!(
+            kind_of(false, "BadRequestException", ""),
+            SendErrorKind::Rejected
+        );
         for code in [
             "MailFromDomainNotVerifiedException",
             "NotFoundException",

@@ -210,7 +210,10 @@ pub fn validate(raw: &[u8]) -> Vec<Violation> {
         if !f.value.is_ascii() {
             v.push(Violation::NonAscii { name: name.clone() });
         }
-        match counts.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+        match counts
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+        {
             Some((_, c)) => *c += 1,
             None => counts.push((name, 1)),
         }
@@ -231,10 +234,7 @@ pub fn validate(raw: &[u8]) -> Vec<Violation> {
     for (i, line) in raw.split_inclusive(|&b| b == b'\n').enumerate() {
         let bytes = trim_eol(line).len() + 2;
         if bytes > MAX_LINE_BYTES {
-            v.push(Violation::LongLine {
-                line: i + 1,
-                bytes,
-            });
+            v.push(Violation::LongLine { line: i + 1, bytes });
         }
     }
     v
@@ -324,7 +324,10 @@ mod tests {
             }]
         );
         let empty_name = b"From: a@x.com\r\nDate: x\r\n: value\r\n\r\n";
-        assert!(matches!(validate(empty_name)[0], Violation::BadField { line: 3, .. }));
+        assert!(matches!(
+            validate(empty_name)[0],
+            Violation::BadField { line: 3, .. }
+        ));
         let eight_bit = "From: a@x.com\r\nDate: x\r\nSubject: café\r\n\r\n";
         assert_eq!(
             validate(eight_bit.as_bytes()),

@@ -5,6 +5,7 @@
 //! run through the forward handler. Each output must break none of SES's rules, and parsed again
 //! it must say what the input said: the same subject, recipients, bodies and attachments under
 //! the rewrite, or the input itself, byte for byte, as the attachment.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -29,7 +30,9 @@ fn parse(raw: &[u8], what: &str) -> Parsed {
 }
 
 fn addresses(list: &[mailroom::email::Address]) -> Vec<String> {
-    list.iter().map(|a| a.address.to_ascii_lowercase()).collect()
+    list.iter()
+        .map(|a| a.address.to_ascii_lowercase())
+        .collect()
 }
 
 fn attachments(e: &Email) -> Vec<(String, String, Option<String>)> {
@@ -44,8 +47,16 @@ async fn forward(raw: &[u8], name: &str) -> Option<(Vec<u8>, Mode)> {
     let id = "fwdcorpus0000000000000000000000000000001";
     let cfg = config("@example.com=me@gmail.com", &[]);
     let world = World::new(&cfg, Store::with_raw(id, raw), Outbox::default());
-    let ev = event(id, raw, "sender@sender.example.net", &["info@example.com"], &[]);
-    let report = handle(&ev, &cfg, world.deps()).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    let ev = event(
+        id,
+        raw,
+        "sender@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
+    let report = handle(&ev, &cfg, world.deps())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     match &report.outcomes[0] {
         Outcome::Forwarded { deliveries, .. } => match &deliveries[0] {
             Delivery::Sent { mode, .. } => {
@@ -82,7 +93,11 @@ fn compare(raw: &[u8], out: &[u8], mode: Mode, name: &str) {
             assert_eq!(addresses(&output.cc), addresses(&input.cc), "{name}: Cc");
             assert_eq!(output.text, input.text, "{name}: text");
             assert_eq!(output.html, input.html, "{name}: html");
-            assert_eq!(attachments(output), attachments(&input), "{name}: attachments");
+            assert_eq!(
+                attachments(output),
+                attachments(&input),
+                "{name}: attachments"
+            );
             assert_eq!(output.in_reply_to, input.in_reply_to, "{name}: In-Reply-To");
             for r in &input.references {
                 assert!(output.references.contains(r), "{name}: reference {r}");
@@ -93,7 +108,11 @@ fn compare(raw: &[u8], out: &[u8], mode: Mode, name: &str) {
                 &input.reply_to
             };
             if !replies.is_empty() {
-                assert_eq!(addresses(&output.reply_to), addresses(replies), "{name}: Reply-To");
+                assert_eq!(
+                    addresses(&output.reply_to),
+                    addresses(replies),
+                    "{name}: Reply-To"
+                );
             }
             assert!(output.date.is_some(), "{name}: Date");
         }
@@ -104,8 +123,7 @@ fn compare(raw: &[u8], out: &[u8], mode: Mode, name: &str) {
                 .find(|a| a.content_type == "message/rfc822")
                 .unwrap_or_else(|| panic!("{name}: no message/rfc822 part"));
             assert_eq!(
-                parsed.contents[original.index],
-                raw,
+                parsed.contents[original.index], raw,
                 "{name}: the original is attached byte for byte"
             );
             let nested = original.message.as_ref().expect("nested message parsed");
@@ -154,7 +172,11 @@ async fn the_forwarding_corpus_breaks_no_ses_rule_and_keeps_the_content() {
         ("bounce-dsn.eml", "not forwarded"),
     ];
     for (name, mode) in want {
-        assert_eq!(modes.get(name).map(String::as_str), Some(mode), "{name}: {modes:?}");
+        assert_eq!(
+            modes.get(name).map(String::as_str),
+            Some(mode),
+            "{name}: {modes:?}"
+        );
     }
 }
 
@@ -164,9 +186,21 @@ async fn rewritten_headers_are_the_ones_a_forward_needs() {
     let (out, _) = forward(&raw, "dkim").await.unwrap();
     let text = String::from_utf8(out).unwrap();
     let head = &text[..text.find("\r\n\r\n").unwrap()];
-    assert!(head.contains("From: \"Ana Lopez via example.com\" <forwarder@example.com>\r\n"), "{head}");
-    assert!(head.contains("Reply-To: \"Ana Lopez\" <ana@sender.example.net>\r\n"), "{head}");
-    for gone in ["DKIM-Signature", "ARC-", "Return-Path", "Sender:", "Message-Id"] {
+    assert!(
+        head.contains("From: \"Ana Lopez via example.com\" <forwarder@example.com>\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("Reply-To: \"Ana Lopez\" <ana@sender.example.net>\r\n"),
+        "{head}"
+    );
+    for gone in [
+        "DKIM-Signature",
+        "ARC-",
+        "Return-Path",
+        "Sender:",
+        "Message-Id",
+    ] {
         assert!(!head.contains(gone), "{gone} left in {head}");
     }
     // SES's trace and verdict fields travel on.
@@ -215,8 +249,14 @@ async fn a_35_mb_message_is_forwarded_whole() {
     assert!(raw.len() > 35 * 1000 * 1000, "{}", raw.len());
     let (out, mode) = forward(&raw, "35mb").await.unwrap();
     assert_eq!(mode, Mode::Rewrite);
-    assert_eq!(ses_rules::validate_for(&out, "forwarder@example.com"), vec![]);
+    assert_eq!(
+        ses_rules::validate_for(&out, "forwarder@example.com"),
+        vec![]
+    );
     let parsed = parse(&out, "35mb");
     assert_eq!(parsed.contents.len(), 1);
-    assert!(parsed.contents[0] == bytes, "the attachment arrives unchanged");
+    assert!(
+        parsed.contents[0] == bytes,
+        "the attachment arrives unchanged"
+    );
 }

@@ -1,5 +1,6 @@
 //! The handler's decisions and failure paths with in-memory ports: what is not forwarded and
 //! why, retries that never send twice, and permanent rejections that are never silent.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -38,7 +39,11 @@ async fn routes_tags_and_several_destinations() {
         ID,
         MAIL,
         "jane@sender.example.net",
-        &["info+orders@example.com", "billing@example.org", "nobody@example.com"],
+        &[
+            "info+orders@example.com",
+            "billing@example.org",
+            "nobody@example.com",
+        ],
         &[],
     );
     let report = handle(&ev, &cfg, w.deps()).await.unwrap();
@@ -46,20 +51,47 @@ async fn routes_tags_and_several_destinations() {
     assert_eq!(d.len(), 3, "{d:?}");
     let sent = w.outbox.sent();
     let to: Vec<&str> = sent.iter().map(|m| m.to.as_str()).collect();
-    assert_eq!(to, ["me+orders@gmail.com", "team+orders@outlook.com", "acct@gmail.com"]);
+    assert_eq!(
+        to,
+        [
+            "me+orders@gmail.com",
+            "team+orders@outlook.com",
+            "acct@gmail.com"
+        ]
+    );
     let attached = String::from_utf8_lossy(&sent[2].raw).into_owned();
-    assert!(attached.contains("Content-Type: message/rfc822"), "{attached}");
+    assert!(
+        attached.contains("Content-Type: message/rfc822"),
+        "{attached}"
+    );
     assert_eq!(w.counts.of(metrics::FORWARDED), 3);
     // One marker per destination.
-    assert_eq!(w.store.keys().iter().filter(|k| k.starts_with("forwarded/")).count(), 3);
+    assert_eq!(
+        w.store
+            .keys()
+            .iter()
+            .filter(|k| k.starts_with("forwarded/"))
+            .count(),
+        3
+    );
 }
 
 #[tokio::test]
 async fn nothing_the_gate_would_drop_or_a_machine_sent_is_forwarded() {
     let cfg = config("@example.com=me@gmail.com", &[]);
     for (verdicts, source, headers, want) in [
-        (vec![("spam", "FAIL")], "jane@sender.example.net", "", "stop policy"),
-        (vec![("virus", "FAIL")], "jane@sender.example.net", "", "stop policy"),
+        (
+            vec![("spam", "FAIL")],
+            "jane@sender.example.net",
+            "",
+            "stop policy",
+        ),
+        (
+            vec![("virus", "FAIL")],
+            "jane@sender.example.net",
+            "",
+            "stop policy",
+        ),
         (
             vec![("dmarc", "FAIL"), ("dmarcPolicy", "reject")],
             "jane@sender.example.net",
@@ -68,7 +100,12 @@ async fn nothing_the_gate_would_drop_or_a_machine_sent_is_forwarded() {
         ),
         (vec![], "", "", "machine"),
         (vec![], "MAILER-DAEMON@mx.example.net", "", "machine"),
-        (vec![], "jane@sender.example.net", "Auto-Submitted: auto-replied\r\n", "machine"),
+        (
+            vec![],
+            "jane@sender.example.net",
+            "Auto-Submitted: auto-replied\r\n",
+            "machine",
+        ),
         (
             vec![],
             "jane@sender.example.net",
@@ -99,21 +136,42 @@ async fn nothing_the_gate_would_drop_or_a_machine_sent_is_forwarded() {
 
 #[tokio::test]
 async fn a_loop_stops_at_the_hop_limit_and_is_counted() {
-    let cfg = config("@example.com=me@gmail.com", &[("MAILROOM_FORWARD_MAX_HOPS", "2")]);
+    let cfg = config(
+        "@example.com=me@gmail.com",
+        &[("MAILROOM_FORWARD_MAX_HOPS", "2")],
+    );
     let once = {
         let w = World::new(&cfg, Store::with_raw(ID, MAIL), Outbox::default());
-        let ev = event(ID, MAIL, "jane@sender.example.net", &["info@example.com"], &[]);
+        let ev = event(
+            ID,
+            MAIL,
+            "jane@sender.example.net",
+            &["info@example.com"],
+            &[],
+        );
         handle(&ev, &cfg, w.deps()).await.unwrap();
         w.outbox.sent()[0].raw.to_vec()
     };
     // The forwarded copy comes back once: it may go round again (hop 2)…
     let w = World::new(&cfg, Store::with_raw(ID, &once), Outbox::default());
-    let ev = event(ID, &once, "forwarder@example.com", &["info@example.com"], &[]);
+    let ev = event(
+        ID,
+        &once,
+        "forwarder@example.com",
+        &["info@example.com"],
+        &[],
+    );
     handle(&ev, &cfg, w.deps()).await.unwrap();
     let twice = w.outbox.sent()[0].raw.to_vec();
     // …but not a third time.
     let w = World::new(&cfg, Store::with_raw(ID, &twice), Outbox::default());
-    let ev = event(ID, &twice, "forwarder@example.com", &["info@example.com"], &[]);
+    let ev = event(
+        ID,
+        &twice,
+        "forwarder@example.com",
+        &["info@example.com"],
+        &[],
+    );
     let report = handle(&ev, &cfg, w.deps()).await.unwrap();
     assert!(skipped_reason(&report.outcomes[0]).contains("loop"));
     assert!(w.outbox.sent().is_empty());
@@ -125,13 +183,25 @@ async fn throttling_fails_the_invocation_and_the_retry_sends_only_what_is_left()
     let cfg = config("info@example.com=a@gmail.com,b@gmail.com", &[]);
     let outbox = Outbox::failing(vec![
         Ok(()),
-        Err(SendError::new(SendErrorKind::Retry, "HTTP 429 TooManyRequestsException")),
+        Err(SendError::new(
+            SendErrorKind::Retry,
+            "HTTP 429 TooManyRequestsException",
+        )),
     ]);
     let w = World::new(&cfg, Store::with_raw(ID, MAIL), outbox);
-    let ev = event(ID, MAIL, "jane@sender.example.net", &["info@example.com"], &[]);
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
     let err = handle(&ev, &cfg, w.deps()).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
-    assert!(err.to_string().contains("raw/"), "names the raw mail: {err}");
+    assert!(
+        err.to_string().contains("raw/"),
+        "names the raw mail: {err}"
+    );
     assert_eq!(Diagnostic::from(err).error_type, "Forward.Retryable.Send");
     assert_eq!(w.outbox.sent().len(), 1);
     // Lambda's retry: a@ has its marker, b@ is sent now; a third run sends nothing.
@@ -152,7 +222,13 @@ async fn an_account_problem_fails_the_invocation_for_the_dead_letter_queue() {
         "MessageRejected: Email address is not verified.",
     ))]);
     let w = World::new(&cfg, Store::with_raw(ID, MAIL), outbox);
-    let ev = event(ID, MAIL, "jane@sender.example.net", &["info@example.com"], &[]);
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
     let err = handle(&ev, &cfg, w.deps()).await.unwrap_err();
     assert!(matches!(err, ForwardError::Send { .. }));
     assert_eq!(Diagnostic::from(err).error_type, "Forward.Permanent.Send");
@@ -171,14 +247,24 @@ async fn a_permanent_rejection_is_logged_counted_noticed_once_and_never_retried(
         "MessageRejected: content rejected",
     ))]);
     let w = World::new(&cfg, Store::with_raw(ID, MAIL), outbox);
-    let ev = event(ID, MAIL, "jane@sender.example.net", &["info@example.com"], &[]);
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
     let report = handle(&ev, &cfg, w.deps()).await.unwrap();
     let d = deliveries(&report.outcomes[0]);
     let Delivery::Rejected { reason, notice, .. } = &d[0] else {
         panic!("{d:?}")
     };
     assert!(reason.contains("content rejected"));
-    assert!(notice.as_deref().is_some_and(|n| n.starts_with("sent to admin@example.com")));
+    assert!(
+        notice
+            .as_deref()
+            .is_some_and(|n| n.starts_with("sent to admin@example.com"))
+    );
     assert_eq!(w.counts.of(metrics::REJECTED), 1);
     let sent = w.outbox.sent();
     assert_eq!(sent.len(), 1);
@@ -189,7 +275,10 @@ async fn a_permanent_rejection_is_logged_counted_noticed_once_and_never_retried(
     // The raw mail stays; a retry of the same event neither sends nor notices again.
     assert!(w.store.keys().contains(&format!("raw/{ID}")));
     let again = handle(&ev, &cfg, w.deps()).await.unwrap();
-    assert!(matches!(deliveries(&again.outcomes[0])[0], Delivery::AlreadySent { .. }));
+    assert!(matches!(
+        deliveries(&again.outcomes[0])[0],
+        Delivery::AlreadySent { .. }
+    ));
     assert_eq!(w.outbox.sent().len(), 1);
 }
 
@@ -197,13 +286,33 @@ async fn a_permanent_rejection_is_logged_counted_noticed_once_and_never_retried(
 async fn missing_raw_mail_setup_probes_and_unmapped_recipients() {
     let cfg = config("info@example.com=a@gmail.com", &[]);
     let w = World::new(&cfg, Store::default(), Outbox::default());
-    let ev = event(ID, MAIL, "jane@sender.example.net", &["info@example.com"], &[]);
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
     let report = handle(&ev, &cfg, w.deps()).await.unwrap();
-    assert!(matches!(&report.outcomes[0], Outcome::RawMissing { raw, .. } if raw == &format!("s3://mail/raw/{ID}")));
-    let ev = event("AMAZON_SES_SETUP_NOTIFICATION", MAIL, "", &["info@example.com"], &[]);
+    assert!(
+        matches!(&report.outcomes[0], Outcome::RawMissing { raw, .. } if raw == &format!("s3://mail/raw/{ID}"))
+    );
+    let ev = event(
+        "AMAZON_SES_SETUP_NOTIFICATION",
+        MAIL,
+        "",
+        &["info@example.com"],
+        &[],
+    );
     let report = handle(&ev, &cfg, w.deps()).await.unwrap();
     assert!(skipped_reason(&report.outcomes[0]).contains("setup"));
-    let ev = event(ID, MAIL, "jane@sender.example.net", &["other@example.com"], &[]);
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["other@example.com"],
+        &[],
+    );
     let report = handle(&ev, &cfg, w.deps()).await.unwrap();
     assert!(skipped_reason(&report.outcomes[0]).contains("no forward map entry"));
     assert!(w.outbox.sent().is_empty());

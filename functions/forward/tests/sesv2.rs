@@ -1,6 +1,7 @@
 //! The forward function over the wire: raw mail in moto's S3, sent through moto's SES v2
 //! `SendEmail` (raw content) with the one real adapter, markers written back to S3. What moto
 //! received is read from its model dump and checked against SES's rules.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -51,7 +52,11 @@ fn moto_sent() -> Vec<(String, Vec<String>, String)> {
         .map(|m| {
             let dest = m["destinations"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|d| d.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             (
                 m["id"].as_str().unwrap_or_default().to_string(),
@@ -72,7 +77,12 @@ async fn setup(id: &str, raw: &[u8], from: &str, extra: &[(&str, &str)]) -> Setu
     let bucket = mailroom_testkit::bucket("fwd").await;
     let store = S3Store::new(mailroom_testkit::s3());
     store
-        .put_if_absent(&bucket, &format!("raw/{id}"), Bytes::copy_from_slice(raw), &ObjectMeta::new("message/rfc822"))
+        .put_if_absent(
+            &bucket,
+            &format!("raw/{id}"),
+            Bytes::copy_from_slice(raw),
+            &ObjectMeta::new("message/rfc822"),
+        )
         .await
         .expect("put raw");
     let mut env = vec![
@@ -114,14 +124,26 @@ async fn forwards_through_sesv2_and_marks_the_destination() {
     let from = format!("forwarder@{domain}");
     let id = "fwdmoto00000000000000000000000000000001";
     let raw = raw_fixture("dkim-signatures.eml");
-    let s = setup(id, &raw, &from, &[("MAILROOM_FORWARD_CONFIGURATION_SET", "forward")]).await;
+    let s = setup(
+        id,
+        &raw,
+        &from,
+        &[("MAILROOM_FORWARD_CONFIGURATION_SET", "forward")],
+    )
+    .await;
     ses()
         .create_configuration_set()
         .configuration_set_name("forward")
         .send()
         .await
         .ok();
-    let ev = common::event(id, &raw, "bounces+x1@sender.example.net", &["info@example.com"], &[]);
+    let ev = common::event(
+        id,
+        &raw,
+        "bounces+x1@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
     let report = run(&s, &ev).await.expect("forwarded");
     let Outcome::Forwarded { deliveries, .. } = &report.outcomes[0] else {
         panic!("{report:?}")
@@ -136,7 +158,10 @@ async fn forwards_through_sesv2_and_marks_the_destination() {
         .expect("moto has the message");
     assert!(dest.iter().any(|d| d.contains("me@gmail.com")), "{dest:?}");
     assert_eq!(ses_rules::validate_for(data.as_bytes(), &from), vec![]);
-    assert!(data.contains(&format!("\"Ana Lopez via {domain}\" <{from}>")), "{data}");
+    assert!(
+        data.contains(&format!("\"Ana Lopez via {domain}\" <{from}>")),
+        "{data}"
+    );
     // The marker is in S3: the same event again sends nothing.
     let marker = format!("forwarded/{id}/me@gmail.com");
     assert!(s.store.size(&s.bucket, &marker).await.is_ok());
@@ -152,9 +177,18 @@ async fn forwards_through_sesv2_and_marks_the_destination() {
 async fn an_unverified_sender_fails_the_invocation_and_leaves_the_raw_mail() {
     let id = "fwdmoto00000000000000000000000000000002";
     let raw = raw_fixture("encoded-names.eml");
-    let from = format!("forwarder@{}.example.org", mailroom_testkit::unique("unverified"));
+    let from = format!(
+        "forwarder@{}.example.org",
+        mailroom_testkit::unique("unverified")
+    );
     let s = setup(id, &raw, &from, &[]).await;
-    let ev = common::event(id, &raw, "noreply@sender.example.net", &["info@example.com"], &[]);
+    let ev = common::event(
+        id,
+        &raw,
+        "noreply@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
     let err = run(&s, &ev).await.unwrap_err();
     let ForwardError::Send { source, .. } = &err else {
         panic!("{err}")
@@ -162,7 +196,12 @@ async fn an_unverified_sender_fails_the_invocation_and_leaves_the_raw_mail() {
     assert_eq!(source.kind, SendErrorKind::Setup, "{source}");
     assert!(!err.is_retryable());
     assert!(s.store.get(&s.bucket, &format!("raw/{id}")).await.is_ok());
-    assert!(s.store.size(&s.bucket, &format!("forwarded/{id}/me@gmail.com")).await.is_err());
+    assert!(
+        s.store
+            .size(&s.bucket, &format!("forwarded/{id}/me@gmail.com"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -179,9 +218,23 @@ async fn a_message_ses_rejects_is_reported_to_the_notice_address() {
          Date: Wed, 15 Jan 2025 10:00:00 +0000\r\n\r\nhi\r\n",
         to.join(",\r\n ")
     );
-    let s = setup(id, raw.as_bytes(), &from, &[("MAILROOM_FORWARD_NOTICE_TO", admin.as_str())]).await;
-    let ev = common::event(id, raw.as_bytes(), "many@sender.example.net", &["info@example.com"], &[]);
-    let report = run(&s, &ev).await.expect("a rejection is not an invocation failure");
+    let s = setup(
+        id,
+        raw.as_bytes(),
+        &from,
+        &[("MAILROOM_FORWARD_NOTICE_TO", admin.as_str())],
+    )
+    .await;
+    let ev = common::event(
+        id,
+        raw.as_bytes(),
+        "many@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
+    let report = run(&s, &ev)
+        .await
+        .expect("a rejection is not an invocation failure");
     let Outcome::Forwarded { deliveries, .. } = &report.outcomes[0] else {
         panic!("{report:?}")
     };
@@ -189,11 +242,19 @@ async fn a_message_ses_rejects_is_reported_to_the_notice_address() {
         panic!("{deliveries:?}")
     };
     assert!(reason.contains("MessageRejected"), "{reason}");
-    assert!(notice.as_deref().is_some_and(|n| n.starts_with("sent")), "{notice:?}");
+    assert!(
+        notice.as_deref().is_some_and(|n| n.starts_with("sent")),
+        "{notice:?}"
+    );
     let noticed = moto_sent()
         .into_iter()
         .find(|(_, d, data)| d.iter().any(|x| x.contains(&admin)) && data.contains(id))
         .expect("the notice reached SES");
     assert!(noticed.2.contains(&format!("s3://{}/raw/{id}", s.bucket)));
-    assert!(s.store.size(&s.bucket, &format!("forwarded/{id}/me@gmail.com")).await.is_ok());
+    assert!(
+        s.store
+            .size(&s.bucket, &format!("forwarded/{id}/me@gmail.com"))
+            .await
+            .is_ok()
+    );
 }

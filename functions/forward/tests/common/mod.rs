@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use mailroom::ports::{ErrorKind, ObjectMeta, ObjectStore, PortError, PutOutcome};
-use mailroom::ses::{SesHeader, SesEvent};
+use mailroom::ses::{SesEvent, SesHeader};
 use mailroom_forward::map::{MapCache, Parameters};
 use mailroom_forward::metrics::Metrics;
 use mailroom_forward::sender::{MailSender, OutgoingMail, SendError};
@@ -99,7 +99,11 @@ pub struct NoParameters;
 #[async_trait]
 impl Parameters for NoParameters {
     async fn get(&self, arn: &str) -> Result<String, PortError> {
-        Err(PortError::new(ErrorKind::Permanent, "ssm:GetParameter", arn.to_string()))
+        Err(PortError::new(
+            ErrorKind::Permanent,
+            "ssm:GetParameter",
+            arn.to_string(),
+        ))
     }
 }
 
@@ -114,7 +118,12 @@ impl Metrics for Counts {
 
 impl Counts {
     pub fn of(&self, name: &str) -> usize {
-        self.0.lock().unwrap().iter().filter(|n| **n == name).count()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| **n == name)
+            .count()
     }
 }
 
@@ -158,7 +167,13 @@ impl World {
 
 /// The Lambda event SES would send for `raw`, received for `recipients`: its headers (SES lists
 /// them all, decoded as text) and PASS verdicts unless `verdicts` says otherwise.
-pub fn event(id: &str, raw: &[u8], source: &str, recipients: &[&str], verdicts: &[(&str, &str)]) -> SesEvent {
+pub fn event(
+    id: &str,
+    raw: &[u8],
+    source: &str,
+    recipients: &[&str],
+    verdicts: &[(&str, &str)],
+) -> SesEvent {
     let (fields, _, _) = mailroom_forward::ses_rules::fields(raw);
     let headers: Vec<serde_json::Value> = fields
         .iter()
@@ -171,7 +186,10 @@ pub fn event(id: &str, raw: &[u8], source: &str, recipients: &[&str], verdicts: 
         })
         .collect();
     let verdict = |k: &str| {
-        let v = verdicts.iter().find(|(n, _)| *n == k).map_or("PASS", |(_, v)| *v);
+        let v = verdicts
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map_or("PASS", |(_, v)| *v);
         serde_json::json!({"status": v})
     };
     let mut receipt = serde_json::json!({
