@@ -544,11 +544,9 @@ pub fn attach(raw: &[u8], identity: &Identity, hop: &Hop<'_>, reason: &str) -> V
             out.extend_from_slice(chunk);
         }
     } else {
+        // The line break before the closing delimiter belongs to the delimiter (RFC 2046 §5.1.1),
+        // so the part's body is the original exactly, whether or not it ends with one.
         out.extend_from_slice(raw);
-        // The original's last line break belongs to it; the delimiter needs its own.
-        if !raw.ends_with(b"\n") {
-            out.extend_from_slice(e.as_bytes());
-        }
     }
     out.extend_from_slice(tail.as_bytes());
     out
