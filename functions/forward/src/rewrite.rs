@@ -650,6 +650,15 @@ mod tests {
     }
 
     #[test]
+    fn an_original_without_a_final_line_break_is_attached_exactly() {
+        let raw = b"From: a@x.org\r\nDate: x\r\nSubject: s\r\n\r\nno final break";
+        let out = attach(raw, &identity(), &hop(), "test");
+        let back = MessageParser::new().parse(&out).unwrap();
+        let nested = back.parts().find_map(|p| p.nested()).unwrap();
+        assert_eq!(nested.raw(), &raw[..]);
+    }
+
+    #[test]
     fn long_lines_travel_base64() {
         let mut raw = b"From: a@x.org\nDate: x\n\n".to_vec();
         raw.extend(std::iter::repeat_n(b'x', 2000));
