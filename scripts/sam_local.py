@@ -1,13 +1,18 @@
 """Every sample event through its function as `sam build` built it, with `sam local invoke`.
 
-Run by scripts/test.d/sam (after scripts/setup-sam-local and an x86_64 `sam build` into
-.aws-sam/local, which samconfig.toml's local_invoke section points at). AWS is moto on the
-loopback; the containers reach it through one small server bound to the docker bridge's gateway
-only, which also records the webhook POSTs and answers SES SendBounce (moto does not implement it)
-and forwards everything else to moto. The functions get its address in MAILROOM_AWS_ENDPOINT_URL
-through `--env-vars`, with the names of the resources made here.
+    sam_local.py          check every sample event, then run the README's `sam local invoke`
+                          table exactly as written (what scripts/test.d/sam does)
+    sam_local.py serve    local AWS for those README commands: start it, leave it running, and run
+                          them in another shell (scripts/sam-local-aws)
 
-Prints one line per event with the invoke time, the function's answer and the emulator's
+Needs scripts/setup-sam-local (docker, the base image, an x86_64 `sam build` into .aws-sam/local,
+which samconfig.toml's local_invoke section points at). AWS is moto on the loopback; the
+containers reach it through one small server bound to the docker bridge's gateway only, which also
+records the webhook POSTs and answers SES SendBounce (moto does not implement it) and forwards
+everything else to moto. The functions get its address in MAILROOM_AWS_ENDPOINT_URL through
+`--env-vars`, with the names of the resources made here.
+
+The check prints one line per event with the invoke time, the function's answer and the emulator's
 `Init Duration`, then a per-function summary. Exits non-zero when any answer or side effect is wrong.
 """
 
@@ -15,6 +20,7 @@ import base64
 import http.client
 import json
 import os
+import shlex
 import re
 import shutil
 import socket
@@ -37,11 +43,20 @@ EVENTS = os.path.join(ROOT, "events")
 REGION = "us-east-1"
 RUN = f"samlocal-{os.getpid()}"
 
+# The env-vars file the README's commands name; `serve` writes it, the check writes it for its run.
+ENV_FILE = os.path.join(".aws-sam", "local-env.json")
+# The bucket the sample SQS retry job names (it was queued by a stack whose bucket has this name).
+SAMPLE_BUCKET = "mailroom-inbound"
+
+
+def logical_id(binary):
+    """template.yaml's logical id for a function binary: `activate-ruleset` -> ActivateRulesetFunction."""
+    return "".join(part.capitalize() for part in binary.split("-")) + "Function"
+
+
 # The cases and their check are shared with the cargo lambda run (scripts/py/event_cases.py), which
 # names functions by binary; sam names them by logical id.
-LOGICAL_IDS = {"stop": "StopFunction", "bounce": "BounceFunction", "store": "StoreFunction",
-               "fanout": "FanoutFunction", "api": "ApiFunction"}
-CASES = [(LOGICAL_IDS[binary], rel, want) for binary, rel, want in event_cases.CASES]
+CASES = [(logical_id(binary), rel, want) for binary, rel, want in event_cases.CASES]
 MAILBOXES = "support@example.com,@team.example.com,sales@example.com"
 INIT = re.compile(r"Init Duration:\s*([0-9.]+)\s*ms")
 
@@ -138,12 +153,15 @@ def wait_for(host, port):
     raise SystemExit(f"nothing listens on {host}:{port}")
 
 
-def resources(moto):
+def resources(moto, bucket=RUN):
     """The stack's bucket, topic (with an SQS tap to see what was published), queues, secret."""
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
     aws = lambda svc: boto3.client(svc, endpoint_url=moto, region_name=REGION)
     s3, sns, sqs, ssm = aws("s3"), aws("sns"), aws("sqs"), aws("ssm")
-    s3.create_bucket(Bucket=RUN)
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
     topic = sns.create_topic(Name=f"{RUN}-mail")["TopicArn"]
     tap = sqs.create_queue(QueueName=f"{RUN}-tap")["QueueUrl"]
     tap_arn = sqs.get_queue_attributes(QueueUrl=tap, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -153,8 +171,8 @@ def resources(moto):
     secret = "whsec_" + base64.b64encode(b"mailroom sam local check secret!").decode()
     ssm.put_parameter(Name=f"/{RUN}/webhook-secret", Value=secret, Type="SecureString")
     params = {
-        "MAILROOM_RAW_BUCKET": RUN,
-        "MAILROOM_STORE_BUCKET": RUN,
+        "MAILROOM_RAW_BUCKET": bucket,
+        "MAILROOM_STORE_BUCKET": bucket,
         "MAILROOM_TOPIC_ARN": topic,
         "MAILROOM_RETRY_QUEUE_URL": retry,
         "MAILROOM_DLQ_URL": dlq,
@@ -191,66 +209,81 @@ def invoke(logical, event, env_file):
     return out, problems, took, float(init.group(1)) if init else None, p.stderr
 
 
-def main():
-    moto, moto_proc = start_moto()
-    where = urllib.parse.urlsplit(moto)
-    wait_for(where.hostname, where.port)
-    Gateway.moto = (where.hostname, where.port)
-    (s3, sqs, tap), params = resources(moto)
+class LocalAws:
+    """moto, the gateway on the docker bridge, one stack's resources in `bucket`, and the env-vars
+    file that hands their names and the gateway's address to `sam local invoke`."""
 
-    # Bound to the bridge gateway only: reachable from the containers and this machine, no further.
-    gw = bridge_gateway()
-    server = ThreadingHTTPServer((gw, 0), Gateway)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint = f"http://{gw}:{server.server_address[1]}"
-    params.update(MAILROOM_AWS_ENDPOINT_URL=endpoint, MAILROOM_WEBHOOK_URL=f"{endpoint}/hook")
+    def __init__(self, bucket, env_file, own_moto=False):
+        if own_moto:
+            os.environ.pop("MAILROOM_TEST_MOTO_ENDPOINT", None)
+        self.moto, self.moto_proc = start_moto()
+        where = urllib.parse.urlsplit(self.moto)
+        wait_for(where.hostname, where.port)
+        Gateway.moto = (where.hostname, where.port)
+        self.bucket = bucket
+        (self.s3, self.sqs, self.tap), params = resources(self.moto, bucket)
 
-    work = tempfile.mkdtemp(prefix="mailroom-sam-local-")
-    env_file = os.path.join(work, "env.json")
-    with open(env_file, "w") as f:
-        json.dump({"Parameters": params}, f)
+        # Bound to the bridge gateway only: reachable from the containers and this machine, no further.
+        gw = bridge_gateway()
+        self.server = ThreadingHTTPServer((gw, 0), Gateway)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://{gw}:{self.server.server_address[1]}"
+        params.update(MAILROOM_AWS_ENDPOINT_URL=self.endpoint, MAILROOM_WEBHOOK_URL=f"{self.endpoint}/hook")
+        self.env_file = env_file
+        os.makedirs(os.path.dirname(os.path.abspath(env_file)), exist_ok=True)
+        with open(env_file, "w") as f:
+            json.dump({"Parameters": params}, f, indent=2)
 
+    def put_raw(self, mid, eml_rel):
+        with open(os.path.join(EVENTS, eml_rel), "rb") as f:
+            self.s3.put_object(Bucket=self.bucket, Key=f"raw/{mid}", Body=f.read())
+
+    def close(self):
+        self.server.shutdown()
+        if self.moto_proc:
+            self.moto_proc.terminate()
+
+
+def message_id(data, rel):
+    if rel.startswith("sqs/"):
+        return json.loads(data["Records"][0]["body"])["messageId"]
+    return data["Records"][0]["ses"]["mail"]["messageId"]
+
+
+def run_cases(aws, work):
+    """Every sample event, checked; returns the failed ones."""
     failures, inits, times = [], {}, {}
-    try:
-        for logical, rel, want in CASES:
-            data = json.load(open(os.path.join(EVENTS, rel)))
-            if rel.startswith("sqs/"):
-                # The retry job names the bucket of the stack that queued it: point it at ours.
-                for r in data["Records"]:
-                    job = json.loads(r["body"])
-                    job["bucket"] = RUN
-                    r["body"] = json.dumps(job)
-                mid = json.loads(data["Records"][0]["body"])["messageId"]
-            else:
-                mid = data["Records"][0]["ses"]["mail"]["messageId"]
-            if "raw" in want:
-                with open(os.path.join(EVENTS, want["raw"]), "rb") as f:
-                    s3.put_object(Bucket=RUN, Key=f"raw/{mid}", Body=f.read())
-            Gateway.webhooks.clear()
-            Gateway.bounces.clear()
-            event = os.path.join(work, os.path.basename(rel))
-            with open(event, "w") as f:
-                json.dump(data, f)
-            out, problems, took, init, stderr = invoke(logical, event, env_file)
-            problems += event_cases.check(want, out, mid, s3=s3, sqs=sqs, tap=tap, bucket=RUN,
-                                          webhooks=Gateway.webhooks, bounces=Gateway.bounces)
-            if init is not None:
-                inits.setdefault(logical, []).append(init)
-            times.setdefault(logical, []).append(took)
-            shown = json.dumps(out)[:60] if out is not None else "-"
-            init_s = f"init {init:6.1f} ms" if init is not None else "init      - "
-            print(f"{'FAIL' if problems else 'ok  '} {logical:<15} {rel:<38} {took:5.1f}s  {init_s}  {shown}",
-                  flush=True)
-            for pr in problems:
-                print(f"       {pr}")
-            if problems:
-                failures.append(rel)
-                print("       --- sam stderr (tail)\n" + "\n".join("       " + s for s in stderr.splitlines()[-15:]))
-    finally:
-        server.shutdown()
-        shutil.rmtree(work, ignore_errors=True)
-        if moto_proc:
-            moto_proc.terminate()
+    for logical, rel, want in CASES:
+        data = json.load(open(os.path.join(EVENTS, rel)))
+        if rel.startswith("sqs/"):
+            # The retry job names the bucket of the stack that queued it: point it at ours.
+            for r in data["Records"]:
+                job = json.loads(r["body"])
+                job["bucket"] = aws.bucket
+                r["body"] = json.dumps(job)
+        mid = message_id(data, rel)
+        if "raw" in want:
+            aws.put_raw(mid, want["raw"])
+        Gateway.webhooks.clear()
+        Gateway.bounces.clear()
+        event = os.path.join(work, os.path.basename(rel))
+        with open(event, "w") as f:
+            json.dump(data, f)
+        out, problems, took, init, stderr = invoke(logical, event, aws.env_file)
+        problems += event_cases.check(want, out, mid, s3=aws.s3, sqs=aws.sqs, tap=aws.tap, bucket=aws.bucket,
+                                      webhooks=Gateway.webhooks, bounces=Gateway.bounces)
+        if init is not None:
+            inits.setdefault(logical, []).append(init)
+        times.setdefault(logical, []).append(took)
+        shown = json.dumps(out)[:60] if out is not None else "-"
+        init_s = f"init {init:6.1f} ms" if init is not None else "init      - "
+        print(f"{'FAIL' if problems else 'ok  '} {logical:<15} {rel:<38} {took:5.1f}s  {init_s}  {shown}",
+              flush=True)
+        for pr in problems:
+            print(f"       {pr}")
+        if problems:
+            failures.append(rel)
+            print("       --- sam stderr (tail)\n" + "\n".join("       " + s for s in stderr.splitlines()[-15:]))
     # The emulator (RIE) reports an Init Duration, but from when the runtime is already up: it is
     # printed as given, and scripts/cold-start measures the real process start to first poll.
     print("\nfunction         invokes  sam local invoke (median)  RIE Init Duration (median)")
@@ -258,10 +291,121 @@ def main():
         i = inits.get(logical)
         print(f"{logical:<16} {len(times[logical]):>7}  {statistics.median(times[logical]):>23.1f} s"
               f"  {(f'{statistics.median(i):.1f} ms') if i else 'not reported':>32}")
+    return failures
+
+
+def readme_commands():
+    """(command, answer column) of each row of the README's `sam local invoke` table."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    rows = re.findall(r"^\|[^|\n]*\|\s*`(sam local invoke [^`]+)`\s*\|([^\n]*)\|\s*$", text, re.M)
+    if not rows:
+        raise SystemExit("README.md has no `sam local invoke` table rows")
+    return rows
+
+
+def seed_samples(aws):
+    """Every sample event's raw mail in the bucket, under the messageId the event names."""
+    for _, rel, want in CASES:
+        if "raw" in want:
+            aws.put_raw(message_id(json.load(open(os.path.join(EVENTS, rel))), rel), want["raw"])
+
+
+def run_readme(aws):
+    """The README's table, each command exactly as written (from the repository root), with the
+    env-vars file it names written by LocalAws. Returns the rows that failed."""
+    failures = []
+    for command, answer in readme_commands():
+        argv = shlex.split(command)
+        env = dict(os.environ, SAM_CLI_TELEMETRY="0", AWS_MAX_ATTEMPTS="1", AWS_EC2_METADATA_DISABLED="true",
+                   AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION,
+                   AWS_REGION=REGION)
+        Gateway.webhooks.clear()
+        Gateway.bounces.clear()
+        p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        lines = [line for line in p.stdout.splitlines() if line.strip()]
+        problems, answered = [], bool(lines)
+        try:
+            out = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            out, answered = None, False
+        if p.returncode != 0 or not answered:
+            problems.append(f"exit {p.returncode}, answer {lines[-1][:200] if lines else None!r}: "
+                            f"{p.stderr.strip()[-600:]}")
+        elif isinstance(out, dict) and "errorType" in out:
+            problems.append(f"function error: {out}")
+        want = re.search(r"`(\{[^`]*\})`", answer)
+        if want and not problems and out != json.loads(want.group(1)):
+            problems.append(f"answer {out}, README says {want.group(1)}")
+        if "SendBounce" in answer and not Gateway.bounces:
+            problems.append("README says it calls SendBounce; no SendBounce arrived")
+        if "POSTs the webhook" in answer and not Gateway.webhooks:
+            problems.append("README says it POSTs the webhook; none arrived")
+        print(f"{'FAIL' if problems else 'ok  '} {command}", flush=True)
+        for pr in problems:
+            print(f"       {pr}")
+        if problems:
+            failures.append(command)
+    return failures
+
+
+def check():
+    work = tempfile.mkdtemp(prefix="mailroom-sam-local-")
+    aws = LocalAws(RUN, os.path.join(work, "env.json"))
+    try:
+        failures = run_cases(aws, work)
+    finally:
+        aws.close()
+        shutil.rmtree(work, ignore_errors=True)
     if failures:
         raise SystemExit(f"{len(failures)} of {len(CASES)} sample events failed under sam local invoke: "
                          + ", ".join(failures))
     print(f"{len(CASES)} sample events ran through {len(set(c[0] for c in CASES))} functions with sam local invoke")
+
+    # The README's commands as a reader runs them, after `scripts/sam-local-aws` (here: the same
+    # LocalAws, on a moto of its own so the sample bucket's fixed name cannot meet another run's).
+    print(f"\nthe README's sam local invoke table, as written (env-vars file {ENV_FILE})")
+    aws = LocalAws(SAMPLE_BUCKET, os.path.join(ROOT, ENV_FILE), own_moto=True)
+    try:
+        seed_samples(aws)
+        failures = run_readme(aws)
+    finally:
+        aws.close()
+    if failures:
+        raise SystemExit(f"{len(failures)} README sam local invoke commands failed")
+    print(f"{len(readme_commands())} README commands ran as written")
+
+
+def serve():
+    aws = LocalAws(SAMPLE_BUCKET, os.path.join(ROOT, ENV_FILE), own_moto=True)
+    seed_samples(aws)
+    print(f"local AWS for sam local invoke: moto at {aws.moto}, reached from the containers at {aws.endpoint}")
+    print(f"bucket {SAMPLE_BUCKET} holds every sample event's raw mail; names and endpoint are in {ENV_FILE}")
+    print("run the README's sam local invoke commands in another shell; Ctrl-C stops this", flush=True)
+    seen_hooks = seen_bounces = 0
+    try:
+        while True:
+            time.sleep(0.5)
+            for headers, body in Gateway.webhooks[seen_hooks:]:
+                hid = {k.lower(): v for k, v in headers.items()}.get("webhook-id")
+                print(f"webhook POST webhook-id={hid} ({len(body)} bytes)", flush=True)
+            for form in Gateway.bounces[seen_bounces:]:
+                who = [v[0] for k, v in form.items() if k.endswith(".Recipient")]
+                print(f"SES SendBounce for {', '.join(who)}", flush=True)
+            seen_hooks, seen_bounces = len(Gateway.webhooks), len(Gateway.bounces)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        aws.close()
+
+
+def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else "check"
+    if mode == "serve":
+        serve()
+    elif mode == "check":
+        check()
+    else:
+        raise SystemExit(__doc__)
 
 
 if __name__ == "__main__":

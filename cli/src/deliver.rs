@@ -121,7 +121,7 @@ pub fn verdict(trace: &Trace) -> anyhow::Result<()> {
     if trace.rejected.len() == trace.recipients.len() {
         anyhow::bail!(
             "no enabled rule takes {}: SES refuses it at RCPT TO (550 5.1.1)",
-            trace.rejected.join(", ")
+            mail::printable(&trace.rejected.join(", "))
         );
     }
     let failed = trace
@@ -168,17 +168,18 @@ pub fn render(trace: &Trace, template: &str, size: usize, colour: bool) -> Strin
     use std::fmt::Write as _;
     let p = Paint(colour);
     let mut s = String::new();
+    // The envelope is the client's: an ESC in it must not reach the terminal raw.
     let from = if trace.mail_from.is_empty() {
-        "<>"
+        "<>".to_string()
     } else {
-        &trace.mail_from
+        mail::printable(&trace.mail_from)
     };
     let _ = writeln!(
         s,
         "{} {} ({size} bytes) from {from} to {}",
         p.bold("message"),
         trace.message_id,
-        trace.recipients.join(", ")
+        mail::printable(&trace.recipients.join(", "))
     );
     let _ = writeln!(s, "rule set {:?} from {template}", trace.rule_set);
     if !trace.rejected.is_empty() {
@@ -186,7 +187,7 @@ pub fn render(trace: &Trace, template: &str, size: usize, colour: bool) -> Strin
             s,
             "  {} {} (no enabled rule matches: SES answers 550 5.1.1 at RCPT TO)",
             p.red("rejected"),
-            trace.rejected.join(", ")
+            mail::printable(&trace.rejected.join(", "))
         );
     }
     let mut ran = 0;
@@ -265,5 +266,30 @@ fn truncate(s: &str, max: usize) -> String {
     } else {
         let cut: String = s.chars().take(max).collect();
         format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trace_never_prints_control_characters_from_the_envelope() {
+        let trace = Trace {
+            message_id: "m".into(),
+            mail_from: "a\x1b]0;owned\x07@b.example".into(),
+            recipients: vec!["x\x1b[2J@c.example".into()],
+            rule_set: "set".into(),
+            rejected: vec!["y\r\n@c.example".into()],
+            rules: Vec::new(),
+            stopped: None,
+            final_message: Vec::new(),
+        };
+        let text = render(&trace, "template.yaml", 1, false);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("from a?]0;owned?@b.example to x?[2J@c.example"));
     }
 }

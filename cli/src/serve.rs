@@ -1,38 +1,42 @@
 //! `mailroom serve`: accepts SMTP on 127.0.0.1:2525 and runs every message through the emulated
 //! SES receipt rule set, printing a trace per message.
 //!
-//! The SMTP server is written here rather than taken from a crate. The maintained embeddable
-//! server (mailin-embedded) reads each line with an unbounded `read_until` on blocking threads
-//! and has no way to stop it from a test; what the emulator needs is small (RFC 5321 without
-//! relaying or AUTH) and must hold SES's limits exactly, so a bounded async session is simpler
-//! and more robust: command lines ≤ 4 KiB and text lines ≤ 1 MiB, the message capped at 40 MB
-//! (SIZE is advertised and checked at MAIL FROM, the data is counted while read and refused with
-//! 552 past the cap without being kept), at most 100 recipients, a 5-minute idle timeout, and 20
-//! bad commands before the connection is dropped.
+//! The dialogue itself is the emulator's pure state machine ([`mailroom_emulator::smtp`]); this
+//! is the I/O around it: bounded line reads, replies, the message spooled to a temporary file,
+//! STARTTLS, and time. The SMTP server is written here rather than taken from a crate: the
+//! maintained embeddable server (mailin-embedded) reads each line with an unbounded `read_until`
+//! on blocking threads and has no way to stop it from a test, and the emulator must hold SES's
+//! limits exactly.
 //!
-//! Like SES, recipients that no enabled rule matches are refused at RCPT time (550 5.1.1), and
-//! recipients whose every matching rule has `TlsPolicy: Require` are refused without TLS
-//! (530 5.7.0). STARTTLS is offered when a certificate is given (`--tls-cert`, `--tls-key`);
-//! without one, such rules are exercised with `mailroom deliver --tls`.
+//! What one client can take is bounded: at most `--max-connections` sessions at once (more are
+//! answered 421 and closed), each for at most `--session-timeout`, ended after `--idle-timeout`
+//! without progress (NOOPs, rejected commands and repeated EHLOs are not progress). Message data
+//! goes to an anonymous temporary file while it arrives, and only [`MAX_DELIVERIES`] messages are
+//! read back and run through the rule set at once, so parallel large messages do not multiply
+//! memory.
+//!
+//! STARTTLS is offered when a certificate is given (`--tls-cert`, `--tls-key`); without one,
+//! `TlsPolicy: Require` rules are exercised with `mailroom deliver --tls`.
 
 use crate::deliver;
 use anyhow::Context;
+use mailroom_emulator::Emulator;
 use mailroom_emulator::receipt::Envelope;
-use mailroom_emulator::{Emulator, MAX_MESSAGE_BYTES};
+use mailroom_emulator::smtp::{Event, Input, Session, Step, Timeout};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-const MAX_COMMAND_LINE: usize = 4096;
-const MAX_TEXT_LINE: usize = 1024 * 1024;
-const MAX_RECIPIENTS: usize = 100;
-const MAX_ERRORS: usize = 20;
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-const HOSTNAME: &str = "inbound-smtp.local.mailroom";
+/// Messages run through the rule set at once; the others wait with their data on disk.
+const MAX_DELIVERIES: usize = 2;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,6 +52,16 @@ pub struct Args {
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Sessions held at once; further connections are answered 421 and closed.
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_connections: u32,
+    /// Seconds a session may go without progress (a command that moves the transaction on, or
+    /// message data) before it is closed.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Seconds a session may last in all, whatever it does.
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_timeout: u64,
     #[command(flatten)]
     pub settings: crate::settings::EmulatorArgs,
 }
@@ -60,12 +74,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
+/// What every session shares.
+struct Server {
+    emulator: Emulator,
+    output: Output,
+    acceptor: Option<TlsAcceptor>,
+    idle: Duration,
+    lifetime: Duration,
+    /// Messages being read back from their spool and run through the rule set.
+    deliveries: Semaphore,
+}
+
 async fn serve(args: Args) -> anyhow::Result<()> {
     let acceptor = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(tls_acceptor(cert, key)?)),
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
         _ => None,
     };
-    let emulator = Arc::new(Emulator::new(&args.settings.clone().into()).await?);
+    let emulator = Emulator::new(&args.settings.clone().into()).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -86,7 +111,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         template: emulator.template.display().to_string(),
     };
-    let output = Arc::new(output);
+    let server = Arc::new(Server {
+        emulator,
+        output,
+        acceptor,
+        idle: Duration::from_secs(args.idle_timeout),
+        lifetime: Duration::from_secs(args.session_timeout),
+        deliveries: Semaphore::new(MAX_DELIVERIES),
+    });
+    let connections = Arc::new(Semaphore::new(args.max_connections as usize));
+    let mut refused: u64 = 0;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -98,21 +132,35 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                         continue;
                     }
                 };
-                let emulator = emulator.clone();
-                let output = output.clone();
-                let acceptor = acceptor.clone();
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    refused += 1;
+                    refuse(&stream);
+                    continue;
+                };
+                let server = server.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = session(stream, peer, &emulator, &output, acceptor.as_deref()).await {
+                    let _held = permit;
+                    if let Err(e) = session(stream, peer, &server).await {
                         eprintln!("mailroom: session with {peer}: {e}");
                     }
                 });
             }
             _ = tokio::signal::ctrl_c() => {
-                println!("mailroom: stopped");
+                println!("mailroom: stopped ({refused} connections refused over --max-connections)");
                 return Ok(());
             }
         }
     }
+}
+
+/// Answers a connection over the limit and drops it. The write does not wait: a fresh socket's
+/// send buffer takes one line, and a client that cannot take it loses nothing but the reason.
+fn refuse(stream: &TcpStream) {
+    let reply = format!(
+        "421 4.7.0 {} Too many connections, try again later\r\n",
+        mailroom_emulator::smtp::HOSTNAME
+    );
+    let _ = stream.try_write(reply.as_bytes());
 }
 
 /// A TLS acceptor from PEM files, with an explicit crypto provider (several are linked in).
@@ -162,7 +210,7 @@ impl Output {
 
 enum Line {
     Text(Vec<u8>),
-    TooLong,
+    TooLong { crlf: bool },
     Eof,
 }
 
@@ -170,13 +218,14 @@ enum Line {
 async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<Line> {
     let mut line = Vec::new();
     let mut too_long = false;
+    let mut last = 0u8;
     loop {
         let buf = r.fill_buf().await?;
         if buf.is_empty() {
-            return Ok(if line.is_empty() && !too_long {
+            return Ok(if too_long {
+                Line::TooLong { crlf: false }
+            } else if line.is_empty() {
                 Line::Eof
-            } else if too_long {
-                Line::TooLong
             } else {
                 Line::Text(line)
             });
@@ -185,10 +234,16 @@ async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::R
             Some(i) => (&buf[..=i], true),
             None => (buf, false),
         };
+        let crlf = match chunk {
+            [.., b'\r', b'\n'] => true,
+            [b'\n'] => last == b'\r',
+            _ => false,
+        };
+        last = chunk.last().copied().unwrap_or(last);
         if !too_long {
             if line.len() + chunk.len() > max {
                 too_long = true;
-                line.clear();
+                line = Vec::new();
             } else {
                 line.extend_from_slice(chunk);
             }
@@ -197,7 +252,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::R
         r.consume(n);
         if done {
             return Ok(if too_long {
-                Line::TooLong
+                Line::TooLong { crlf }
             } else {
                 Line::Text(line)
             });
@@ -205,52 +260,38 @@ async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::R
     }
 }
 
-async fn timed_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<Line> {
-    match tokio::time::timeout(IDLE_TIMEOUT, read_line(r, max)).await {
-        Ok(res) => res,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "client idle too long",
-        )),
+/// The session's two clocks: progress (idle) and the whole session (lifetime).
+struct Clock {
+    idle: Duration,
+    last_progress: Instant,
+    end_of_life: Instant,
+}
+
+impl Clock {
+    fn deadline(&self) -> Instant {
+        (self.last_progress + self.idle).min(self.end_of_life)
+    }
+
+    fn why(&self) -> Timeout {
+        if self.end_of_life <= self.last_progress + self.idle {
+            Timeout::Lifetime
+        } else {
+            Timeout::Idle
+        }
     }
 }
 
-#[derive(Default)]
-struct Transaction {
-    mail_from: Option<String>,
-    recipients: Vec<String>,
-}
-
-/// `<addr>` plus parameters from `MAIL FROM:` / `RCPT TO:` arguments.
-fn parse_path(arg: &str) -> Option<(String, Vec<(String, String)>)> {
-    let arg = arg.trim();
-    let rest = arg.strip_prefix('<')?;
-    let end = rest.find('>')?;
-    let addr = rest[..end].trim();
-    // Source routes (`<@a,@b:user@c>`) are obsolete; keep the mailbox.
-    let addr = addr.rsplit(':').next().unwrap_or(addr).to_string();
-    let params = rest[end + 1..]
-        .split_whitespace()
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (k.to_ascii_uppercase(), v.to_string()),
-            None => (p.to_ascii_uppercase(), String::new()),
-        })
-        .collect();
-    Some((addr, params))
-}
-
-fn valid_mailbox(addr: &str) -> bool {
-    addr.len() <= 320
-        && addr
-            .rsplit_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains(['@', ' ']))
-        && !addr.contains(['\r', '\n', ' ', '<', '>'])
-}
-
-async fn reply<W: AsyncWrite + Unpin>(w: &mut W, text: &str) -> std::io::Result<()> {
-    w.write_all(text.as_bytes()).await?;
-    w.write_all(b"\r\n").await?;
-    w.flush().await
+/// Sends one reply. A client that does not read its replies gets the idle time to start.
+async fn reply<W: AsyncWrite + Unpin>(w: &mut W, text: &str, idle: Duration) -> anyhow::Result<()> {
+    let write = async {
+        w.write_all(text.as_bytes()).await?;
+        w.write_all(b"\r\n").await?;
+        w.flush().await
+    };
+    tokio::time::timeout(idle, write)
+        .await
+        .context("client does not read its replies")?
+        .context("writing a reply")
 }
 
 /// How a dialogue ended: for good, or to continue over TLS after STARTTLS.
@@ -259,21 +300,20 @@ enum Next {
     StartTls,
 }
 
-async fn session(
-    stream: TcpStream,
-    peer: SocketAddr,
-    emulator: &Emulator,
-    output: &Output,
-    acceptor: Option<&TlsAcceptor>,
-) -> anyhow::Result<()> {
+async fn session(stream: TcpStream, peer: SocketAddr, server: &Server) -> anyhow::Result<()> {
+    let now = Instant::now();
+    let mut clock = Clock {
+        idle: server.idle,
+        last_progress: now,
+        end_of_life: now + server.lifetime,
+    };
+    let rules = &server.emulator.rule_set;
+    let ip = peer.ip().to_string();
     let mut conn = BufReader::new(stream);
-    reply(
-        &mut conn,
-        &format!("220 {HOSTNAME} ESMTP mailroom (local SES receiving emulator)"),
-    )
-    .await?;
-    let next = dialogue(&mut conn, peer, emulator, output, acceptor.is_some(), false).await?;
-    let (Next::StartTls, Some(acceptor)) = (next, acceptor) else {
+    reply(&mut conn, &Session::greeting(), server.idle).await?;
+    let plain = Session::new(rules, ip.clone(), server.acceptor.is_some(), false);
+    let next = dialogue(&mut conn, plain, server, &mut clock).await?;
+    let (Next::StartTls, Some(acceptor)) = (next, &server.acceptor) else {
         return Ok(());
     };
     // Anything the client pipelined after STARTTLS was sent in clear: drop the connection
@@ -281,284 +321,133 @@ async fn session(
     if !conn.buffer().is_empty() {
         anyhow::bail!("data pipelined after STARTTLS; connection dropped");
     }
-    let tls = tokio::time::timeout(IDLE_TIMEOUT, acceptor.accept(conn.into_inner()))
+    let tls = tokio::time::timeout_at(clock.deadline(), acceptor.accept(conn.into_inner()))
         .await
         .context("TLS handshake timed out")?
         .context("TLS handshake")?;
     let mut conn = BufReader::new(tls);
-    dialogue(&mut conn, peer, emulator, output, false, true).await?;
+    dialogue(
+        &mut conn,
+        Session::new(rules, ip, false, true),
+        server,
+        &mut clock,
+    )
+    .await?;
     Ok(())
 }
 
-/// The SMTP conversation, over plain TCP or TLS. RFC 3207: after STARTTLS the client starts
-/// over with EHLO, so a dialogue's state never crosses the upgrade.
+/// Reads lines into the session and carries out what it answers, until it ends.
 async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut BufReader<S>,
-    peer: SocketAddr,
-    emulator: &Emulator,
-    output: &Output,
-    can_starttls: bool,
-    tls: bool,
+    mut session: Session<'_>,
+    server: &Server,
+    clock: &mut Clock,
 ) -> anyhow::Result<Next> {
-    let mut helo: Option<String> = None;
-    let mut tx = Transaction::default();
-    let mut errors = 0;
+    let mut spool: Option<Spool> = None;
     loop {
-        if errors >= MAX_ERRORS {
-            reply(conn, "421 4.7.0 Too many errors, closing connection").await?;
-            return Ok(Next::Done);
-        }
-        let line = match timed_line(conn, MAX_COMMAND_LINE).await {
-            Ok(Line::Text(l)) => l,
-            Ok(Line::Eof) => return Ok(Next::Done),
-            Ok(Line::TooLong) => {
-                errors += 1;
-                reply(conn, "500 5.5.2 Line too long").await?;
-                continue;
+        let read = tokio::time::timeout_at(clock.deadline(), read_line(conn, session.max_line()));
+        let line;
+        let step = match read.await {
+            Err(_) => session.timed_out(clock.why()),
+            Ok(Ok(Line::Eof)) => return Ok(Next::Done),
+            Ok(Ok(Line::TooLong { crlf })) => session.feed(Input::TooLong { crlf }),
+            Ok(Ok(Line::Text(l))) => {
+                line = l;
+                session.feed(Input::Line(&line))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                reply(conn, "421 4.4.2 Idle timeout, closing connection").await?;
-                return Ok(Next::Done);
-            }
-            Err(e) => return Err(e.into()),
+            Ok(Err(e)) => return Err(e.into()),
         };
-        let line = String::from_utf8_lossy(&line);
-        let line = line.trim_end_matches(['\r', '\n']);
-        let (verb, arg) = line.split_once(' ').unwrap_or((line, ""));
-        let verb = verb.to_ascii_uppercase();
-        match verb.as_str() {
-            "EHLO" | "HELO" => {
-                let name = arg.trim();
-                if name.is_empty() {
-                    errors += 1;
-                    reply(conn, &format!("501 5.5.4 {verb} needs a domain")).await?;
-                    continue;
-                }
-                helo = Some(name.to_string());
-                tx = Transaction::default();
-                if verb == "EHLO" {
-                    let starttls = if can_starttls { "250-STARTTLS\r\n" } else { "" };
-                    reply(
-                        conn,
-                        &format!(
-                            "250-{HOSTNAME} Hello {name}\r\n{starttls}250-SIZE {MAX_MESSAGE_BYTES}\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES"
-                        ),
-                    )
-                    .await?;
-                } else {
-                    reply(conn, &format!("250 {HOSTNAME} Hello {name}")).await?;
-                }
-            }
-            "MAIL" => {
-                let Some(path) = arg
-                    .get(..5)
-                    .filter(|p| p.eq_ignore_ascii_case("FROM:"))
-                    .and_then(|_| parse_path(&arg[5..]))
-                else {
-                    errors += 1;
-                    reply(conn, "501 5.5.4 Syntax: MAIL FROM:<address>").await?;
-                    continue;
-                };
-                if helo.is_none() {
-                    errors += 1;
-                    reply(conn, "503 5.5.1 Send EHLO or HELO first").await?;
-                    continue;
-                }
-                if tx.mail_from.is_some() {
-                    errors += 1;
-                    reply(conn, "503 5.5.1 Sender already given").await?;
-                    continue;
-                }
-                let (addr, params) = path;
-                if !addr.is_empty() && !valid_mailbox(&addr) {
-                    errors += 1;
-                    reply(conn, "553 5.1.7 Bad sender address syntax").await?;
-                    continue;
-                }
-                let size = params
-                    .iter()
-                    .find(|(k, _)| k == "SIZE")
-                    .and_then(|(_, v)| v.parse::<u64>().ok());
-                if size.is_some_and(|s| s > MAX_MESSAGE_BYTES as u64) {
-                    reply(
-                        conn,
-                        "552 5.3.4 Message size exceeds fixed maximum message size",
-                    )
-                    .await?;
-                    continue;
-                }
-                tx.mail_from = Some(addr);
-                reply(conn, "250 2.1.0 Ok").await?;
-            }
-            "RCPT" => {
-                let Some((addr, _)) = arg
-                    .get(..3)
-                    .filter(|p| p.eq_ignore_ascii_case("TO:"))
-                    .and_then(|_| parse_path(&arg[3..]))
-                else {
-                    errors += 1;
-                    reply(conn, "501 5.5.4 Syntax: RCPT TO:<address>").await?;
-                    continue;
-                };
-                if tx.mail_from.is_none() {
-                    errors += 1;
-                    reply(conn, "503 5.5.1 Need MAIL before RCPT").await?;
-                    continue;
-                }
-                if !valid_mailbox(&addr) {
-                    errors += 1;
-                    reply(conn, "501 5.1.3 Bad recipient address syntax").await?;
-                    continue;
-                }
-                if tx.recipients.len() >= MAX_RECIPIENTS {
-                    reply(conn, "452 4.5.3 Too many recipients").await?;
-                    continue;
-                }
-                if !emulator.rule_set.accepts(&addr) {
-                    reply(
-                        conn,
-                        &format!(
-                            "550 5.1.1 <{addr}>: Recipient address rejected: no enabled receipt rule matches"
-                        ),
-                    )
-                    .await?;
-                    continue;
-                }
-                if !tls && emulator.rule_set.requires_tls(&addr) {
-                    reply(
-                        conn,
-                        "530 5.7.0 Must issue a STARTTLS command first (TlsPolicy Require)",
-                    )
-                    .await?;
-                    continue;
-                }
-                tx.recipients.push(addr);
-                reply(conn, "250 2.1.5 Ok").await?;
-            }
-            "DATA" => {
-                if tx.mail_from.is_none() || tx.recipients.is_empty() {
-                    errors += 1;
-                    reply(conn, "503 5.5.1 Need MAIL and RCPT before DATA").await?;
-                    continue;
-                }
-                reply(conn, "354 End data with <CR><LF>.<CR><LF>").await?;
-                let data = match read_data(conn).await {
-                    Ok(d) => d,
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                        reply(conn, "421 4.4.2 Idle timeout, closing connection").await?;
-                        return Ok(Next::Done);
+        if step.progress {
+            clock.last_progress = Instant::now();
+        }
+        for event in step.events {
+            match event {
+                Event::Reply(text) => reply(conn, &text, server.idle).await?,
+                Event::Data(bytes) => match &mut spool {
+                    Some(s) => s.write(bytes).await?,
+                    None => spool = Some(Spool::new(bytes).await?),
+                },
+                Event::Discard => spool = None,
+                Event::Message(envelope) => {
+                    let outcome = run_message(server, spool.take(), envelope).await;
+                    let Step { events, progress } = session.delivered(outcome);
+                    if progress {
+                        clock.last_progress = Instant::now();
                     }
-                    Err(e) => return Err(e.into()),
-                };
-                let tx_done = std::mem::take(&mut tx);
-                let raw = match data {
-                    Data::Message(raw) => raw,
-                    Data::TooLarge => {
-                        reply(
-                            conn,
-                            "552 5.3.4 Message size exceeds fixed maximum message size",
-                        )
-                        .await?;
-                        continue;
-                    }
-                    Data::LineTooLong => {
-                        reply(conn, "500 5.5.2 Line too long").await?;
-                        continue;
-                    }
-                    Data::Eof => return Ok(Next::Done),
-                };
-                let envelope = Envelope {
-                    mail_from: tx_done.mail_from.unwrap_or_default(),
-                    recipients: tx_done.recipients,
-                    helo: helo.clone().unwrap_or_default(),
-                    client_ip: peer.ip().to_string(),
-                    tls,
-                };
-                let size = raw.len();
-                match emulator.receive(raw, envelope).await {
-                    Ok(trace) => {
-                        output.trace(&trace, size);
-                        reply(conn, &format!("250 2.0.0 Ok {}", trace.message_id)).await?;
-                    }
-                    Err(e) => {
-                        let msg = format!("{e:#}").replace(['\r', '\n'], " ");
-                        reply(conn, &format!("554 5.6.0 {msg}")).await?;
+                    for event in events {
+                        if let Event::Reply(text) = event {
+                            reply(conn, &text, server.idle).await?;
+                        }
                     }
                 }
-            }
-            "RSET" => {
-                tx = Transaction::default();
-                reply(conn, "250 2.0.0 Ok").await?;
-            }
-            "NOOP" => reply(conn, "250 2.0.0 Ok").await?,
-            "VRFY" => {
-                reply(conn, "252 2.5.2 Cannot verify, but will accept").await?;
-            }
-            "QUIT" => {
-                reply(conn, "221 2.0.0 Bye").await?;
-                return Ok(Next::Done);
-            }
-            "STARTTLS" if can_starttls => {
-                reply(conn, "220 2.0.0 Ready to start TLS").await?;
-                return Ok(Next::StartTls);
-            }
-            "STARTTLS" => {
-                errors += 1;
-                let why = if tls {
-                    "503 5.5.1 TLS already active"
-                } else {
-                    "502 5.5.1 TLS is not configured (serve --tls-cert/--tls-key)"
-                };
-                reply(conn, why).await?;
-            }
-            _ => {
-                errors += 1;
-                reply(conn, "502 5.5.2 Command not recognized").await?;
+                Event::StartTls => return Ok(Next::StartTls),
+                Event::Close => return Ok(Next::Done),
             }
         }
     }
 }
 
-enum Data {
-    Message(Vec<u8>),
-    TooLarge,
-    LineTooLong,
-    Eof,
+/// Reads the message back from its spool and runs it through the rule set, a few at a time.
+async fn run_message(
+    server: &Server,
+    spool: Option<Spool>,
+    envelope: Envelope,
+) -> Result<String, String> {
+    let _turn = server
+        .deliveries
+        .acquire()
+        .await
+        .map_err(|e| e.to_string())?;
+    let raw = match spool {
+        Some(s) => s
+            .into_bytes()
+            .await
+            .map_err(|e| format!("reading the spooled message back: {e}"))?,
+        None => Vec::new(),
+    };
+    let size = raw.len();
+    match server.emulator.receive(raw, envelope).await {
+        Ok(trace) => {
+            server.output.trace(&trace, size);
+            Ok(trace.message_id)
+        }
+        Err(e) => Err(format!("{e:#}")),
+    }
 }
 
-/// Reads DATA through the lone `.` line, undoing dot-stuffing; past the size cap the rest is
-/// read and dropped so the client still gets its 552 in step.
-async fn read_data<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Data> {
-    let mut raw = Vec::new();
-    let mut too_large = false;
-    let mut too_long = false;
-    loop {
-        let line = match timed_line(r, MAX_TEXT_LINE).await? {
-            Line::Eof => return Ok(Data::Eof),
-            Line::TooLong => {
-                too_long = true;
-                continue;
-            }
-            Line::Text(l) => l,
+/// Message data as it arrives, in an anonymous temporary file (gone when dropped), so a slow
+/// client's 40 MB sit on disk rather than in memory.
+struct Spool {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    len: usize,
+}
+
+impl Spool {
+    async fn new(first: &[u8]) -> std::io::Result<Spool> {
+        let file = tokio::task::spawn_blocking(tempfile::tempfile)
+            .await
+            .map_err(std::io::Error::other)??;
+        let mut spool = Spool {
+            file: tokio::io::BufWriter::new(tokio::fs::File::from_std(file)),
+            len: 0,
         };
-        if line == b".\r\n" || line == b".\n" {
-            break;
-        }
-        let line = line.strip_prefix(b".").unwrap_or(&line);
-        if too_large || raw.len() + line.len() > MAX_MESSAGE_BYTES {
-            too_large = true;
-            raw = Vec::new();
-            continue;
-        }
-        raw.extend_from_slice(line);
+        spool.write(first).await?;
+        Ok(spool)
     }
-    Ok(if too_large {
-        Data::TooLarge
-    } else if too_long {
-        Data::LineTooLong
-    } else {
-        Data::Message(raw)
-    })
+
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.len += bytes.len();
+        self.file.write_all(bytes).await
+    }
+
+    async fn into_bytes(mut self) -> std::io::Result<Vec<u8>> {
+        self.file.flush().await?;
+        let mut file = self.file.into_inner();
+        file.seek(std::io::SeekFrom::Start(0)).await?;
+        let mut raw = Vec::with_capacity(self.len);
+        tokio::io::AsyncReadExt::read_to_end(&mut file, &mut raw).await?;
+        Ok(raw)
+    }
 }
 
 #[cfg(test)]
@@ -568,33 +457,36 @@ mod tests {
 
     #[tokio::test]
     async fn lines_are_bounded() {
-        let mut r = BufReader::new(&b"short\r\nloooooooong\r\nend"[..]);
+        let mut r = BufReader::new(&b"short\r\nloooooooong\r\nlooooooooong\nend"[..]);
         assert!(matches!(read_line(&mut r, 8).await.unwrap(), Line::Text(l) if l == b"short\r\n"));
-        assert!(matches!(read_line(&mut r, 8).await.unwrap(), Line::TooLong));
+        assert!(matches!(
+            read_line(&mut r, 8).await.unwrap(),
+            Line::TooLong { crlf: true }
+        ));
+        assert!(matches!(
+            read_line(&mut r, 8).await.unwrap(),
+            Line::TooLong { crlf: false }
+        ));
         assert!(matches!(read_line(&mut r, 8).await.unwrap(), Line::Text(l) if l == b"end"));
         assert!(matches!(read_line(&mut r, 8).await.unwrap(), Line::Eof));
     }
 
     #[tokio::test]
-    async fn data_is_unstuffed_and_ends_at_the_dot() {
-        let mut r = BufReader::new(&b"Subject: x\r\n\r\n..leading dot\r\n.\r\nQUIT\r\n"[..]);
-        let Data::Message(m) = read_data(&mut r).await.unwrap() else {
-            panic!("message expected")
-        };
-        assert_eq!(m, b"Subject: x\r\n\r\n.leading dot\r\n");
-        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Text(l) if l == b"QUIT\r\n"));
+    async fn a_crlf_split_across_reads_is_seen() {
+        let mut r = BufReader::with_capacity(4, &b"0123456\r\nx"[..]);
+        assert!(matches!(
+            read_line(&mut r, 4).await.unwrap(),
+            Line::TooLong { crlf: true }
+        ));
     }
 
-    #[test]
-    fn paths_and_parameters() {
-        let (a, p) = parse_path("<a@b.c> SIZE=100 BODY=8BITMIME").unwrap();
-        assert_eq!(a, "a@b.c");
-        assert_eq!(p[0], ("SIZE".into(), "100".into()));
-        assert_eq!(parse_path("<>").unwrap().0, "");
-        assert_eq!(parse_path("<@relay:u@d.e>").unwrap().0, "u@d.e");
-        assert!(parse_path("a@b.c").is_none());
-        assert!(valid_mailbox("a@b.c"));
-        assert!(!valid_mailbox("a b@c.d"));
-        assert!(!valid_mailbox("nodomain"));
+    #[tokio::test]
+    async fn the_spool_gives_back_what_was_written() {
+        let mut spool = Spool::new(b"Subject: x\r\n").await.unwrap();
+        spool.write(b"\r\nbody\r\n").await.unwrap();
+        assert_eq!(
+            spool.into_bytes().await.unwrap(),
+            b"Subject: x\r\n\r\nbody\r\n"
+        );
     }
 }

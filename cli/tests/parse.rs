@@ -1,7 +1,7 @@
 //! `mailroom parse` as a user runs it: the real binary on every fixture, on stdin and on bad input.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn mailroom(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -25,18 +25,6 @@ fn mailroom(args: &[&str], stdin: Option<&[u8]>) -> Output {
     }
 }
 
-fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/mail");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-        .collect();
-    files.sort();
-    files
-}
-
 fn json(bytes: &[u8], what: &str) -> serde_json::Value {
     match serde_json::from_slice(bytes) {
         Ok(v) => v,
@@ -54,7 +42,7 @@ fn assert_one_line_error(out: &Output) {
 
 #[test]
 fn parse_prints_the_expected_model_for_every_fixture() {
-    let files = fixtures();
+    let files = mailroom_testkit::mail_fixtures();
     assert!(files.len() >= 12);
     for eml in files {
         let path = eml.to_string_lossy().into_owned();

@@ -388,3 +388,189 @@ async fn starttls_lets_tls_required_recipients_in() {
     assert!(secure["skipped"].is_null(), "{secure}");
     assert!(say(&mut tls, "QUIT").await.starts_with("221 "));
 }
+
+/// `mailroom serve` on `strict.yaml` with a fresh state folder (kept while the `TempDir` lives).
+fn strict(extra: &[&str]) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &test_template("strict.yaml"),
+        &dir.path().join("state"),
+        extra,
+    );
+    (dir, server)
+}
+
+/// Sends `commands` round and round, each answered 250, pausing `pause` before each, until the
+/// server ends the session: unprompted, or with a 421 in place of a command's answer (whichever the
+/// timing gives), or 80 commands have gone; returns what it said last.
+fn until_the_server_speaks(
+    s: &mut TcpStream,
+    r: &mut BufReader<TcpStream>,
+    commands: &[&str],
+    pause: Duration,
+) -> String {
+    for command in commands.iter().cycle().take(80) {
+        if let Some(line) = unprompted(r, pause) {
+            return line;
+        }
+        let reply = exchange(s, r, command);
+        if reply.starts_with("421 ") {
+            return reply;
+        }
+        assert!(reply.starts_with("250 "), "{command}: {reply}");
+    }
+    String::new()
+}
+
+/// A plain-socket client: connects and reads the greeting.
+fn client(server: &Server) -> (TcpStream, BufReader<TcpStream>, String) {
+    let s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut s = s;
+    let greeting = exchange(&mut s, &mut r, "");
+    (s, r, greeting)
+}
+
+/// A line the server sends unprompted within `wait` (a 421 before it closes), if any. Asking
+/// first keeps the client from writing into a closed connection.
+fn unprompted(r: &mut BufReader<TcpStream>, wait: Duration) -> Option<String> {
+    r.get_ref().set_read_timeout(Some(wait)).unwrap();
+    let mut line = String::new();
+    let got = r.read_line(&mut line);
+    r.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    match got {
+        Ok(_) => Some(line),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Whether the server has closed its side: a read returns nothing.
+fn closed(r: &mut BufReader<TcpStream>) -> bool {
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).is_ok() && rest.is_empty()
+}
+
+#[test]
+fn connections_over_the_limit_are_refused_with_421() {
+    let (_dir, server) = strict(&[]);
+    // The default limit is 100 sessions: the 101st and later are answered 421 and closed.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let (s, r, greeting) = client(&server);
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        held.push((s, r));
+    }
+    for _ in 0..5 {
+        let (_s, mut r, greeting) = client(&server);
+        assert!(greeting.starts_with("421 4.7.0"), "{greeting}");
+        assert!(closed(&mut r));
+    }
+    // A held session still works, and once sessions end their places are free again.
+    let (s, r) = &mut held[0];
+    assert!(exchange(s, r, "EHLO client.test").starts_with("250"));
+    for (mut s, mut r) in held.drain(..) {
+        assert!(exchange(&mut s, &mut r, "QUIT").starts_with("221 "));
+    }
+    let greeting = (0..100)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            client(&server).2
+        })
+        .find(|g| g.starts_with("220 "));
+    assert!(greeting.is_some(), "places were not freed");
+}
+
+#[test]
+fn rejected_recipients_end_the_session() {
+    let (_dir, server) = strict(&[]);
+    let (mut s, mut r, _) = client(&server);
+    assert!(exchange(&mut s, &mut r, "EHLO client.test").starts_with("250"));
+    assert!(exchange(&mut s, &mut r, "MAIL FROM:<a@b.example>").starts_with("250 "));
+    // Twenty refused recipients are twenty errors: the last is followed by 421 and the end.
+    for i in 0..20 {
+        let reply = exchange(&mut s, &mut r, &format!("RCPT TO:<u{i}@nowhere.example>"));
+        assert!(reply.starts_with("550 "), "{reply}");
+    }
+    let mut bye = String::new();
+    r.read_line(&mut bye).unwrap();
+    assert!(bye.starts_with("421 4.7.0"), "{bye}");
+    assert!(closed(&mut r));
+}
+
+#[test]
+fn a_bare_lf_dot_does_not_end_data_and_nothing_is_smuggled() {
+    let (_dir, server) = strict(&[]);
+    let (mut s, mut r, _) = client(&server);
+    assert!(exchange(&mut s, &mut r, "EHLO client.test").starts_with("250"));
+    assert!(exchange(&mut s, &mut r, "MAIL FROM:<a@b.example>").starts_with("250 "));
+    assert!(exchange(&mut s, &mut r, "RCPT TO:<x@plain.example.com>").starts_with("250 "));
+    assert!(exchange(&mut s, &mut r, "DATA").starts_with("354 "));
+    // After a bare-LF ".", a second transaction to another recipient; then the real end.
+    let smuggled = "Subject: first\r\n\r\nhello\n.\nMAIL FROM:<evil@b.example>\r\nRCPT TO:<y@plain.example.com>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n.";
+    let done = exchange(&mut s, &mut r, smuggled);
+    assert!(done.starts_with("250 2.0.0 Ok "), "{done}");
+    let id = done.trim().rsplit(' ').next().unwrap().to_string();
+    let stored =
+        std::fs::read_to_string(server.state.join("s3/strict-bucket/plain").join(&id)).unwrap();
+    assert!(
+        stored.contains("hello\n.\nMAIL FROM:<evil@b.example>\r\n"),
+        "{stored}"
+    );
+    assert!(exchange(&mut s, &mut r, "QUIT").starts_with("221 "));
+    assert!(closed(&mut r), "no second reply: nothing was smuggled");
+    let trace = server.next_trace();
+    assert_eq!(
+        trace["recipients"],
+        serde_json::json!(["x@plain.example.com"])
+    );
+    let stored = std::fs::read_dir(server.state.join("s3/strict-bucket/plain"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 1, "one message, not two");
+}
+
+#[test]
+fn control_characters_in_helo_and_mail_from_are_refused() {
+    let (_dir, server) = strict(&[]);
+    let (mut s, mut r, _) = client(&server);
+    let helo = exchange(&mut s, &mut r, "EHLO evil\rX-Injected: yes");
+    assert!(helo.starts_with("501 "), "{helo}");
+    let helo = exchange(&mut s, &mut r, "EHLO evil\0nul");
+    assert!(helo.starts_with("501 "), "{helo}");
+    assert!(exchange(&mut s, &mut r, "EHLO client.test").starts_with("250"));
+    let from = exchange(&mut s, &mut r, "MAIL FROM:<a\x1b]0;owned\x07@b.example>");
+    assert!(from.starts_with("553 "), "{from}");
+}
+
+#[test]
+fn a_slow_drip_of_noops_does_not_hold_a_session() {
+    let (_dir, server) = strict(&["--idle-timeout", "2", "--session-timeout", "600"]);
+    let (mut s, mut r, _) = client(&server);
+    assert!(exchange(&mut s, &mut r, "EHLO client.test").starts_with("250"));
+    // Each NOOP comes well within the idle time, yet none of them is progress.
+    let last = until_the_server_speaks(&mut s, &mut r, &["NOOP"], Duration::from_millis(500));
+    assert!(last.starts_with("421 4.4.2 Idle"), "{last}");
+    assert!(closed(&mut r));
+}
+
+#[test]
+fn a_session_that_keeps_making_progress_still_ends() {
+    let (_dir, server) = strict(&["--idle-timeout", "600", "--session-timeout", "2"]);
+    let (mut s, mut r, _) = client(&server);
+    assert!(exchange(&mut s, &mut r, "EHLO client.test").starts_with("250"));
+    let commands = ["MAIL FROM:<a@b.example>", "RSET"];
+    let last = until_the_server_speaks(&mut s, &mut r, &commands, Duration::from_millis(150));
+    assert!(last.starts_with("421 4.4.2 Session time limit"), "{last}");
+    assert!(closed(&mut r));
+}

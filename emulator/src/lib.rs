@@ -16,6 +16,7 @@
 //! - [`ports`]: the set of ports handed to functions and actions, local or AWS, recording writes.
 //! - [`local`]: file-system adapters, one file per port.
 //! - [`sink`]: the local webhook receiver.
+//! - [`smtp`]: the SMTP session of `mailroom serve`, a pure state machine (no I/O).
 
 pub mod executor;
 pub mod functions;
@@ -23,6 +24,7 @@ pub mod local;
 pub mod ports;
 pub mod receipt;
 pub mod sink;
+pub mod smtp;
 pub mod template;
 
 use anyhow::Context;

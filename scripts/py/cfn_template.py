@@ -80,8 +80,8 @@ def sub_text(value):
 
 class Resolver:
     """Just enough CloudFormation to compute a function's environment: parameters (defaults plus
-    overrides), pseudo parameters, Ref/GetAtt of resources given by `physical`, If/Equals/Not
-    and Sub. Anything else is refused by name rather than guessed."""
+    overrides), pseudo parameters, Ref/GetAtt of resources given by `physical`, If, Equals,
+    Not, And, Or, Condition, Join, Split, Select and Sub. Anything else is refused by name rather than guessed."""
 
     def __init__(self, template, params, physical, pseudo):
         self.template, self.physical = template, physical
@@ -106,6 +106,18 @@ class Resolver:
                 return self.value(a[0]) == self.value(a[1])
             if k == "Fn::Not":
                 return not self.value(a[0])
+            if k == "Fn::And":
+                return all(self.value(x) for x in a)
+            if k == "Fn::Or":
+                return any(self.value(x) for x in a)
+            if k == "Condition":
+                return self.value(self.template.conditions[a])
+            if k == "Fn::Join":
+                return str(a[0]).join(str(self.value(x)) for x in self.value(a[1]))
+            if k == "Fn::Split":
+                return str(self.value(a[1])).split(a[0])
+            if k == "Fn::Select":
+                return self.value(a[1])[int(self.value(a[0]))]
             if k == "Fn::Sub":
                 text, extra = (a, {}) if isinstance(a, str) else (a[0], a[1])
                 out = text

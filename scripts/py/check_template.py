@@ -34,6 +34,23 @@ REQUEST_RESPONSE_BINARIES = {"stop", "bounce"}
 RAW_BUCKET_VAR = "MAILROOM_RAW_BUCKET"
 RAW_PREFIX_VAR = "MAILROOM_RAW_PREFIX"
 SES = "ses.amazonaws.com"
+# What one job of an SQS batch may take at worst, per binary: the variable bounding it, its unit
+# in seconds, and where the crate's default for it is written (used when the template leaves the
+# variable unset).
+PER_JOB_WORST_CASE = {
+    "api": ("MAILROOM_WEBHOOK_TIMEOUT_MS", 0.001,
+            "functions/api/src/config.rs", r"parsed_or\(env, TIMEOUT_VAR, ([0-9_]+)\)"),
+}
+# Beyond the per-job bound: reading the raw mail, uploading attachments, enqueueing the next
+# attempt, a cold start.
+BATCH_MARGIN_S = 10
+# Lambda's SQS poller: the queue's visibility timeout at least six times the function timeout.
+VISIBILITY_FACTOR = 6
+# CloudFormation and SAM defaults.
+DEFAULT_TIMEOUT_S = 3
+DEFAULT_VISIBILITY_S = 30
+DEFAULT_RETENTION_S = 345600
+DEFAULT_BATCH = 10
 
 
 _ENV_VARS = None
@@ -98,6 +115,8 @@ class Checker:
             self.rule(name, sets)
         for fn in self.t.of_type("AWS::Serverless::Function"):
             self.function(fn)
+            self.sqs_consumer(fn)
+            self.on_failure(fn)
         return self.errors
 
     def rule(self, name, sets):
@@ -272,6 +291,119 @@ class Checker:
                 self.err(fn, f"{manifest} declares no [[bin]] named {binary!r}")
         if binary:
             self.env_names(fn, binary)
+
+    def number(self, value, default):
+        value = self.param_default(value)
+        if value is None:
+            return default
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+
+    def queue_of(self, value):
+        """The logical id of a template AWS::SQS::Queue that `value` (!GetAtt Q.Arn) names."""
+        target = ref_target(value)
+        if target and (self.res.get(target) or {}).get("Type") == "AWS::SQS::Queue":
+            return target
+        return None
+
+    def per_job_seconds(self, fn, binary):
+        """The worst case of one batch job: the bounding variable from the function's environment,
+        else the crate's default for it."""
+        var, unit, source, pattern = PER_JOB_WORST_CASE[binary]
+        value = self.param_default(self.t.function_env(fn).get(var))
+        if value is None or value == "":
+            path = os.path.join(ROOT, source)
+            m = re.search(pattern, open(path, encoding="utf-8").read()) if os.path.isfile(path) else None
+            if not m:
+                self.err(fn, f"{var} is unset and its default is not found in {source}")
+                return None
+            value = m.group(1).replace("_", "")
+        try:
+            return float(value) * unit
+        except ValueError:
+            self.err(fn, f"{var} {value!r} is not a number")
+            return None
+
+    def sqs_consumer(self, fn):
+        """A function fed by an SQS queue: its timeout covers a whole batch, the queue hides a
+        message long enough for retries of it, and what fails repeatedly is redriven to a dead-letter
+        queue (the shape `mailroom replay` reads)."""
+        timeout = self.number(self.t.function_prop(fn, "Timeout"), DEFAULT_TIMEOUT_S)
+        events = self.t.properties(fn).get("Events") or {}
+        for name, ev in events.items():
+            if (ev or {}).get("Type") != "SQS":
+                continue
+            where = f"{fn} event {name}"
+            props = ev.get("Properties") or {}
+            queue = self.queue_of(props.get("Queue"))
+            if queue is None:
+                self.err(where, "Queue must !GetAtt an AWS::SQS::Queue of this template (to check its settings)")
+                continue
+            binary = self.t.function_binary(fn)
+            batch = self.number(props.get("BatchSize"), DEFAULT_BATCH)
+            if binary not in PER_JOB_WORST_CASE:
+                self.err(where, f"no per-job worst case is known for {binary!r} (PER_JOB_WORST_CASE)")
+            elif timeout is not None and batch is not None:
+                job = self.per_job_seconds(fn, binary)
+                if job is not None and timeout < batch * job + BATCH_MARGIN_S:
+                    self.err(where, f"Timeout {timeout:g} s is below BatchSize {batch:g} x {job:g} s per job "
+                                    f"+ {BATCH_MARGIN_S} s margin = {batch * job + BATCH_MARGIN_S:g} s: a batch of "
+                                    "slow jobs times out and its finished jobs run again")
+            qprops = self.t.properties(queue)
+            vis = self.number(qprops.get("VisibilityTimeout"), DEFAULT_VISIBILITY_S)
+            if timeout is not None and vis is not None and vis < VISIBILITY_FACTOR * timeout:
+                self.err(queue, f"VisibilityTimeout {vis:g} s is below {VISIBILITY_FACTOR} x the timeout of its "
+                                f"consumer {fn} ({VISIBILITY_FACTOR * timeout:g} s)")
+            self.redrive(queue)
+
+    def redrive(self, queue):
+        redrive = self.t.properties(queue).get("RedrivePolicy")
+        if isinstance(redrive, str):
+            try:
+                redrive = json.loads(redrive)
+            except ValueError:
+                redrive = None
+        if not isinstance(redrive, dict):
+            self.err(queue, "a queue a function consumes needs a RedrivePolicy (deadLetterTargetArn and "
+                            "maxReceiveCount): otherwise a job that keeps failing is retried until it expires")
+            return
+        dlq = self.queue_of(redrive.get("deadLetterTargetArn"))
+        count = self.number(redrive.get("maxReceiveCount"), None)
+        if dlq is None:
+            self.err(queue, "RedrivePolicy.deadLetterTargetArn must !GetAtt an AWS::SQS::Queue of this template")
+        if count is None or count < 1:
+            self.err(queue, "RedrivePolicy.maxReceiveCount must be a number of at least 1")
+        if dlq is not None:
+            self.retention_covers(queue, dlq)
+
+    def retention_covers(self, source, dlq):
+        # A redriven message keeps its original enqueue time: a DLQ that keeps messages for less
+        # time than the source queue deletes them early.
+        src = self.number(self.t.properties(source).get("MessageRetentionPeriod"), DEFAULT_RETENTION_S)
+        dst = self.number(self.t.properties(dlq).get("MessageRetentionPeriod"), DEFAULT_RETENTION_S)
+        if src is not None and dst is not None and dst < src:
+            self.err(dlq, f"MessageRetentionPeriod {dst:.0f} s is shorter than that of {source} ({src:.0f} s), "
+                          "whose failures it receives")
+
+    def on_failure(self, fn):
+        """An Event-invoked function (every Lambda action that is not RequestResponse) sends what
+        fails every async retry to an SQS queue of this template: the only place replay reads."""
+        invoked_as_event = False
+        for r in self.t.of_type("AWS::SES::ReceiptRule").values():
+            for action in (((r.get("Properties") or {}).get("Rule") or {}).get("Actions") or []):
+                body = action.get("LambdaAction") if isinstance(action, dict) else None
+                if body and ref_target(body.get("FunctionArn")) == fn \
+                        and body.get("InvocationType", "Event") == "Event":
+                    invoked_as_event = True
+        if not invoked_as_event:
+            return
+        cfg = self.t.properties(fn).get("EventInvokeConfig") or {}
+        dest = ((cfg.get("DestinationConfig") or {}).get("OnFailure") or {})
+        if dest.get("Type") != "SQS" or self.queue_of(dest.get("Destination")) is None:
+            self.err(fn, "runs as an Event Lambda action, so EventInvokeConfig.DestinationConfig.OnFailure "
+                         "must be Type SQS with Destination !GetAtt a queue of this template (what replay reads)")
 
     def env_names(self, fn, binary):
         """Every MAILROOM_* variable the template sets on a function must be one its own crate

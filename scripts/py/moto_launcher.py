@@ -5,6 +5,10 @@
                                              to DIR/mailroom-moto-<port>.log (default: $TMPDIR)
     moto_launcher.py supervise PORT          run a server on PORT until stdin closes, then stop
                                              it: a caller that dies takes its server along
+    ... start --iam / supervise PORT --iam   the same, with IAM enforced from the first request
+                                             on: an administrator user is created first and its
+                                             keys printed after the endpoint ("KEYID:SECRET";
+                                             supervise prints "<endpoint> <keys>" on stdout)
 
 From Python: `endpoint_or_start()` reuses MAILROOM_TEST_MOTO_ENDPOINT when the test command set
 it, and otherwise starts a private server.
@@ -64,6 +68,25 @@ def start(log_dir=None):
     return endpoint, proc
 
 
+def enforce_iam(endpoint):
+    """Creates an administrator (every action on every resource) while moto still lets anyone in,
+    then turns IAM enforcement on for every later request: from then on only keys of IAM users
+    work, each limited by its policies. Returns the administrator's "KEYID:SECRET"."""
+    import json
+    import boto3
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+    iam.create_user(UserName="mailroom-test-admin")
+    iam.put_user_policy(UserName="mailroom-test-admin", PolicyName="everything", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="mailroom-test-admin")["AccessKey"]
+    # moto authenticates once its count of unauthenticated requests reaches this number.
+    req = urllib.request.Request(endpoint + "/moto-api/reset-auth", data=b"0", method="POST",
+                                 headers={"Content-Type": "text/plain"})
+    urllib.request.urlopen(req, timeout=10).read()
+    return f"{key['AccessKeyId']}:{key['SecretAccessKey']}"
+
+
 def endpoint_or_start():
     """(endpoint, process or None): the test command's server if it set one, else a new one."""
     endpoint = os.environ.get(ENDPOINT_VAR, "").strip().rstrip("/")
@@ -74,12 +97,22 @@ def endpoint_or_start():
 
 
 def main(args):
+    iam = "--iam" in args
+    args = [a for a in args if a != "--iam"]
     if args[:1] == ["start"]:
         log_dir = args[2] if args[1:2] == ["--log-dir"] and len(args) > 2 else tempfile.gettempdir()
         endpoint, proc = start(log_dir)
-        print(endpoint, proc.pid)
+        print(endpoint, proc.pid, *([enforce_iam(endpoint)] if iam else []))
     elif args[:1] == ["supervise"] and len(args) == 2:
         proc = spawn(int(args[1]))
+        if iam:
+            endpoint = f"http://127.0.0.1:{args[1]}"
+            try:
+                wait_ready(endpoint, 60)
+                print(endpoint, enforce_iam(endpoint), flush=True)
+            except BaseException:
+                proc.terminate()
+                raise
         sys.stdin.read()
         proc.terminate()
     else:

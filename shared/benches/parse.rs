@@ -3,7 +3,6 @@
 //! Run: `cargo bench --ignore-rust-version -p mailroom --bench parse -- --warm-up-time 1 --measurement-time 3`.
 
 use std::hint::black_box;
-use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mailroom::{Email, Limits};
@@ -54,14 +53,7 @@ fn generated(size: usize) -> Vec<u8> {
 }
 
 fn fixtures(c: &mut Criterion) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/mail");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-        .collect();
-    files.sort();
+    let files = mailroom_testkit::mail_fixtures();
     let limits = Limits::default();
     let mut group = c.benchmark_group("fixtures");
     let all: Vec<(String, Vec<u8>)> = files

@@ -9,36 +9,23 @@
 //! `<name>.json.<variant>.failed`) for `diff`; `*.failed` is gitignored. `MAILROOM_BLESS=1`
 //! rewrites the expected files instead: read every rewritten file before committing it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mailroom::{Email, Limits, Parsed};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/mail");
-    let samples = emls(&root);
+    let samples = mailroom_testkit::mail_fixtures();
     assert!(
         samples.len() >= 12,
         "expected the fixture set, found {}",
         samples.len()
     );
     // One fixture per parsing defect found on real mail, named after what it reproduces.
-    let defects = emls(&root.join("defects"));
+    let defects = mailroom_testkit::defect_fixtures();
     assert!(!defects.is_empty(), "expected the defect fixtures");
     samples.into_iter().chain(defects).collect()
-}
-
-fn emls(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-            .collect(),
-        Err(e) => panic!("cannot read {}: {e}", dir.display()),
-    };
-    files.sort();
-    files
 }
 
 fn parse(raw: &[u8], name: &str) -> Parsed {

@@ -6,8 +6,6 @@
 //! `size` matches the bytes, `size` is the input length, safe filenames are safe, and the JSON
 //! round-trips.
 
-use std::path::Path;
-
 use mailroom::{Email, Limits, ParseError, Parsed};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
@@ -217,15 +215,10 @@ fn message(part: &Part, crlf: bool) -> Vec<u8> {
 }
 
 fn fixtures() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/mail");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-        .collect();
-    files.sort();
-    files.iter().filter_map(|p| std::fs::read(p).ok()).collect()
+    mailroom_testkit::mail_fixtures()
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .collect()
 }
 
 #[derive(Debug, Clone)]

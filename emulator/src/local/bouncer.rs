@@ -19,11 +19,13 @@ pub struct LocalBouncer {
     received: Arc<Mutex<Received24h>>,
 }
 
-/// The messages a bounce may refer to, oldest first, bounded so a long `serve` stays small.
+/// The messages a bounce may refer to, oldest first, bounded in count and in bytes so a long
+/// `serve` stays small whatever it is sent.
 #[derive(Debug, Default)]
 struct Received24h {
     order: VecDeque<String>,
     by_id: HashMap<String, Original>,
+    bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +35,11 @@ struct Original {
 }
 
 const REMEMBERED: usize = 10_000;
+/// The most of one message's header block kept for its DSN (`text/rfc822-headers`): a message
+/// that is all header must not be kept whole.
+const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// The most header bytes kept for all remembered messages together.
+const REMEMBERED_BYTES: usize = 16 * 1024 * 1024;
 
 impl LocalBouncer {
     pub fn new(state: &Path) -> Self {
@@ -44,18 +51,23 @@ impl LocalBouncer {
 
     /// Records a received message so that bounces of it can be addressed.
     pub fn remember(&self, message_id: &str, mail_from: &str, raw: &[u8]) {
-        let (_, body_at) = crate::receipt::mail::split_headers(raw);
         let original = Original {
             mail_from: mail_from.to_string(),
-            header_block: raw[..body_at.min(raw.len())].to_vec(),
+            header_block: header_block(raw).to_vec(),
         };
+        let size = original.header_block.len() + original.mail_from.len();
         if let Ok(mut r) = self.received.lock() {
-            if r.by_id.insert(message_id.to_string(), original).is_none() {
-                r.order.push_back(message_id.to_string());
+            r.bytes += size;
+            match r.by_id.insert(message_id.to_string(), original) {
+                None => r.order.push_back(message_id.to_string()),
+                Some(old) => r.bytes -= old.header_block.len() + old.mail_from.len(),
             }
-            while r.order.len() > REMEMBERED {
-                if let Some(old) = r.order.pop_front() {
-                    r.by_id.remove(&old);
+            while r.order.len() > REMEMBERED || r.bytes > REMEMBERED_BYTES {
+                let Some(oldest) = r.order.pop_front() else {
+                    break;
+                };
+                if let Some(old) = r.by_id.remove(&oldest) {
+                    r.bytes -= old.header_block.len() + old.mail_from.len();
                 }
             }
         }
@@ -66,6 +78,20 @@ impl LocalBouncer {
             .lock()
             .ok()
             .and_then(|r| r.by_id.get(message_id).cloned())
+    }
+}
+
+/// The header block of `raw`, at most [`MAX_HEADER_BLOCK`] bytes of it, cut after a whole line.
+fn header_block(raw: &[u8]) -> &[u8] {
+    let head = &raw[..raw.len().min(MAX_HEADER_BLOCK)];
+    let (_, body_at) = crate::receipt::mail::split_headers(head);
+    let block = &head[..body_at.min(head.len())];
+    if block.len() < MAX_HEADER_BLOCK {
+        return block;
+    }
+    match block.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &block[..=i],
+        None => &[],
     }
 }
 
@@ -252,5 +278,44 @@ mod tests {
         assert!(dir.path().join("outbox/m1-bounce-1.json").exists());
         b.send_bounce(&req).await.unwrap();
         assert!(dir.path().join("outbox/m1-bounce-2.eml").exists());
+    }
+
+    /// A message that is all header: 100 KiB of fields and no body.
+    fn all_header(n: usize) -> Vec<u8> {
+        let mut raw = b"Subject: big\r\n".to_vec();
+        while raw.len() < 100 * 1024 {
+            raw.extend_from_slice(format!("X-Pad-{n}: {}\r\n", "x".repeat(200)).as_bytes());
+        }
+        raw
+    }
+
+    #[test]
+    fn a_message_that_is_all_header_is_not_kept_whole() {
+        let raw = all_header(0);
+        let block = header_block(&raw);
+        assert!(block.len() <= MAX_HEADER_BLOCK, "{}", block.len());
+        assert!(block.len() > MAX_HEADER_BLOCK - 300);
+        assert!(block.starts_with(b"Subject: big\r\n") && block.ends_with(b"\r\n"));
+        assert_eq!(header_block(b"A: b\r\n\r\nbody"), b"A: b\r\n\r\n");
+    }
+
+    #[test]
+    fn remembered_messages_are_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBouncer::new(dir.path());
+        let mails = 2 * REMEMBERED_BYTES / MAX_HEADER_BLOCK;
+        for n in 0..mails {
+            b.remember(&format!("m{n}"), "s@x.org", &all_header(n));
+        }
+        let r = b.received.lock().unwrap();
+        let held: usize = r
+            .by_id
+            .values()
+            .map(|o| o.header_block.len() + o.mail_from.len())
+            .sum();
+        assert_eq!(held, r.bytes);
+        assert!(r.bytes <= REMEMBERED_BYTES, "{}", r.bytes);
+        assert!(!r.by_id.contains_key("m0"), "the oldest is forgotten first");
+        assert!(r.by_id.contains_key(&format!("m{}", mails - 1)));
     }
 }

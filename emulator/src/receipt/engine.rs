@@ -215,16 +215,7 @@ pub async fn evaluate(rule_set: &RuleSet, inbound: &Inbound, executor: &dyn Exec
             actions: Vec::new(),
             ended_by: None,
         };
-        if !rule.enabled {
-            rt.skipped = Some("disabled (Enabled is false)".to_string());
-        } else if matched.is_empty() {
-            rt.skipped = Some("no recipient matched".to_string());
-        } else if rule.tls_policy == TlsPolicy::Require && !env.tls {
-            rt.skipped = Some(
-                "TlsPolicy Require and the message did not arrive over TLS (SES bounces it)"
-                    .to_string(),
-            );
-        }
+        rt.skipped = skip_reason(rule, &matched, env.tls);
         if rt.skipped.is_some() {
             trace.rules.push(rt);
             continue;
@@ -274,37 +265,13 @@ pub async fn evaluate(rule_set: &RuleSet, inbound: &Inbound, executor: &dyn Exec
                 mail: &mail,
                 receipt: &receipt,
             };
-            let mut disposition = Disposition::Continue;
-            match executor.execute(&step).await {
-                Ok(outcome) => {
-                    at.outputs = outcome.outputs;
-                    at.summary = outcome.summary;
-                    if let Action::Lambda {
-                        invocation_type, ..
-                    } = action
-                    {
-                        match invocation_type {
-                            InvocationType::RequestResponse => {
-                                disposition =
-                                    Disposition::parse_lenient(outcome.disposition.as_deref());
-                                at.disposition = Some(disposition.as_str().to_string());
-                            }
-                            InvocationType::Event => {
-                                if let Some(d) = outcome.disposition {
-                                    let note = format!(
-                                        "returned disposition {d:?}, ignored for an Event invocation"
-                                    );
-                                    at.summary = Some(match at.summary.take() {
-                                        Some(s) => format!("{s}; {note}"),
-                                        None => note,
-                                    });
-                                }
-                            }
-                        }
-                    }
+            let disposition = match executor.execute(&step).await {
+                Ok(outcome) => record_outcome(action, outcome, &mut at),
+                Err(error) => {
+                    at.status = Status::Failed { error };
+                    Disposition::Continue
                 }
-                Err(error) => at.status = Status::Failed { error },
-            }
+            };
             rt.actions.push(at);
             if matches!(action, Action::Stop { .. }) {
                 rt.ended_by = Some("Stop action".to_string());
@@ -333,6 +300,52 @@ pub async fn evaluate(rule_set: &RuleSet, inbound: &Inbound, executor: &dyn Exec
     }
     trace.final_message = message;
     trace
+}
+
+/// Why SES would not run `rule` for this message, if it would not.
+fn skip_reason(rule: &Rule, matched: &[String], tls: bool) -> Option<String> {
+    if !rule.enabled {
+        Some("disabled (Enabled is false)".to_string())
+    } else if matched.is_empty() {
+        Some("no recipient matched".to_string())
+    } else if rule.tls_policy == TlsPolicy::Require && !tls {
+        Some(
+            "TlsPolicy Require and the message did not arrive over TLS (SES bounces it)"
+                .to_string(),
+        )
+    } else {
+        None
+    }
+}
+
+/// Notes a successful action's outcome in its trace and returns the disposition SES honours:
+/// only a `RequestResponse` Lambda's answer steers the evaluation (docs/ses.md §2).
+fn record_outcome(action: &Action, outcome: Outcome, at: &mut ActionTrace) -> Disposition {
+    at.outputs = outcome.outputs;
+    at.summary = outcome.summary;
+    let Action::Lambda {
+        invocation_type, ..
+    } = action
+    else {
+        return Disposition::Continue;
+    };
+    match invocation_type {
+        InvocationType::RequestResponse => {
+            let disposition = Disposition::parse_lenient(outcome.disposition.as_deref());
+            at.disposition = Some(disposition.as_str().to_string());
+            disposition
+        }
+        InvocationType::Event => {
+            if let Some(d) = outcome.disposition {
+                let note = format!("returned disposition {d:?}, ignored for an Event invocation");
+                at.summary = Some(match at.summary.take() {
+                    Some(s) => format!("{s}; {note}"),
+                    None => note,
+                });
+            }
+            Disposition::Continue
+        }
+    }
 }
 
 fn receipt_for(rule: &Rule, action: &Action, matched: &[String], inbound: &Inbound) -> SesReceipt {

@@ -141,6 +141,14 @@ pub fn iso_millis(t: OffsetDateTime) -> String {
     }
 }
 
+/// `text` with every control character (CR, LF, NUL, ESC, DEL, C1) replaced by `?`: safe in a
+/// header field, a reply line or on a terminal.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// The headers SES prepends, in SES's order (docs/ses.md §1.2). `X-SES-DKIM-SIGNATURE` is left
 /// out: it is SES's own signature, which nothing local can produce.
 pub fn prepended_headers(
@@ -156,18 +164,16 @@ pub fn prepended_headers(
         name: name.to_string(),
         value,
     };
-    let from = &envelope.mail_from;
+    // The envelope comes from the client: a CR or LF in it would start a header of its own.
+    let from = &printable(&envelope.mail_from);
     let helo = if envelope.helo.is_empty() {
-        "unknown"
+        "unknown".to_string()
     } else {
-        &envelope.helo
+        printable(&envelope.helo)
     };
-    let ip = &envelope.client_ip;
-    let first_rcpt = envelope
-        .recipients
-        .first()
-        .map(String::as_str)
-        .unwrap_or("");
+    let helo = helo.as_str();
+    let ip = &printable(&envelope.client_ip);
+    let first_rcpt = &printable(envelope.recipients.first().map_or("", String::as_str));
     let date = received_at
         .to_offset(time::UtcOffset::UTC)
         .format(&Rfc2822)
@@ -182,7 +188,7 @@ pub fn prepended_headers(
     let spf_text = format!(
         "{spf} (spfCheck: domain of {sender_domain} checked locally by mailroom) client-ip={ip}; envelope-from={from}; helo={helo};"
     );
-    let dmarc_from = header_from_domain.unwrap_or(&sender_domain);
+    let dmarc_from = &printable(header_from_domain.unwrap_or(&sender_domain));
     let receipt = serde_json::json!({
         "emulator": "mailroom",
         "messageId": message_id,
@@ -480,24 +486,34 @@ mod tests {
         );
     }
 
-    #[test]
-    fn prepended_headers_in_ses_order() {
+    /// What SES prepends for a message with this envelope, unscanned, at the epoch.
+    fn prepended_for(
+        from: &str,
+        to: &str,
+        helo: &str,
+        from_domain: Option<&str>,
+    ) -> Vec<SesHeader> {
         let env = Envelope {
-            mail_from: "s@x.org".into(),
-            recipients: vec!["a@y.com".into()],
-            helo: "mx.x.org".into(),
+            mail_from: from.into(),
+            recipients: vec![to.into()],
+            helo: helo.into(),
             client_ip: "127.0.0.1".into(),
             tls: false,
         };
-        let h = prepended_headers(
+        prepended_headers(
             "mid",
             &env,
             &Verdicts::default(),
             false,
-            Some("x.org"),
+            from_domain,
             "us-east-1",
             OffsetDateTime::UNIX_EPOCH,
-        );
+        )
+    }
+
+    #[test]
+    fn prepended_headers_in_ses_order() {
+        let h = prepended_for("s@x.org", "a@y.com", "mx.x.org", Some("x.org"));
         let names: Vec<&str> = h.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(
             names,
@@ -518,5 +534,28 @@ mod tests {
         );
         assert_eq!(h[2].value, "DISABLED", "scan off");
         assert!(h[5].value.contains("dmarc=pass header.from=x.org;"));
+    }
+
+    #[test]
+    fn no_envelope_value_starts_a_header_of_its_own() {
+        let h = prepended_for(
+            "s\x1b[31m@x.org",
+            "a\0@y.com",
+            "mx\rInjected: yes\nX: \u{85}",
+            None,
+        );
+        for field in &h {
+            assert!(
+                !field.value.chars().any(char::is_control),
+                "{}: {:?}",
+                field.name,
+                field.value
+            );
+        }
+        assert!(
+            h[1].value
+                .starts_with("from mx?Injected: yes?X: ? (mx?Injected")
+        );
+        assert_eq!(h[0].value, "<s?[31m@x.org>");
     }
 }

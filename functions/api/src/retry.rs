@@ -173,6 +173,14 @@ pub enum Attempt {
 }
 
 fn infra_retry(what: &str, e: &PortError) -> Attempt {
+    // Denied or malformed calls fail the same way on every attempt: dead-letter now, with the
+    // reason, instead of retrying on the schedule for days.
+    if !e.is_retryable() {
+        return Attempt::Sent(Outcome::Permanent {
+            reason: format!("{what}: {e}"),
+            status: None,
+        });
+    }
     Attempt::Sent(Outcome::Retry {
         reason: format!("{what}: {e}"),
         status: None,
@@ -181,7 +189,8 @@ fn infra_retry(what: &str, e: &PortError) -> Attempt {
 }
 
 /// Reads the raw mail, builds and signs the body, POSTs it once and classifies the answer.
-/// S3 trouble other than a missing object counts as a failed attempt (retried on schedule).
+/// S3 trouble other than a missing object counts as a failed attempt: retried on schedule when
+/// retrying can help, dead-lettered at once when it cannot (access denied).
 pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt {
     let raw = match deps.store.get(&job.bucket, &job.key).await {
         Ok(raw) => raw,

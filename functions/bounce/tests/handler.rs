@@ -1,42 +1,11 @@
-//! The bounce handler on the sample events in `events/lambda/bounce-*.json`, with a recording
-//! [`Bouncer`] (the SES adapter itself is tested over the wire in `shared/tests`).
+//! The bounce handler on the sample events in `events/lambda/bounce-*.json`, with the testkit's
+//! recording `Bouncer` (the SES adapter itself is tested over the wire in `shared/tests`).
 
-use async_trait::async_trait;
 use mailroom::SesEvent;
 use mailroom::diagnostic::FunctionError;
-use mailroom::ports::{BounceRequest, BounceType, Bouncer, DsnAction, ErrorKind, PortError};
+use mailroom::ports::{BounceType, DsnAction, ErrorKind};
 use mailroom_bounce::{BounceError, Config, Outcome, bounce_record, handle};
-use std::sync::Mutex;
-
-#[derive(Default)]
-struct Recorder {
-    sent: Mutex<Vec<BounceRequest>>,
-    fail: Option<ErrorKind>,
-}
-
-impl Recorder {
-    fn failing(kind: ErrorKind) -> Self {
-        Recorder {
-            sent: Mutex::default(),
-            fail: Some(kind),
-        }
-    }
-
-    fn sent(&self) -> Vec<BounceRequest> {
-        self.sent.lock().expect("lock").clone()
-    }
-}
-
-#[async_trait]
-impl Bouncer for Recorder {
-    async fn send_bounce(&self, req: &BounceRequest) -> Result<String, PortError> {
-        self.sent.lock().expect("lock").push(req.clone());
-        match self.fail {
-            Some(kind) => Err(PortError::new(kind, "ses:SendBounce", "injected")),
-            None => Ok(format!("bounce-{}", req.original_message_id)),
-        }
-    }
-}
+use mailroom_testkit::{LogCapture, RecordingBouncer};
 
 fn event(name: &str) -> SesEvent {
     serde_json::from_slice(&mailroom_testkit::event_file(&format!("lambda/{name}")))
@@ -61,7 +30,7 @@ fn config(extra: &[(&str, &str)]) -> Config {
 
 #[tokio::test]
 async fn unknown_recipient_is_bounced_with_a_full_dsn_and_stops_the_rule_set() {
-    let rec = Recorder::default();
+    let rec = RecordingBouncer::default();
     let out = handle(&event("bounce-unknown.json"), &config(&[]), &rec)
         .await
         .expect("handled");
@@ -98,7 +67,7 @@ async fn unknown_recipient_is_bounced_with_a_full_dsn_and_stops_the_rule_set() {
 
 #[tokio::test]
 async fn known_recipients_continue_without_a_bounce() {
-    let rec = Recorder::default();
+    let rec = RecordingBouncer::default();
     let out = handle(&event("bounce-known.json"), &config(&[]), &rec)
         .await
         .expect("handled");
@@ -108,7 +77,7 @@ async fn known_recipients_continue_without_a_bounce() {
 
 #[tokio::test]
 async fn mixed_bcc_only_mail_bounces_only_the_unknown_and_continues() {
-    let rec = Recorder::default();
+    let rec = RecordingBouncer::default();
     let ev = event("bounce-mixed.json");
     assert_eq!(ev.records[0].ses.mail.common_headers.to, None);
     let out = handle(&ev, &config(&[]), &rec).await.expect("handled");
@@ -130,7 +99,7 @@ async fn backscatter_is_never_sent() {
         ("bounce-null-sender.json", "null"),
         ("bounce-dmarc-fail.json", "SPF verdict FAIL"),
     ] {
-        let rec = Recorder::default();
+        let rec = RecordingBouncer::default();
         let report = bounce_record(&event(name).records[0], &config(&[]), &rec)
             .await
             .expect("handled");
@@ -146,7 +115,7 @@ async fn backscatter_is_never_sent() {
 
 #[tokio::test]
 async fn event_invocations_still_bounce() {
-    let rec = Recorder::default();
+    let rec = RecordingBouncer::default();
     let ev = event("bounce-event-invocation.json");
     assert_eq!(
         ev.records[0].ses.receipt.action.invocation_type.as_deref(),
@@ -158,7 +127,7 @@ async fn event_invocations_still_bounce() {
 
 #[tokio::test]
 async fn throttling_fails_the_invocation_so_lambda_retries() {
-    let rec = Recorder::failing(ErrorKind::Throttled);
+    let rec = RecordingBouncer::failing(ErrorKind::Throttled);
     let err = handle(&event("bounce-unknown.json"), &config(&[]), &rec)
         .await
         .expect_err("retry");
@@ -170,7 +139,7 @@ async fn throttling_fails_the_invocation_so_lambda_retries() {
 
 #[tokio::test]
 async fn a_permanent_refusal_lets_the_mail_continue_instead_of_losing_it() {
-    let rec = Recorder::failing(ErrorKind::Permanent);
+    let rec = RecordingBouncer::failing(ErrorKind::Permanent);
     let ev = event("bounce-unknown.json");
     let out = handle(&ev, &config(&[]), &rec).await.expect("not retried");
     assert_eq!(out.disposition, "CONTINUE");
@@ -182,7 +151,7 @@ async fn a_permanent_refusal_lets_the_mail_continue_instead_of_losing_it() {
 
 #[tokio::test]
 async fn policy_rejections_bounce_as_content_rejected_when_enabled() {
-    let rec = Recorder::default();
+    let rec = RecordingBouncer::default();
     let cfg = config(&[
         ("MAILROOM_BOUNCE_REJECTED", "true"),
         ("MAILROOM_DENY_SENDERS", "example.net"),
@@ -203,7 +172,7 @@ async fn an_event_without_records_is_a_permanent_bad_event() {
     let err = handle(
         &SesEvent { records: vec![] },
         &config(&[]),
-        &Recorder::default(),
+        &RecordingBouncer::default(),
     )
     .await
     .expect_err("bad");
@@ -220,43 +189,18 @@ fn configuration_names_what_is_missing() {
     assert!(e.to_string().contains("MAILROOM_MAILBOXES"), "{e}");
 }
 
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn one_structured_line_per_decision() {
-    let buf = Captured::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = LogCapture::start();
     handle(
         &event("bounce-mixed.json"),
         &config(&[]),
-        &Recorder::default(),
+        &RecordingBouncer::default(),
     )
     .await
     .expect("handled");
-    let text = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let text = logs.text();
+    let lines = logs.lines();
     assert_eq!(lines.len(), 1, "{text}");
     let f = &lines[0]["fields"];
     assert_eq!(f["message"], "bounce decision");

@@ -207,21 +207,6 @@ async fn fifo_topics_take_group_and_deduplication_ids() {
     assert!(!err.is_retryable(), "{err}");
 }
 
-async fn bucket_with_raw(message_id: &str, eml: &str) -> (String, S3Store) {
-    let bucket = mailroom_testkit::bucket("fanout").await;
-    let store = S3Store::new(mailroom_testkit::s3());
-    store
-        .put_if_absent(
-            &bucket,
-            &format!("raw/{message_id}"),
-            Bytes::from(mailroom_testkit::event_file(&format!("mail/{eml}"))),
-            &ObjectMeta::new("message/rfc822"),
-        )
-        .await
-        .expect("put raw");
-    (bucket, store)
-}
-
 fn event(file: &str) -> SesEvent {
     serde_json::from_slice(&mailroom_testkit::event_file(&format!("lambda/{file}")))
         .expect("fixture is an SES event")
@@ -255,7 +240,8 @@ async fn handler_publishes_a_summary_that_filter_policies_route() {
     )
     .await;
 
-    let (bucket, store) = bucket_with_raw(ID, "store-attachments.eml").await;
+    let (bucket, store) =
+        mailroom_testkit::bucket_with_raw("fanout", ID, "store-attachments.eml").await;
     let publisher = SnsPublisher::new(mailroom_testkit::sns());
     let report = handle(
         &event("fanout-event.json"),
@@ -302,7 +288,8 @@ async fn handler_publishes_a_summary_that_filter_policies_route() {
 
     // The same topic, a DMARC-failing message: only the DMARC subscriber (and "all") hear it.
     const SPOOF: &str = "bmql2tc8b4h90qte7gat7fdsq0opui6spk9o3fo1";
-    let (bucket, store) = bucket_with_raw(SPOOF, "store-hostile-filenames.eml").await;
+    let (bucket, store) =
+        mailroom_testkit::bucket_with_raw("fanout", SPOOF, "store-hostile-filenames.eml").await;
     handle(
         &event("fanout-dmarc-fail.json"),
         &config(&bucket, &topic_arn),

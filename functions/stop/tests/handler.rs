@@ -1,16 +1,11 @@
 //! The stop handler on the sample events in `events/lambda/stop-*.json`.
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use mailroom::SesEvent;
 use mailroom::diagnostic::FunctionError;
 use mailroom::policy::{Action, Rule, SizeCheck};
-use mailroom::ports::{ErrorKind, ObjectMeta, ObjectStore, PortError, PutOutcome};
+use mailroom::ports::ErrorKind;
 use mailroom_stop::{Config, StopError, decide, handle};
-use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use mailroom_testkit::{LogCapture, MemoryStore};
 
 fn event(name: &str) -> SesEvent {
     serde_json::from_slice(&mailroom_testkit::event_file(&format!("lambda/{name}")))
@@ -165,37 +160,6 @@ async fn an_event_without_records_is_a_permanent_bad_event() {
     assert_eq!(diag.error_type, "Stop.Permanent.BadEvent");
 }
 
-/// Raw objects by key; anything else answers with the configured failure.
-struct Objects {
-    objects: HashMap<String, Bytes>,
-    fail: Option<ErrorKind>,
-}
-
-#[async_trait]
-impl ObjectStore for Objects {
-    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, PortError> {
-        if let Some(kind) = self.fail {
-            return Err(PortError::new(kind, "get", "injected"));
-        }
-        self.objects
-            .get(&format!("{bucket}/{key}"))
-            .cloned()
-            .ok_or_else(|| PortError::new(ErrorKind::NotFound, "get", key.to_string()))
-    }
-    async fn put_if_absent(
-        &self,
-        _: &str,
-        _: &str,
-        _: Bytes,
-        _: &ObjectMeta,
-    ) -> Result<PutOutcome, PortError> {
-        Err(PortError::new(ErrorKind::Permanent, "put", "read-only"))
-    }
-    async fn presign_get(&self, _: &str, _: &str, _: Duration) -> Result<String, PortError> {
-        Err(PortError::new(ErrorKind::Permanent, "presign", "read-only"))
-    }
-}
-
 #[tokio::test]
 async fn size_rule_reads_the_raw_object_and_fails_open() {
     let env = [
@@ -205,21 +169,15 @@ async fn size_rule_reads_the_raw_object_and_fails_open() {
     ];
     let cfg = config(&env);
     let ev = event("stop-clean.json");
-    let key = format!("mail/raw/{}", ev.records[0].ses.mail.message_id);
-    let big = Objects {
-        objects: HashMap::from([(key.clone(), Bytes::from(vec![b'x'; 2048]))]),
-        fail: None,
-    };
+    let key = format!("raw/{}", ev.records[0].ses.mail.message_id);
+    let big = MemoryStore::read_only().with("mail", &key, vec![b'x'; 2048]);
     let out = handle(&ev, &cfg, Some(&big)).await.expect("decided");
     assert_eq!(out.disposition, "STOP_RULE_SET");
     let d = decide(&ev.records[0], &cfg, Some(&big)).await;
     assert_eq!(d.size, SizeCheck::Checked(2048));
     assert_eq!(d.reasons[0].rule, Rule::Size);
 
-    let small = Objects {
-        objects: HashMap::from([(key, Bytes::from_static(b"Subject: hi\r\n\r\nhi\r\n"))]),
-        fail: None,
-    };
+    let small = MemoryStore::read_only().with("mail", &key, &b"Subject: hi\r\n\r\nhi\r\n"[..]);
     assert_eq!(
         handle(&ev, &cfg, Some(&small))
             .await
@@ -229,10 +187,8 @@ async fn size_rule_reads_the_raw_object_and_fails_open() {
     );
 
     for kind in [ErrorKind::Throttled, ErrorKind::NotFound] {
-        let broken = Objects {
-            objects: HashMap::new(),
-            fail: Some(kind),
-        };
+        let broken = MemoryStore::read_only();
+        broken.fail_gets(Some(kind));
         let d = decide(&ev.records[0], &cfg, Some(&broken)).await;
         assert_eq!(
             (d.action, d.size),
@@ -245,39 +201,14 @@ async fn size_rule_reads_the_raw_object_and_fails_open() {
     assert_eq!(d.size, SizeCheck::Unknown);
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn one_structured_line_per_decision_names_the_reasons() {
-    let buf = Captured::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = LogCapture::start();
     handle(&event("stop-dmarc-reject.json"), &config(&[]), None)
         .await
         .expect("decided");
-    let text = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let text = logs.text();
+    let lines = logs.lines();
     assert_eq!(lines.len(), 1, "{text}");
     let f = &lines[0]["fields"];
     assert_eq!(f["message"], "stop decision");

@@ -24,22 +24,6 @@ fn config(bucket: &str) -> Config {
     }
 }
 
-/// A bucket holding `eml` where the rule's S3 action would have written it.
-async fn bucket_with_raw(eml: &str) -> (String, S3Store) {
-    let bucket = mailroom_testkit::bucket("store").await;
-    let store = S3Store::new(mailroom_testkit::s3());
-    store
-        .put_if_absent(
-            &bucket,
-            &format!("raw/{ID}"),
-            Bytes::from(mailroom_testkit::event_file(&format!("mail/{eml}"))),
-            &ObjectMeta::new("message/rfc822"),
-        )
-        .await
-        .expect("put raw");
-    (bucket, store)
-}
-
 #[derive(Debug, PartialEq)]
 struct Object {
     body: Vec<u8>,
@@ -95,7 +79,8 @@ fn stored(outcome: &Outcome) -> (usize, usize) {
 
 #[tokio::test]
 async fn writes_the_browsable_layout_with_real_types() {
-    let (bucket, store) = bucket_with_raw("store-attachments.eml").await;
+    let (bucket, store) =
+        mailroom_testkit::bucket_with_raw("store", ID, "store-attachments.eml").await;
     let report = handle(&event("store-event.json"), &config(&bucket), &store)
         .await
         .expect("stored");
@@ -162,7 +147,8 @@ async fn writes_the_browsable_layout_with_real_types() {
 
 #[tokio::test]
 async fn a_retried_invocation_writes_nothing_twice() {
-    let (bucket, store) = bucket_with_raw("store-attachments.eml").await;
+    let (bucket, store) =
+        mailroom_testkit::bucket_with_raw("store", ID, "store-attachments.eml").await;
     let ev = event("store-event.json");
     let first = handle(&ev, &config(&bucket), &store).await.expect("first");
     let before = objects(&bucket).await;
@@ -181,7 +167,8 @@ async fn a_retried_invocation_writes_nothing_twice() {
 
 #[tokio::test]
 async fn a_retry_after_a_partial_failure_fills_in_only_what_is_missing() {
-    let (bucket, store) = bucket_with_raw("store-attachments.eml").await;
+    let (bucket, store) =
+        mailroom_testkit::bucket_with_raw("store", ID, "store-attachments.eml").await;
     let ev = event("store-event.json");
     handle(&ev, &config(&bucket), &store).await.expect("first");
     let complete = objects(&bucket).await;
@@ -208,7 +195,8 @@ async fn a_retry_after_a_partial_failure_fills_in_only_what_is_missing() {
 
 #[tokio::test]
 async fn hostile_filenames_stay_inside_the_message_folder() {
-    let (bucket, store) = bucket_with_raw("store-hostile-filenames.eml").await;
+    let (bucket, store) =
+        mailroom_testkit::bucket_with_raw("store", ID, "store-hostile-filenames.eml").await;
     let report = handle(&event("store-event.json"), &config(&bucket), &store)
         .await
         .expect("stored");
@@ -316,7 +304,8 @@ async fn an_unparseable_message_stays_raw_and_is_not_retried() {
 
 #[tokio::test]
 async fn a_missing_store_bucket_fails_the_invocation_naming_the_raw_message() {
-    let (bucket, store) = bucket_with_raw("store-attachments.eml").await;
+    let (bucket, store) =
+        mailroom_testkit::bucket_with_raw("store", ID, "store-attachments.eml").await;
     let mut cfg = config(&bucket);
     cfg.locations.store_bucket = mailroom_testkit::unique("no-such-bucket");
     let err = handle(&event("store-event.json"), &cfg, &store)

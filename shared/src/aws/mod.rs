@@ -66,7 +66,17 @@ where
             let code = ctx.err().code().unwrap_or("");
             let msg = ctx.err().message().unwrap_or("");
             let kind = service_error_kind(status, code);
-            (kind, format!("HTTP {status} {code}: {msg}"))
+            if kind == ErrorKind::AccessDenied {
+                (
+                    kind,
+                    format!(
+                        "access denied: HTTP {status} {code}: {msg} (the function's IAM policy \
+                         does not allow {operation} here; not retried)"
+                    ),
+                )
+            } else {
+                (kind, format!("HTTP {status} {code}: {msg}"))
+            }
         }
         other => (ErrorKind::Transient, format!("{other:?}")),
     };
@@ -87,8 +97,20 @@ pub fn service_error_kind(status: u16, code: &str) -> ErrorKind {
         "ProvisionedThroughputExceededException",
     ];
     const NOT_FOUND: &[&str] = &["NoSuchKey", "NoSuchBucket", "NotFound", "NotFoundException"];
+    // S3, SQS and SES say AccessDenied; Secrets Manager and SSM AccessDeniedException; SNS
+    // AuthorizationError. Expired credentials are not among them: new ones make a retry work.
+    const DENIED: &[&str] = &[
+        "AccessDenied",
+        "AccessDeniedException",
+        "AuthorizationError",
+        "AWS.SimpleQueueService.AccessDenied",
+    ];
     if THROTTLING.contains(&code) || status == 429 {
         ErrorKind::Throttled
+    } else if code == "ExpiredToken" || code == "ExpiredTokenException" {
+        ErrorKind::Transient
+    } else if DENIED.contains(&code) || status == 403 {
+        ErrorKind::AccessDenied
     } else if NOT_FOUND.contains(&code) || status == 404 {
         ErrorKind::NotFound
     } else if code == "PreconditionFailed" || status == 412 {
@@ -117,9 +139,21 @@ mod tests {
             service_error_kind(500, "InternalError"),
             ErrorKind::Transient
         );
+        for (status, code) in [
+            (403, "AccessDenied"),
+            (400, "AccessDeniedException"),
+            (403, "AuthorizationError"),
+            (403, "InvalidAccessKeyId"),
+        ] {
+            assert_eq!(
+                service_error_kind(status, code),
+                ErrorKind::AccessDenied,
+                "{code}"
+            );
+        }
         assert_eq!(
-            service_error_kind(403, "AccessDenied"),
-            ErrorKind::Permanent
+            service_error_kind(403, "ExpiredToken"),
+            ErrorKind::Transient
         );
     }
 }

@@ -32,8 +32,12 @@ pub enum ErrorKind {
     Throttled,
     /// Timeouts, connection failures, 5xx: retry.
     Transient,
-    /// Bad request, access denied, invalid configuration: retrying will not help.
+    /// Bad request, invalid configuration: retrying will not help.
     Permanent,
+    /// The caller's IAM policy (or a resource policy) does not allow the call. Permanent: the
+    /// same call is denied on every retry until the policy changes, so it must be logged as such
+    /// rather than retried for days.
+    AccessDenied,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

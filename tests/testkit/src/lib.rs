@@ -1,10 +1,18 @@
-//! Test support shared by every crate's tests: a real moto server on 127.0.0.1 and AWS SDK
-//! clients pointed at it.
+//! Test support shared by every crate's tests, in one place: a real moto server on 127.0.0.1
+//! and AWS SDK clients pointed at it, the sample events and mail fixtures, in-memory fakes of
+//! the ports ([`fakes`]) and log capture ([`logs`]).
 //!
 //! `scripts/test` starts one moto server for the whole run and exports its address in
 //! `MAILROOM_TEST_MOTO_ENDPOINT`. When a test runs without it (`cargo test -p …` by hand), the
 //! first call to [`moto`] starts a private server from the project's `.venv` instead; it stops
 //! when the test process exits, because its supervisor watches our stdin pipe.
+
+pub mod fakes;
+pub mod iam;
+pub mod logs;
+
+pub use fakes::{MemoryStore, RecordingBouncer, RecordingPublisher};
+pub use logs::LogCapture;
 
 use mailroom::config::Env;
 use std::io::{Read, Write};
@@ -60,19 +68,18 @@ fn start_private() -> Moto {
          or set {ENDPOINT_VAR} to a running moto server"
     );
     let port = free_port();
-    // The supervisor exits (and stops moto) when our end of its stdin closes, i.e. when the
-    // test process ends, so no server outlives the tests.
-    let code = "import sys,subprocess\n\
-                p=subprocess.Popen([sys.executable,'-m','moto.server','-H','127.0.0.1','-p',sys.argv[1]],\
-                stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\n\
-                sys.stdin.read()\np.terminate()\n";
+    // The one moto launcher is scripts/py/moto_launcher.py; its `supervise` mode exits (and
+    // stops moto) when our end of its stdin closes, i.e. when the test process ends, so no
+    // server outlives the tests.
+    let launcher = workspace_root().join("scripts/py/moto_launcher.py");
     let child = Command::new(&python)
-        .args(["-c", code, &port.to_string()])
+        .arg(&launcher)
+        .args(["supervise", &port.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("starting moto with {}: {e}", python.display()));
+        .unwrap_or_else(|e| panic!("starting moto with {}: {e}", launcher.display()));
     let endpoint = format!("http://127.0.0.1:{port}");
     wait_ready(&endpoint, Duration::from_secs(60));
     Moto {
@@ -185,6 +192,48 @@ pub fn events_dir() -> PathBuf {
 pub fn event_file(rel: &str) -> Vec<u8> {
     let p = events_dir().join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// The `.eml` fixtures of `events/mail/` (the sample mail with its golden JSON), sorted.
+pub fn mail_fixtures() -> Vec<PathBuf> {
+    emls(&events_dir().join("mail"))
+}
+
+/// The `.eml` fixtures of `events/mail/defects/`: one per parsing defect found on real mail.
+pub fn defect_fixtures() -> Vec<PathBuf> {
+    emls(&events_dir().join("mail/defects"))
+}
+
+fn emls(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A fresh bucket on moto holding `events/mail/<eml>` at `raw/<message_id>`, where the rule's
+/// S3 action would have written it, and the S3 adapter pointed at it.
+pub async fn bucket_with_raw(
+    prefix: &str,
+    message_id: &str,
+    eml: &str,
+) -> (String, mailroom::aws::S3Store) {
+    use mailroom::ports::{ObjectMeta, ObjectStore};
+    let bucket = bucket(prefix).await;
+    let store = mailroom::aws::S3Store::new(s3());
+    store
+        .put_if_absent(
+            &bucket,
+            &format!("raw/{message_id}"),
+            event_file(&format!("mail/{eml}")).into(),
+            &ObjectMeta::new("message/rfc822"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("putting raw/{message_id} into {bucket}: {e}"));
+    (bucket, store)
 }
 
 /// An environment that notes every variable asked for, so a crate's `ENV_VARS` list is checked

@@ -1,0 +1,313 @@
+//! The api function with exactly the IAM policy template.yaml gives it, on a moto server that
+//! enforces IAM: the signing secret read by ARN, the raw mail read, a large attachment uploaded
+//! for its presigned URL, a failed delivery queued for retry and a gone endpoint dead-lettered.
+//! Each grant of the policy must be needed by that, and the whole policy must be enough.
+
+use mailroom::aws::{S3Store, SqsQueue};
+use mailroom::webhook::http::ReqwestSender;
+use mailroom::webhook::signing::Secret;
+use mailroom_api::{Config, Deps, handle};
+use mailroom_testkit::iam::{self, World};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MESSAGE_ID: &str = "k2f9e1m0q8o3v7b4r5t6y1u2i3o4p5a6s7d8f9g0";
+
+/// A webhook endpoint answering every request with the status it currently holds.
+async fn endpoint() -> (String, Arc<AtomicU16>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let status = Arc::new(AtomicU16::new(200));
+    let answer = status.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let status = answer.load(Ordering::SeqCst);
+            tokio::spawn(async move {
+                // Read until the body has arrived (or the client gives up), then answer.
+                let mut buf = vec![0u8; 1 << 16];
+                let mut seen = Vec::new();
+                while let Ok(n) = sock.read(&mut buf).await {
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen);
+                    let Some(head) = text.find("\r\n\r\n") else {
+                        if n == 0 {
+                            return;
+                        }
+                        continue;
+                    };
+                    let len = text[..head]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if seen.len() >= head + 4 + len || n == 0 {
+                        break;
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (url, status)
+}
+
+struct Setup {
+    bucket: String,
+    retry: (String, String),
+    dlq: (String, String),
+    secret_arn: String,
+    url: String,
+    status: Arc<AtomicU16>,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let srv = iam::server();
+        let admin = srv.admin();
+        let raw = mailroom_testkit::event_file("mail/attachments.eml");
+        let bucket = srv
+            .bucket_with("api-iam", &format!("raw/{MESSAGE_ID}"), raw)
+            .await;
+        let secret_arn = aws_sdk_secretsmanager::Client::new(&admin)
+            .create_secret()
+            .name(mailroom_testkit::unique("hook"))
+            .secret_string(Secret::generate())
+            .send()
+            .await
+            .expect("create secret")
+            .arn
+            .expect("secret arn");
+        let (url, status) = endpoint().await;
+        Setup {
+            bucket,
+            retry: srv.queue("retry").await,
+            dlq: srv.queue("dlq").await,
+            secret_arn,
+            url,
+            status,
+        }
+    }
+
+    fn world(&self) -> World {
+        World::new()
+            .bucket("RawMailBucket", &self.bucket)
+            .queue("WebhookRetryQueue", &self.retry.0, &self.retry.1)
+            .queue("WebhookDeadLetterQueue", &self.dlq.0, &self.dlq.1)
+            .param("WebhookSecretArn", &self.secret_arn)
+    }
+
+    /// The template's environment for the api function, in this world. Every attachment is
+    /// above the inline limit, so each is uploaded and linked.
+    fn config(&self) -> Config {
+        let env: HashMap<String, String> = [
+            ("MAILROOM_RAW_BUCKET", self.bucket.as_str()),
+            ("MAILROOM_RAW_PREFIX", "raw/"),
+            ("MAILROOM_STORE_BUCKET", self.bucket.as_str()),
+            ("MAILROOM_STORE_PREFIX", "messages/"),
+            ("MAILROOM_WEBHOOK_URL", self.url.as_str()),
+            ("MAILROOM_WEBHOOK_SECRET_ARN", self.secret_arn.as_str()),
+            ("MAILROOM_RETRY_QUEUE_URL", self.retry.0.as_str()),
+            ("MAILROOM_DLQ_URL", self.dlq.0.as_str()),
+            ("MAILROOM_INLINE_ATTACHMENT_MAX_BYTES", "1"),
+            ("MAILROOM_WEBHOOK_TIMEOUT_MS", "2000"),
+            // Retries due at once, so the queued job can be received and counted.
+            ("MAILROOM_RETRY_SCHEDULE", "0,0,0"),
+            ("MAILROOM_RETRY_JITTER", "0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Config::from_env(&env).expect("config")
+    }
+
+    /// Takes every message off a queue, as the administrator.
+    async fn drain(&self, url: &str) -> Result<usize, String> {
+        let sqs = aws_sdk_sqs::Client::new(&iam::server().admin());
+        let mut n = 0;
+        loop {
+            let got = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .map_err(|e| format!("receive: {e:?}"))?;
+            if got.messages().is_empty() {
+                return Ok(n);
+            }
+            for m in got.messages() {
+                n += 1;
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .map_err(|e| format!("delete: {e:?}"))?;
+            }
+        }
+    }
+
+    /// What the api does with `conf`'s credentials, checked as the administrator: a delivery
+    /// the endpoint fails is queued for retry, one it calls gone is dead-lettered, and the
+    /// attachments were uploaded for their links.
+    async fn scenario(&self, conf: aws_config::SdkConfig) -> Result<(), String> {
+        // What an earlier run left behind must not count for this one.
+        self.drain(&self.retry.0).await?;
+        self.drain(&self.dlq.0).await?;
+        self.clear_messages().await?;
+        let config = mailroom_api::secrets::resolve(self.config(), &conf)
+            .await
+            .map_err(|e| e.to_string())?;
+        let store = S3Store::new(iam::s3(&conf));
+        let queue = SqsQueue::from_conf(&conf);
+        let http = ReqwestSender::new().map_err(|e| e.to_string())?;
+        let deps = || Deps {
+            store: &store,
+            queue: &queue,
+            http: &http,
+        };
+        let event: Value =
+            serde_json::from_slice(&mailroom_testkit::event_file("lambda/api-event.json"))
+                .map_err(|e| e.to_string())?;
+
+        self.status.store(500, Ordering::SeqCst);
+        let report = handle(event.clone(), &config, deps())
+            .await
+            .map_err(|e| e.to_string())?;
+        if report["steps"][0]["status"] != "scheduled" {
+            return Err(format!("a 500 was not scheduled for retry: {report}"));
+        }
+        if self.drain(&self.retry.0).await? != 1 {
+            return Err(format!("no retry job queued: {report}"));
+        }
+
+        self.status.store(410, Ordering::SeqCst);
+        let report = handle(event, &config, deps())
+            .await
+            .map_err(|e| e.to_string())?;
+        if self.drain(&self.dlq.0).await? != 1 {
+            return Err(format!("a 410 was not dead-lettered: {report}"));
+        }
+
+        let uploaded = self.uploaded().await?;
+        if uploaded.len() != 3 {
+            return Err(format!(
+                "expected the 3 attachments under messages/, found {uploaded:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The keys under messages/, as the administrator sees them.
+    async fn uploaded(&self) -> Result<Vec<String>, String> {
+        let listed = iam::s3(&iam::server().admin())
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix("messages/")
+            .send()
+            .await
+            .map_err(|e| format!("list: {e:?}"))?;
+        Ok(listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect())
+    }
+
+    /// Removes every uploaded attachment, as the administrator.
+    async fn clear_messages(&self) -> Result<(), String> {
+        let s3 = iam::s3(&iam::server().admin());
+        for key in self.uploaded().await? {
+            s3.delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| format!("delete: {e:?}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn api_needs_exactly_its_template_policy() {
+    let s = Setup::new().await;
+    let report = iam::least_privilege("ApiFunction", &s.world(), |conf| s.scenario(conf)).await;
+    let bucket = &s.bucket;
+    report.assert_exercised_except(&[
+        (
+            "s3:ListBucket",
+            &format!("arn:aws:s3:::{bucket}"),
+            "lets a missing raw object read as 404 rather than 403; moto answers 404 either way",
+        ),
+        (
+            "s3:GetObject",
+            &format!("arn:aws:s3:::{bucket}/messages/*"),
+            "used by whoever follows a presigned attachment URL; moto cannot check presigned GETs",
+        ),
+    ]);
+    // moto checks neither resource: the template must name exactly the secret configured.
+    assert_eq!(
+        report.widened_resources("secretsmanager:GetSecretValue"),
+        vec![s.secret_arn.clone()]
+    );
+}
+
+#[tokio::test]
+async fn access_denied_on_an_upload_dead_letters_at_once() {
+    let s = Setup::new().await;
+    let policy = iam::policy("ApiFunction", &s.world());
+    let without_put = policy
+        .principals
+        .iter()
+        .find(|p| {
+            p.without
+                .as_ref()
+                .is_some_and(|g| g.action == "s3:PutObject")
+        })
+        .expect("the template lets the api upload attachments (s3:PutObject)");
+    let conf = without_put.config();
+    let config = mailroom_api::secrets::resolve(s.config(), &conf)
+        .await
+        .expect("secret");
+    let store = S3Store::new(iam::s3(&conf));
+    let queue = SqsQueue::from_conf(&conf);
+    let http = ReqwestSender::new().expect("client");
+    let event: Value =
+        serde_json::from_slice(&mailroom_testkit::event_file("lambda/api-event.json"))
+            .expect("event");
+    let report = handle(
+        event,
+        &config,
+        Deps {
+            store: &store,
+            queue: &queue,
+            http: &http,
+        },
+    )
+    .await
+    .expect("handled");
+    let step = &report["steps"][0];
+    assert_eq!(
+        step["status"], "dead_lettered",
+        "a denied upload will be denied on every retry: {report}"
+    );
+    let reason = step.to_string();
+    assert!(
+        reason.contains("AccessDenied") || reason.contains("access denied"),
+        "{report}"
+    );
+    assert_eq!(s.drain(&s.dlq.0).await.expect("dlq"), 1);
+    assert_eq!(s.drain(&s.retry.0).await.expect("retry"), 0);
+}

@@ -1,0 +1,133 @@
+"""Peak resident memory of store, fanout and api on every hostile shape, against 75 % of each
+function's MemorySize in the template.
+
+Usage: function_rss.py FUNCTION_RSS_BINARY TEMPLATE [SIZE_MB ...]   (sizes default to 10 20 39)
+
+The shapes are peak_rss.py's. For each shape, size and function, a fresh process of the
+`function_rss` example (emulator/examples/function_rss.rs) builds the function from the template
+as the emulator does and runs its real handler once against the local adapters (a folder for S3
+and SQS, JSON lines for SNS); api posts its webhook over loopback HTTP to a receiver here that
+reads and discards it. The process reports its own high-water mark (VmHWM); the result column
+ends with each handler's outcome (`stored`, `published`, `delivered`, or why not). Lambda's
+MemorySize is in MiB. Exits 1 when a run fails or a function goes over 75 % of its MemorySize.
+"""
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
+
+from cfn_template import Template  # noqa: E402
+from peak_rss import SHAPES  # noqa: E402
+
+FUNCTIONS = ["store", "fanout", "api"]
+SHARE = 0.75
+TIMEOUT_S = 300
+
+
+def memory_sizes(template_path):
+    """MemorySize (MiB) per binary, from the function's own property or Globals.Function."""
+    t = Template(template_path)
+    sizes = {}
+    for logical in t.of_type("AWS::Serverless::Function"):
+        binary = ((t.resources[logical].get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
+        size = t.function_prop(logical, "MemorySize")
+        if binary in FUNCTIONS:
+            if not isinstance(size, int):
+                sys.exit(f"{logical}: MemorySize {size!r} is not a number")
+            sizes[binary] = size
+    missing = [f for f in FUNCTIONS if f not in sizes]
+    if missing:
+        sys.exit(f"{template_path}: no function runs {', '.join(missing)}")
+    return sizes
+
+
+class Discard(http.server.BaseHTTPRequestHandler):
+    """The webhook receiver: reads each body in chunks and answers 200."""
+
+    def do_POST(self):
+        left = int(self.headers.get("Content-Length") or 0)
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def run(binary, function, raw_path, state, url):
+    cmd = [binary, function, raw_path, state, f"WebhookUrl={url}"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None, "timeout"
+    text = out.stdout.decode(errors="replace")
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    if out.returncode != 0 or "peak_kib" not in fields:
+        err = out.stderr.decode(errors="replace").strip().splitlines()
+        return None, f"exit {out.returncode}: {(err or ['?'])[-1][:100]}"
+    try:
+        outcomes = json.loads(fields.get("result", "[]"))
+        status = outcomes[0].get("status", "?") if outcomes else "-"
+    except (ValueError, AttributeError):
+        status = "?"
+    return int(fields["peak_kib"]) / 1024, status
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    binary, template_path = sys.argv[1], sys.argv[2]
+    sizes_mb = [int(s) for s in sys.argv[3:]] or [10, 20, 39]
+    memory = memory_sizes(template_path)
+    limits = {f: SHARE * memory[f] for f in FUNCTIONS}
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Discard)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+    print("peak RSS in MiB per function; limit = 75 % of MemorySize: "
+          + ", ".join(f"{f} {limits[f]:.0f} (of {memory[f]})" for f in FUNCTIONS))
+    print(f"{'shape':<22}{'input MB':>9}" + "".join(f"{f:>9}" for f in FUNCTIONS) + "  result")
+    failed = False
+    with tempfile.TemporaryDirectory() as tmp:
+        raw_path = os.path.join(tmp, "msg.eml")
+        for name, make in SHAPES:
+            for mb in sizes_mb:
+                with open(raw_path, "wb") as f:
+                    f.write(make(mb * 1000 * 1000))
+                size = os.path.getsize(raw_path)
+                cells, problems, statuses = [], [], []
+                for function in FUNCTIONS:
+                    state = tempfile.mkdtemp(dir=tmp)
+                    peak, result = run(binary, function, raw_path, state, url)
+                    subprocess.run(["rm", "-rf", state], check=False)
+                    if peak is None:
+                        cells.append("failed")
+                        problems.append(f"{function} {result}")
+                    else:
+                        cells.append(f"{peak:.1f}")
+                        statuses.append(result)
+                        if peak > limits[function]:
+                            problems.append(f"{function} OVER")
+                failed |= bool(problems)
+                print(f"{name:<22}{size / 1e6:>9.1f}" + "".join(f"{c:>9}" for c in cells)
+                      + "  " + ("; ".join(problems) or "ok") + f" ({', '.join(statuses)})")
+                sys.stdout.flush()
+    server.shutdown()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
