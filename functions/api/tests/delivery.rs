@@ -1191,11 +1191,12 @@ async fn presigned_links_promise_no_more_than_the_signing_credentials_last() {
         Some(expiry),
         "test",
     );
+    let creds = aws_credential_types::provider::SharedCredentialsProvider::new(creds);
     let conf = aws_sdk_s3::config::Builder::from(&mailroom_testkit::sdk_config())
-        .credentials_provider(creds)
+        .credentials_provider(creds.clone())
         .force_path_style(true)
         .build();
-    w.store = S3Store::new(aws_sdk_s3::Client::from_conf(conf));
+    w.store = S3Store::new(aws_sdk_s3::Client::from_conf(conf)).with_credentials(Some(creds));
     let ep = Endpoint::start(vec![Act::Status(200)]).await;
     let config = w.config(&ep.url, &[("MAILROOM_INLINE_ATTACHMENT_MAX_BYTES", "0")]);
     assert_eq!(config.presign_expiry, Duration::from_secs(7 * 86400));

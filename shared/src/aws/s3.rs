@@ -3,6 +3,7 @@
 use super::classify;
 use crate::ports::{ErrorKind, ObjectMeta, ObjectStore, PortError, PutOutcome};
 use async_trait::async_trait;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
@@ -41,11 +42,25 @@ pub fn presign_lifetime_for(
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
+    /// The credentials the client signs with, to know how long a presigned URL can work (the
+    /// client itself no longer tells).
+    credentials: Option<SharedCredentialsProvider>,
 }
 
 impl S3Store {
+    /// A store over `client`; presigned URLs are then trusted for as long as asked, unless
+    /// [`S3Store::with_credentials`] names what the client signs with.
     pub fn new(client: aws_sdk_s3::Client) -> Self {
-        S3Store { client }
+        S3Store {
+            client,
+            credentials: None,
+        }
+    }
+
+    /// The credentials `client` signs with.
+    pub fn with_credentials(mut self, credentials: Option<SharedCredentialsProvider>) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// A client from the shared config; path-style addressing when pointed at a custom endpoint.
@@ -54,6 +69,7 @@ impl S3Store {
             .force_path_style(super::custom_endpoint())
             .build();
         S3Store::new(aws_sdk_s3::Client::from_conf(conf))
+            .with_credentials(config.credentials_provider())
     }
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
@@ -128,8 +144,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn presign_lifetime(&self, wanted: Duration) -> Duration {
-        use aws_credential_types::provider::ProvideCredentials;
-        let Some(provider) = self.client.config().credentials_provider() else {
+        let Some(provider) = &self.credentials else {
             return wanted;
         };
         match provider.provide_credentials().await {
