@@ -16,9 +16,7 @@ fn store_at(endpoint: String) -> S3Store {
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(creds),
-        )
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
         .timeout_config(mailroom::aws::timeouts())
         .build();
     let conf = aws_sdk_s3::config::Builder::from(&sdk)

@@ -208,9 +208,13 @@ pub fn mailboxes(env: &(impl Env + ?Sized)) -> Result<Option<Mailboxes>, ConfigE
     if entries.is_empty() {
         return Ok(None);
     }
-    Mailboxes::parse(&entries)
-        .map(Some)
-        .map_err(|bad| invalid(MAILBOXES_VAR, &bad, "expected user@domain or @domain entries"))
+    Mailboxes::parse(&entries).map(Some).map_err(|bad| {
+        invalid(
+            MAILBOXES_VAR,
+            &bad,
+            "expected user@domain or @domain entries",
+        )
+    })
 }
 
 /// Every `MAILROOM_*` variable [`Config::from_env`] may read: the template may set no other on

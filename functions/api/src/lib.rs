@@ -115,7 +115,10 @@ pub enum ApiError {
     SecretNotLoaded(String),
     /// A job outran its budget (a hung S3 or SQS call): cut off so the batch meets its deadline.
     #[error("delivery {webhook_id} took longer than its {budget:?} budget")]
-    Overran { webhook_id: String, budget: Duration },
+    Overran {
+        webhook_id: String,
+        budget: Duration,
+    },
 }
 
 impl FunctionError for ApiError {

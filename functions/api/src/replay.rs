@@ -125,9 +125,8 @@ fn jobs_in(body: &str, opts: &Options) -> Result<(String, String, Vec<Job>), Str
         );
         return Ok(("redriven".into(), detail, vec![job]));
     }
-    let failure: OnFailure = serde_json::from_str(body).map_err(|e| {
-        format!("neither a dead letter, a job nor a Lambda on-failure record: {e}")
-    })?;
+    let failure: OnFailure = serde_json::from_str(body)
+        .map_err(|e| format!("neither a dead letter, a job nor a Lambda on-failure record: {e}"))?;
     match failed_function(&failure) {
         Failed::Api => {}
         Failed::Other(what) => {
@@ -153,7 +152,15 @@ fn jobs_in(body: &str, opts: &Options) -> Result<(String, String, Vec<Job>), Str
         .records
         .iter()
         .filter(|r| mailroom::layout::is_plain_message_id(&r.ses.mail.message_id))
-        .flat_map(|r| jobs_at(r, locations, opts.per_recipient, opts.mailboxes.as_ref(), now))
+        .flat_map(|r| {
+            jobs_at(
+                r,
+                locations,
+                opts.per_recipient,
+                opts.mailboxes.as_ref(),
+                now,
+            )
+        })
         .collect();
     if jobs.is_empty() {
         return Err("a Lambda on-failure record without a usable SES message".into());

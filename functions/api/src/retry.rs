@@ -254,11 +254,7 @@ pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt
         {
             return infra_retry("uploading a large attachment", &e);
         }
-        match deps
-            .store
-            .presign_get(&folder.bucket, &key, lifetime)
-            .await
-        {
+        match deps.store.presign_get(&folder.bucket, &key, lifetime).await {
             Ok(url) => deliveries.push(Delivery::Url {
                 url,
                 expires_at: expires_at.clone(),

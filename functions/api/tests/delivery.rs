@@ -770,7 +770,11 @@ async fn dead_letters_replay_through_the_queue_directly_or_dry() {
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].action, "would-requeue");
     assert!(w.drain(&w.retry_url).await.is_empty());
-    assert_eq!(w.dlq_depth().await, 1, "the dry run left the letter in the DLQ");
+    assert_eq!(
+        w.dlq_depth().await,
+        1,
+        "the dry run left the letter in the DLQ"
+    );
 
     let reqs = ep.requests();
     assert_eq!(reqs.len(), 5);
@@ -1155,7 +1159,10 @@ async fn jobs_the_retry_queue_redrove_to_the_dlq_are_replayed() {
     w.run_retries(&config).await;
     let reqs = ep.requests();
     assert_eq!(ids(&reqs), [MESSAGE_ID]);
-    assert_eq!(reqs[0].headers["x-mailroom-attempt"], "1", "a fresh schedule");
+    assert_eq!(
+        reqs[0].headers["x-mailroom-attempt"], "1",
+        "a fresh schedule"
+    );
     assert!(w.dead_letters().await.is_empty(), "the letter left the DLQ");
 }
 
@@ -1176,7 +1183,10 @@ fn url_expiry(url: &str) -> i64 {
         .expect("X-Amz-Date")
         .assume_utc()
         .unix_timestamp();
-    signed + param("X-Amz-Expires").parse::<i64>().expect("X-Amz-Expires")
+    signed
+        + param("X-Amz-Expires")
+            .parse::<i64>()
+            .expect("X-Amz-Expires")
 }
 
 #[tokio::test]
@@ -1204,8 +1214,17 @@ async fn presigned_links_promise_no_more_than_the_signing_credentials_last() {
 
     let body: Value = serde_json::from_slice(&ep.requests()[0].body).expect("json");
     let mut links = vec![body["data"]["raw"].clone()];
-    links.extend(body["data"]["attachments"].as_array().expect("attachments").clone());
-    assert_eq!(links.len(), 4, "the raw message and three attachments by URL");
+    links.extend(
+        body["data"]["attachments"]
+            .as_array()
+            .expect("attachments")
+            .clone(),
+    );
+    assert_eq!(
+        links.len(),
+        4,
+        "the raw message and three attachments by URL"
+    );
     let expiry_unix = expiry
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after the epoch")
@@ -1313,7 +1332,11 @@ async fn on_failure_records_of_other_functions_are_left_in_the_queue_not_sent_as
     assert!(items[1].detail.contains("fanout function"), "{items:?}");
 
     w.run_retries(&config).await;
-    assert_eq!(ids(&ep.requests()), [MESSAGE_ID], "one webhook, from the api record");
+    assert_eq!(
+        ids(&ep.requests()),
+        [MESSAGE_ID],
+        "one webhook, from the api record"
+    );
     // The two skipped letters are still in the DLQ (invisible for its visibility timeout).
     assert_eq!(w.dlq_depth().await, 2);
 }

@@ -12,8 +12,8 @@
 //! `PROCESSING_FAILED`). Such mail is dropped silently instead, with the reason logged.
 
 use mailroom::config::{self, ConfigError, Env};
-pub use mailroom::policy::{Mailbox, Mailboxes};
 use mailroom::policy::{Action, Decision, FilterPolicy, Rule, bare_address, strip_label};
+pub use mailroom::policy::{Mailbox, Mailboxes};
 use mailroom::ports::bouncer::{
     BounceRequest, BounceType, BouncedRecipient, DsnAction, MessageDsn, RecipientDsn,
 };
@@ -546,7 +546,10 @@ mod tests {
             }
             let why = backscatter_guard(&m).unwrap_or_default();
             assert!(why.contains(status.as_str()), "{what} {status:?}: {why:?}");
-            assert!(plan(&m, &policy(&[])).request.is_none(), "{what} {status:?}");
+            assert!(
+                plan(&m, &policy(&[])).request.is_none(),
+                "{what} {status:?}"
+            );
         }
     }
 

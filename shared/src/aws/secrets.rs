@@ -15,14 +15,22 @@ impl SecretService {
     /// The service of an ARN in any partition (`aws`, `aws-cn`, `aws-us-gov`, …).
     pub fn of(arn: &str) -> Option<SecretService> {
         let mut parts = arn.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some(service), Some(_region), Some(_account), Some(rest)) = (
+        let (
+            Some("arn"),
+            Some(partition),
+            Some(service),
+            Some(_region),
+            Some(_account),
+            Some(rest),
+        ) = (
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
-        ) else {
+        )
+        else {
             return None;
         };
         if !partition.starts_with("aws") {
@@ -51,7 +59,9 @@ mod tests {
                 "{partition}"
             );
             assert_eq!(
-                SecretService::of(&format!("arn:{partition}:ssm:r-1:123456789012:parameter/hook")),
+                SecretService::of(&format!(
+                    "arn:{partition}:ssm:r-1:123456789012:parameter/hook"
+                )),
                 Some(SecretService::ParameterStore),
                 "{partition}"
             );

@@ -149,7 +149,10 @@ mod tests {
                 "https://hooks.example.com?<redacted>",
             ),
             ("http://127.0.0.1:9/hook", "http://127.0.0.1:9/hook"),
-            ("https://a@b@host/p#frag", "https://<redacted>@host/p?<redacted>"),
+            (
+                "https://a@b@host/p#frag",
+                "https://<redacted>@host/p?<redacted>",
+            ),
         ] {
             assert_eq!(redact_url(url), want, "{url}");
         }

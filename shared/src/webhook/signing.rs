@@ -281,7 +281,14 @@ mod tests {
 
     #[test]
     fn secrets_are_24_to_64_bytes() {
-        for (len, ok) in [(1, false), (16, false), (23, false), (24, true), (64, true), (65, false)] {
+        for (len, ok) in [
+            (1, false),
+            (16, false),
+            (23, false),
+            (24, true),
+            (64, true),
+            (65, false),
+        ] {
             let text = format!("{SECRET_PREFIX}{}", B64.encode(vec![7u8; len]));
             assert_eq!(Secret::parse(&text).is_ok(), ok, "{len} bytes");
         }
