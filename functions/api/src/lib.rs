@@ -50,7 +50,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What one job may spend on AWS calls beyond its webhook timeout: reading the raw mail,
 /// uploading large attachments, queueing what follows and acknowledging its record. Each call is
-/// bounded by the shared SDK timeouts (`mailroom::aws::TIMEOUTS`); a job is cut off at
+/// bounded by the shared SDK timeouts (`mailroom::aws::timeouts`); a job is cut off at
 /// `webhook timeout + this` (see [`Config::job_budget`]).
 pub const JOB_AWS_BUDGET: Duration = Duration::from_secs(15);
 
@@ -378,7 +378,8 @@ pub async fn handle_ses_until(
         }
         for job in jobs {
             let result = if deadline.fits(config.job_budget() + FINISH_MARGIN) {
-                match bounded(process(job.clone(), config, deps), &job, config).await {
+                let attempt = bounded(process(job.clone(), config, deps), &job, config).await;
+                match attempt {
                     Err(ApiError::Overran { .. }) => postpone(job, config, deps).await,
                     other => other,
                 }
