@@ -420,8 +420,8 @@ fn record(shared: &Shared, req: &Request) -> Result<Recorded, String> {
     let url = redact_url(&url);
     let mut headers: BTreeMap<&str, String> = BTreeMap::new();
     for (k, v) in &req.headers {
-        let v = if SECRET_HEADERS.contains(&k.as_str()) {
-            &REDACTED.to_string()
+        let v: &str = if SECRET_HEADERS.contains(&k.as_str()) {
+            REDACTED
         } else {
             v
         };
@@ -431,7 +431,7 @@ fn record(shared: &Shared, req: &Request) -> Result<Recorded, String> {
                 old.push_str(", ");
                 old.push_str(v);
             })
-            .or_insert_with(|| v.clone());
+            .or_insert_with(|| v.to_string());
     }
     let body = serde_json::from_slice::<serde_json::Value>(&req.body)
         .unwrap_or_else(|_| String::from_utf8_lossy(&req.body).into_owned().into());

@@ -414,7 +414,7 @@ mod tests {
             &envelope,
             &Verdicts::default(),
             true,
-            Some(&"d".repeat(253)),
+            Some("d".repeat(253).as_str()),
             "us-east-1",
             OffsetDateTime::now_utc(),
         );
