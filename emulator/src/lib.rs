@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// SES's largest message (S3 action limit, headers included): larger mail is refused.
-pub const MAX_MESSAGE_BYTES: usize = 40 * 1024 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = mailroom::email::SES_MAX_MESSAGE_BYTES;
 /// The test header that sets verdicts for one message (`X-Mailroom-Verdicts: spam=FAIL`).
 pub const VERDICTS_HEADER: &str = "X-Mailroom-Verdicts";
 

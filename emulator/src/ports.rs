@@ -180,6 +180,10 @@ impl ObjectStore for Rec<dyn ObjectStore> {
         Ok(out)
     }
 
+    async fn presign_lifetime(&self, wanted: Duration) -> Duration {
+        self.inner.presign_lifetime(wanted).await
+    }
+
     async fn presign_get(
         &self,
         bucket: &str,
