@@ -6,6 +6,8 @@
 //! first call to [`moto`] starts a private server from the project's `.venv` instead; it stops
 //! when the test process exits, because its supervisor watches our stdin pipe.
 
+pub mod fault;
+
 use mailroom::config::Env;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
