@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use mailroom::SesEvent;
 use mailroom::ports::{
-    BounceRequest, Bouncer, ObjectMeta, ObjectStore, PortError, Publication, Publisher,
-    PutOutcome, Queue, Received, TransportError, WebhookRequest, WebhookResponse, WebhookSender,
+    BounceRequest, Bouncer, ObjectMeta, ObjectStore, PortError, Publication, Publisher, PutOutcome,
+    Queue, Received, TransportError, WebhookRequest, WebhookResponse, WebhookSender,
 };
 use mailroom::webhook::delivery::{DeadLetter, Job};
 use mailroom_api::{SqsEvent, SqsRecord};
@@ -86,7 +86,8 @@ fn scaled(secs: f64) -> Duration {
 }
 
 fn as_f64(v: &serde_json::Value) -> Option<f64> {
-    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 fn read_numbers(options: &template::Options) -> Numbers {
@@ -120,9 +121,7 @@ fn read_numbers(options: &template::Options) -> Numbers {
         .as_object()
         .unwrap()
         .iter()
-        .find(|(id, r)| {
-            r["Type"] == "AWS::SQS::Queue" && queue_name.ends_with(&format!("-{id}"))
-        })
+        .find(|(id, r)| r["Type"] == "AWS::SQS::Queue" && queue_name.ends_with(&format!("-{id}")))
         .map(|(_, r)| &r["Properties"])
         .expect("the trigger's queue in the template");
     let visibility = as_f64(&queue["VisibilityTimeout"]).unwrap_or(30.0);
@@ -171,7 +170,9 @@ impl ObjectStore for Crashing {
         self.crash.around(self.inner.objects.get(bucket, key)).await
     }
     async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {
-        self.crash.around(self.inner.objects.size(bucket, key)).await
+        self.crash
+            .around(self.inner.objects.size(bucket, key))
+            .await
     }
     async fn put_if_absent(
         &self,
@@ -204,7 +205,9 @@ impl Publisher for Crashing {
 #[async_trait]
 impl Queue for Crashing {
     async fn send(&self, url: &str, body: &str, delay: Duration) -> Result<String, PortError> {
-        self.crash.around(self.inner.queue.send(url, body, delay)).await
+        self.crash
+            .around(self.inner.queue.send(url, body, delay))
+            .await
     }
     async fn receive(
         &self,
@@ -212,7 +215,9 @@ impl Queue for Crashing {
         max: u32,
         wait: Duration,
     ) -> Result<Vec<Received>, PortError> {
-        self.crash.around(self.inner.queue.receive(url, max, wait)).await
+        self.crash
+            .around(self.inner.queue.receive(url, max, wait))
+            .await
     }
     async fn delete(&self, url: &str, receipt_handle: &str) -> Result<(), PortError> {
         self.crash
@@ -254,7 +259,8 @@ impl Lambda {
             *n - 1
         };
         let roll = draw(self.seed, &["crash", identity], n);
-        let at = (roll % 1000 < CRASH_PER_MILLE).then(|| usize::try_from((roll >> 20) % 4).unwrap());
+        let at =
+            (roll % 1000 < CRASH_PER_MILLE).then(|| usize::try_from((roll >> 20) % 4).unwrap());
         let crash = Arc::new(Crash {
             calls: AtomicUsize::new(0),
             at,
@@ -425,7 +431,9 @@ fn message_id(seed: u64, i: usize) -> String {
 
 fn recipients_of(seed: u64, i: usize) -> Vec<String> {
     let n = 1 + draw(seed, &["recipients", &i.to_string()], 0) % 3;
-    (0..n).map(|k| format!("user{}@example.com", (i as u64 + k) % 7)).collect()
+    (0..n)
+        .map(|k| format!("user{}@example.com", (i as u64 + k) % 7))
+        .collect()
 }
 
 fn raw_message(i: usize, to: &[String]) -> Vec<u8> {
@@ -488,10 +496,7 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
         .unwrap()
         .attributes
         .unwrap_or_default();
-    attrs
-        .values()
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum()
+    attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum()
 }
 
 async fn keys_under(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
@@ -506,7 +511,11 @@ async fn keys_under(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<
             .send()
             .await
             .unwrap();
-        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
         token = out.next_continuation_token().map(str::to_string);
         if token.is_none() {
             return keys;
@@ -536,7 +545,9 @@ async fn poll(
             .wait_time_seconds(1)
             .send()
             .await;
-        let msgs = got.map(|g| g.messages.unwrap_or_default()).unwrap_or_default();
+        let msgs = got
+            .map(|g| g.messages.unwrap_or_default())
+            .unwrap_or_default();
         if !msgs.is_empty() {
             let event = SqsEvent {
                 records: msgs
@@ -567,7 +578,11 @@ async fn poll(
                     .iter()
                     .map(|f| f.item_identifier.as_str())
                     .collect();
-                for r in event.records.iter().filter(|r| !failed.contains(r.message_id.as_str())) {
+                for r in event
+                    .records
+                    .iter()
+                    .filter(|r| !failed.contains(r.message_id.as_str()))
+                {
                     let _ = sqs
                         .delete_message()
                         .queue_url(&url)
@@ -649,7 +664,10 @@ async fn no_mail_is_lost_under_injected_faults() {
     let sns = mailroom_testkit::sns();
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let webhook_dlq = create_queue(&sqs, &last(&env("MAILROOM_DLQ_URL"))).await;
-    let invocation_dlq_arn = api_def.on_failure.clone().expect("api on-failure destination");
+    let invocation_dlq_arn = api_def
+        .on_failure
+        .clone()
+        .expect("api on-failure destination");
     let invocation_dlq = create_queue(&sqs, &last(&invocation_dlq_arn)).await;
     let retry_name = last(&env("MAILROOM_RETRY_QUEUE_URL"));
     let redrive = serde_json::json!({
@@ -674,7 +692,12 @@ async fn no_mail_is_lost_under_injected_faults() {
         .queue_url
         .unwrap();
     let topic_arn = def_of("fanout").env["MAILROOM_TOPIC_ARN"].clone();
-    let created = sns.create_topic().name(last(&topic_arn)).send().await.unwrap();
+    let created = sns
+        .create_topic()
+        .name(last(&topic_arn))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(created.topic_arn(), Some(topic_arn.as_str()));
     let watch = create_queue(&sqs, &format!("{stack}-watch")).await;
     sns.subscribe()
@@ -769,20 +792,24 @@ async fn no_mail_is_lost_under_injected_faults() {
     });
     let mut deployed = BTreeMap::new();
     for (arn, def) in &loaded.functions {
-        let env = if def.binary == "api" { &api_env } else { &def.env };
-        let function = functions::build(&def.logical_id, &def.binary, env, &overrides).unwrap();
-        let function: Box<dyn Function> = if ["store", "fanout", "api"].contains(&def.binary.as_str())
-        {
-            Box::new(Faulty {
-                logical_id: def.logical_id.clone(),
-                inner: function,
-                ports: faulty_ports.clone(),
-                timeout: numbers.timeouts[&def.logical_id],
-                lambda: lambda.clone(),
-            })
+        let env = if def.binary == "api" {
+            &api_env
         } else {
-            function
+            &def.env
         };
+        let function = functions::build(&def.logical_id, &def.binary, env, &overrides).unwrap();
+        let function: Box<dyn Function> =
+            if ["store", "fanout", "api"].contains(&def.binary.as_str()) {
+                Box::new(Faulty {
+                    logical_id: def.logical_id.clone(),
+                    inner: function,
+                    ports: faulty_ports.clone(),
+                    timeout: numbers.timeouts[&def.logical_id],
+                    lambda: lambda.clone(),
+                })
+            } else {
+                function
+            };
         deployed.insert(
             arn.clone(),
             Deployed {
@@ -903,7 +930,9 @@ async fn no_mail_is_lost_under_injected_faults() {
     let mut invocation_letters: BTreeSet<(String, String)> = BTreeSet::new();
     for body in drain(&sqs, &invocation_dlq).await {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let arn = v["requestContext"]["functionArn"].as_str().unwrap_or_default();
+        let arn = v["requestContext"]["functionArn"]
+            .as_str()
+            .unwrap_or_default();
         let binary = binary_of
             .get(arn.trim_end_matches(":$LATEST"))
             .copied()
@@ -960,7 +989,10 @@ async fn no_mail_is_lost_under_injected_faults() {
     println!("fault injection: {messages} messages, seed {seed}, time scale 1/{SCALE}");
     println!(
         "  template: timeouts {:?}, retry queue visibility {} s (scaled), maxReceiveCount {}, batch {}",
-        numbers.timeouts, numbers.retry_visibility_secs, numbers.max_receive_count, numbers.batch_size
+        numbers.timeouts,
+        numbers.retry_visibility_secs,
+        numbers.max_receive_count,
+        numbers.batch_size
     );
     let mut by_fault: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_service: BTreeMap<String, String> = BTreeMap::new();
@@ -1016,13 +1048,32 @@ async fn no_mail_is_lost_under_injected_faults() {
     }
 
     assert!(lost.is_empty(), "lost: {lost:#?}");
-    for f in ["5xx", "throttle", "slow", "reset-before", "reset-after", "pass"] {
-        assert!(by_fault.get(f).copied().unwrap_or(0) > 0, "no {f} injected: {faults:?}");
+    for f in [
+        "5xx",
+        "throttle",
+        "slow",
+        "reset-before",
+        "reset-after",
+        "pass",
+    ] {
+        assert!(
+            by_fault.get(f).copied().unwrap_or(0) > 0,
+            "no {f} injected: {faults:?}"
+        );
     }
-    assert!(lambda.crashes.load(Ordering::Relaxed) > 0, "no crash injected");
+    assert!(
+        lambda.crashes.load(Ordering::Relaxed) > 0,
+        "no crash injected"
+    );
     for a in ["200", "500", "429", "hang", "slow 200"] {
-        assert!(answers.get(a).copied().unwrap_or(0) > 0, "endpoint never answered {a}");
+        assert!(
+            answers.get(a).copied().unwrap_or(0) > 0,
+            "endpoint never answered {a}"
+        );
     }
-    assert_eq!(webhook.sent, sent.iter().map(|(_, n)| *n as u64).sum::<u64>());
+    assert_eq!(
+        webhook.sent,
+        sent.iter().map(|(_, n)| *n as u64).sum::<u64>()
+    );
     assert_eq!(store.sent, messages as u64);
 }

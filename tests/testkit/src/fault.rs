@@ -410,7 +410,10 @@ impl FaultProxy {
 
     /// How many requests met each fault, by service (`pass` included).
     pub fn counts(&self) -> BTreeMap<(String, Fault), u64> {
-        self.state.lock().map(|s| s.counts.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.counts.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -432,7 +435,9 @@ impl Forwarder {
                     &operation_of(&req),
                     req.path.split('?').next().unwrap_or(""),
                 ];
-                let Ok(mut st) = self.state.lock() else { return };
+                let Ok(mut st) = self.state.lock() else {
+                    return;
+                };
                 let seen = st.seen.entry(identity.join(" ")).or_insert(0);
                 let n = *seen;
                 *seen += 1;
@@ -565,10 +570,16 @@ mod tests {
             reset_before: 100,
             reset_after: 100,
         });
-        let a: Vec<Fault> = (0..200).map(|n| p.decide(&["s3", "PUT", "/b/k"], n)).collect();
-        let b: Vec<Fault> = (0..200).map(|n| p.decide(&["s3", "PUT", "/b/k"], n)).collect();
+        let a: Vec<Fault> = (0..200)
+            .map(|n| p.decide(&["s3", "PUT", "/b/k"], n))
+            .collect();
+        let b: Vec<Fault> = (0..200)
+            .map(|n| p.decide(&["s3", "PUT", "/b/k"], n))
+            .collect();
         assert_eq!(a, b);
-        let other: Vec<Fault> = (0..200).map(|n| p.decide(&["s3", "PUT", "/b/j"], n)).collect();
+        let other: Vec<Fault> = (0..200)
+            .map(|n| p.decide(&["s3", "PUT", "/b/j"], n))
+            .collect();
         assert_ne!(a, other);
         let passes = a.iter().filter(|f| **f == Fault::Pass).count();
         assert!((60..=140).contains(&passes), "about half pass: {passes}");
