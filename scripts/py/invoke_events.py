@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 
 import moto_launcher
-from event_cases import CASES, check
+from event_cases import CASES, FORWARD_DOMAIN, FORWARD_MAP, check
 from cfn_template import Resolver, Template
 
 ROOT, FUNCTIONS = sys.argv[1], sys.argv[2:]
@@ -82,6 +82,10 @@ def main():
     param = ssm.put_parameter(Name=f"/{RUN}/webhook-secret", Value=secret, Type="SecureString")
     secret_arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{RUN}/webhook-secret"
     assert param["Version"] == 1
+    ses = aws("ses")
+    ses.verify_domain_identity(Domain=FORWARD_DOMAIN)
+    config_set = f"{RUN}-forward"
+    ses.create_configuration_set(ConfigurationSet={"Name": config_set})
 
     rec_port = moto_launcher.free_port()
     server = ThreadingHTTPServer(("127.0.0.1", rec_port), Recorder)
@@ -89,11 +93,13 @@ def main():
 
     template = Template(os.path.join(ROOT, "template.yaml"))
     physical = {"RawMailBucket": {"ref": bucket, "Arn": f"arn:aws:s3:::{bucket}"},
-                "MailTopic": {"ref": topic, "TopicName": topic.rsplit(":", 1)[1]}, **queues}
+                "MailTopic": {"ref": topic, "TopicName": topic.rsplit(":", 1)[1]},
+                "ForwardConfigurationSet": {"ref": config_set}, **queues}
     resolver = Resolver(template, {
         "WebhookUrl": f"http://127.0.0.1:{rec_port}/hook",
         "WebhookSecretArn": secret_arn,
         "Mailboxes": "support@example.com,@team.example.com,sales@example.com",
+        "ForwardMap": FORWARD_MAP,
     }, physical, {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
                   "AWS::StackName": RUN})
     binaries = {template.function_binary(fn): fn for fn in template.of_type("AWS::Serverless::Function")}
