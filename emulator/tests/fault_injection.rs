@@ -277,6 +277,11 @@ impl Lambda {
             bouncer: c.clone(),
             queue: c.clone(),
             http: c,
+            // The forward function's ports stay as they are: the template's map is empty by
+            // default, so it sends nothing here.
+            mailer: ports.mailer.clone(),
+            parameters: ports.parameters.clone(),
+            metrics: ports.metrics.clone(),
             state: None,
             local_bouncer: None,
             sink: ports.sink.clone(),
@@ -738,12 +743,16 @@ async fn no_mail_is_lost_under_injected_faults() {
     let conf = fault::sdk_config(&proxy.endpoint, sdk).await;
     let state = tempfile::tempdir().unwrap();
     let sink = Arc::new(WebhookSink::new(state.path(), false));
+    let local = Ports::local(state.path(), sink.clone()).unwrap();
     let faulty_ports = Ports {
         objects: Arc::new(mailroom::aws::S3Store::new(fault::s3_client(&conf))),
         publisher: Arc::new(mailroom::aws::SnsPublisher::from_conf(&conf)),
         bouncer: Arc::new(mailroom::aws::SesBouncer::from_conf(&conf)),
         queue: Arc::new(mailroom::aws::SqsQueue::from_conf(&conf)),
         http: Arc::new(mailroom::webhook::http::ReqwestSender::new().unwrap()),
+        mailer: local.mailer.clone(),
+        parameters: local.parameters.clone(),
+        metrics: local.metrics.clone(),
         state: None,
         local_bouncer: None,
         sink: sink.clone(),

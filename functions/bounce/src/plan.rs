@@ -13,7 +13,7 @@
 
 use mailroom::automated;
 use mailroom::config::{self, ConfigError, Env};
-use mailroom::policy::{Action, Decision, FilterPolicy, Rule, bare_address, strip_label};
+use mailroom::policy::{Action, Decision, FilterPolicy, Rule, bare_address};
 pub use mailroom::policy::{Mailbox, Mailboxes};
 use mailroom::ports::bouncer::{
     BounceRequest, BounceType, BouncedRecipient, DsnAction, MessageDsn, RecipientDsn,

@@ -327,7 +327,8 @@ async fn a_missing_store_bucket_fails_the_invocation_naming_the_raw_message() {
 
 #[tokio::test]
 async fn a_message_over_the_size_limit_fails_the_invocation_and_stays_raw() {
-    let (bucket, store) = bucket_with_raw("store-attachments.eml").await;
+    let (bucket, store) =
+        mailroom_testkit::bucket_with_raw("store", ID, "store-attachments.eml").await;
     let mut cfg = config(&bucket);
     cfg.limits.max_size = 100;
     let err = handle(&event("store-event.json"), &cfg, &store)

@@ -44,39 +44,6 @@ impl SecretService {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arns_of_every_partition_name_their_service() {
-        for partition in ["aws", "aws-cn", "aws-us-gov"] {
-            assert_eq!(
-                SecretService::of(&format!(
-                    "arn:{partition}:secretsmanager:r-1:123456789012:secret:hook-AbCd"
-                )),
-                Some(SecretService::SecretsManager),
-                "{partition}"
-            );
-            assert_eq!(
-                SecretService::of(&format!(
-                    "arn:{partition}:ssm:r-1:123456789012:parameter/hook"
-                )),
-                Some(SecretService::ParameterStore),
-                "{partition}"
-            );
-        }
-        for bad in [
-            "arn:aws:s3:::bucket",
-            "arn:aws:ssm:r:1:document/x",
-            "arn:other:secretsmanager:r:1:secret:x",
-            "secretsmanager:r:1:secret:x",
-        ] {
-            assert_eq!(SecretService::of(bad), None, "{bad}");
-        }
-    }
-}
-
 /// The secret's current string value (`SecretString`, or the decrypted parameter value).
 pub async fn fetch(config: &aws_config::SdkConfig, arn: &str) -> Result<String, PortError> {
     match SecretService::of(arn) {
@@ -119,5 +86,38 @@ pub async fn fetch(config: &aws_config::SdkConfig, arn: &str) -> Result<String, 
             "secrets",
             format!("{arn} is neither a Secrets Manager secret ARN nor an SSM parameter ARN"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_of_every_partition_name_their_service() {
+        for partition in ["aws", "aws-cn", "aws-us-gov"] {
+            assert_eq!(
+                SecretService::of(&format!(
+                    "arn:{partition}:secretsmanager:r-1:123456789012:secret:hook-AbCd"
+                )),
+                Some(SecretService::SecretsManager),
+                "{partition}"
+            );
+            assert_eq!(
+                SecretService::of(&format!(
+                    "arn:{partition}:ssm:r-1:123456789012:parameter/hook"
+                )),
+                Some(SecretService::ParameterStore),
+                "{partition}"
+            );
+        }
+        for bad in [
+            "arn:aws:s3:::bucket",
+            "arn:aws:ssm:r:1:document/x",
+            "arn:other:secretsmanager:r:1:secret:x",
+            "secretsmanager:r:1:secret:x",
+        ] {
+            assert_eq!(SecretService::of(bad), None, "{bad}");
+        }
     }
 }
