@@ -458,7 +458,15 @@ fn unprompted(r: &mut BufReader<TcpStream>, wait: Duration) -> Option<String> {
 /// Whether the server has closed its side: a read returns nothing.
 fn closed(r: &mut BufReader<TcpStream>) -> bool {
     let mut rest = Vec::new();
-    r.read_to_end(&mut rest).is_ok() && rest.is_empty()
+    match r.read_to_end(&mut rest) {
+        Ok(_) => rest.is_empty(),
+        // A server that closes while our last command is still unread in its socket makes the
+        // kernel answer with a reset: the session ended all the same.
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+    }
 }
 
 #[test]
