@@ -114,7 +114,16 @@ impl MailSender for SesV2Sender {
 
 /// Sorts a `SendEmail` failure (docs/ses.md §9.3).
 pub fn kind_of(retryable: bool, code: &str, message: &str) -> SendErrorKind {
-    let unverified = message.to_ascii_lowercase().contains("not verified");
+    // SES's words for an identity it will not send as: unverified, or (moto, and SES with
+    // sending authorization) no authority over it. Either is the account's set-up, not the mail.
+    let lower = message.to_ascii_lowercase();
+    let unverified = [
+        "not verified",
+        "authority to send",
+        "not authorized to send",
+    ]
+    .iter()
+    .any(|m| lower.contains(m));
     if retryable || code == "LimitExceededException" || code == "TooManyRequestsException" {
         SendErrorKind::Retry
     } else if (code == "MessageRejected" && !unverified) || code == "BadRequestException" {
@@ -141,6 +150,14 @@ mod tests {
         );
         assert_eq!(
             kind_of(false, "MessageRejected", "Email address is not verified."),
+            SendErrorKind::Setup
+        );
+        assert_eq!(
+            kind_of(
+                false,
+                "MessageRejected",
+                "Did not have authority to send from email forwarder@example.org"
+            ),
             SendErrorKind::Setup
         );
         assert_eq!(
