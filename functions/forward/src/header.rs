@@ -121,7 +121,7 @@ pub fn address_list(list: &AddressList<'_>, eol: Eol) -> Option<String> {
     Some(items.join(", "))
 }
 
-/// `Name: value` with its line break, folded at blanks before [`FOLD_AT`] columns where it can
+/// `Name: value` with its line break, folded at blanks before `FOLD_AT` (78) columns where it can
 /// be (a run without blanks, such as one encoded word, stays whole: it is shorter than the
 /// line limit by construction).
 pub fn field(name: &str, value: &str, eol: Eol) -> String {
