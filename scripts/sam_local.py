@@ -57,7 +57,7 @@ def logical_id(binary):
 # The cases and their check are shared with the cargo lambda run (scripts/py/event_cases.py), which
 # names functions by binary; sam names them by logical id.
 CASES = [(logical_id(binary), rel, want) for binary, rel, want in event_cases.CASES]
-MAILBOXES = "support@example.com,@team.example.com,sales@example.com"
+MAILBOXES = "support@example.com,@team.example.com,sales@example.com,@inbox.example.com"
 INIT = re.compile(r"Init Duration:\s*([0-9.]+)\s*ms")
 
 

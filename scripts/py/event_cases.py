@@ -28,9 +28,10 @@ CASES = [
     ("fanout", "lambda/fanout-dmarc-fail.json", {"raw": "mail/store-hostile-filenames.eml", "published": True}),
     ("api", "lambda/api-event.json", {"raw": "mail/attachments.eml", "webhooks": 1}),
     ("api", "sqs/api-retry-job.json", {"raw": "mail/attachments.eml", "webhooks": 1, "batchItemFailures": []}),
-    # FORWARD_MAP below: invoices+acme@ matches invoices@ (its tag kept), billing@ forwards as an attachment.
+    # FORWARD_MAP below: invoices+acme@ matches invoices@ (its tag dropped, the default),
+    # billing@ forwards as an attachment.
     ("forward", "lambda/forward-event.json", {"raw": "mail/attachments.eml",
-                                               "forwarded": {"owner+acme@gmail.example": "rewrite",
+                                               "forwarded": {"owner@gmail.example": "rewrite",
                                                              "accountant@outlook.example": "attach"}}),
 ]
 

@@ -98,7 +98,7 @@ def main():
     resolver = Resolver(template, {
         "WebhookUrl": f"http://127.0.0.1:{rec_port}/hook",
         "WebhookSecretArn": secret_arn,
-        "Mailboxes": "support@example.com,@team.example.com,sales@example.com",
+        "Mailboxes": "support@example.com,@team.example.com,sales@example.com,@inbox.example.com",
         "ForwardMap": FORWARD_MAP,
     }, physical, {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
                   "AWS::StackName": RUN})
