@@ -1,7 +1,7 @@
 # Builds the Lambda functions for `sam build` (every function has `BuildMethod: makefile`).
 #
 # SAM runs `make build-<LogicalId>` once per function with ARTIFACTS_DIR set. Every such target
-# depends on one cargo lambda build of all six binaries into one target directory, so the
+# depends on one cargo lambda build of all seven binaries into one target directory, so the
 # dependencies are compiled once for all functions (and not again on the next `sam build`); the
 # target then copies its binary to ARTIFACTS_DIR/bootstrap. With `sam build --parallel` the six
 # makes start together; the first one builds while the others wait for it.
@@ -31,7 +31,7 @@ else
 $(error LAMBDA_ARCH must be arm64 or x86_64, not '$(LAMBDA_ARCH)')
 endif
 
-BINARIES := stop bounce store fanout api activate-ruleset
+BINARIES := stop bounce store fanout api activate-ruleset forward
 LAMBDA_DIR := $(LAMBDA_TARGET_DIR)/lambda/$(LAMBDA_ARCH)
 
 .PHONY: lambda lambda-sizes
@@ -62,3 +62,4 @@ $(eval $(call function,StoreFunction,store))
 $(eval $(call function,FanoutFunction,fanout))
 $(eval $(call function,ApiFunction,api))
 $(eval $(call function,ActivateRuleSetFunction,activate-ruleset))
+$(eval $(call function,ForwardFunction,forward))

@@ -57,7 +57,7 @@ def logical_id(binary):
 # The cases and their check are shared with the cargo lambda run (scripts/py/event_cases.py), which
 # names functions by binary; sam names them by logical id.
 CASES = [(logical_id(binary), rel, want) for binary, rel, want in event_cases.CASES]
-MAILBOXES = "support@example.com,@team.example.com,sales@example.com"
+MAILBOXES = "support@example.com,@team.example.com,sales@example.com,@inbox.example.com"
 INIT = re.compile(r"Init Duration:\s*([0-9.]+)\s*ms")
 
 
@@ -170,6 +170,13 @@ def resources(moto, bucket=RUN):
     dlq = sqs.create_queue(QueueName=f"{RUN}-dlq")["QueueUrl"]
     secret = "whsec_" + base64.b64encode(b"mailroom sam local check secret!").decode()
     ssm.put_parameter(Name=f"/{RUN}/webhook-secret", Value=secret, Type="SecureString")
+    # The forward function sends as forwarder@<DomainName>, through a configuration set: moto, like
+    # SES, sends only from a verified identity and through a set that exists.
+    ses = aws("ses")
+    ses.verify_domain_identity(Domain=event_cases.FORWARD_DOMAIN)
+    config_set = f"{RUN}-forward"
+    if config_set not in [c["Name"] for c in ses.list_configuration_sets().get("ConfigurationSets", [])]:
+        ses.create_configuration_set(ConfigurationSet={"Name": config_set})
     params = {
         "MAILROOM_RAW_BUCKET": bucket,
         "MAILROOM_STORE_BUCKET": bucket,
@@ -179,6 +186,8 @@ def resources(moto, bucket=RUN):
         "MAILROOM_WEBHOOK_SECRET_ARN": f"arn:aws:ssm:{REGION}:123456789012:parameter/{RUN}/webhook-secret",
         "MAILROOM_WEBHOOK_SECRET": "",
         "MAILROOM_MAILBOXES": MAILBOXES,
+        "MAILROOM_FORWARD_MAP": event_cases.FORWARD_MAP,
+        "MAILROOM_FORWARD_CONFIGURATION_SET": config_set,
     }
     return (s3, sqs, tap), params
 
@@ -340,6 +349,11 @@ def run_readme(aws):
             problems.append("README says it calls SendBounce; no SendBounce arrived")
         if "POSTs the webhook" in answer and not Gateway.webhooks:
             problems.append("README says it POSTs the webhook; none arrived")
+        if "SendEmail" in answer:
+            sent = [d for o in (out or {}).get("outcomes", []) for d in o.get("deliveries", [])
+                    if d.get("status") in ("sent", "already_sent")]
+            if not sent:
+                problems.append(f"README says it sends through SES v2; the answer lists no send: {out}")
         print(f"{'FAIL' if problems else 'ok  '} {command}", flush=True)
         for pr in problems:
             print(f"       {pr}")

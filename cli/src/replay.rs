@@ -64,6 +64,7 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         // Only needed for Lambda on-failure records of SES events; absent, those are skipped.
         locations: Locations::from_env(&ProcessEnv).ok(),
         per_recipient: config::flag(&ProcessEnv, PER_RECIPIENT_VAR, false)?,
+        mailboxes: mailroom_api::mailboxes(&ProcessEnv)?,
     };
     let sdk = mailroom::aws::sdk_config().await;
     let queue = SqsQueue::from_conf(&sdk);

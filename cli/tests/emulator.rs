@@ -232,7 +232,8 @@ fn project_template_stores_publishes_and_queues_the_webhook() {
             "S3 s3://mailroom-rawmailbucket/raw/",
             "Lambda mailroom-StoreFunction (Event)",
             "Lambda mailroom-FanoutFunction (Event)",
-            "Lambda mailroom-ApiFunction (Event)"
+            "Lambda mailroom-ApiFunction (Event)",
+            "Lambda mailroom-ForwardFunction (Event)"
         ]
     );
     for a in receive["actions"].as_array().unwrap() {

@@ -129,7 +129,7 @@ async fn accepted_rejected_and_oversize_mail() {
         .iter()
         .find(|r| r["name"] == "receive")
         .unwrap();
-    assert_eq!(receive["actions"].as_array().unwrap().len(), 4);
+    assert_eq!(receive["actions"].as_array().unwrap().len(), 5);
 
     // Rejected at RCPT: no rule takes example.net.
     let err = smtp.send(message("someone@example.net")).await.unwrap_err();

@@ -143,7 +143,7 @@ fn the_text_trace_says_where_the_webhook_went() {
 }
 
 #[test]
-fn other_reserved_names_go_to_the_sink_with_their_path_and_query() {
+fn other_reserved_names_go_to_the_sink_with_their_path_and_the_query_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let run = deliver(
@@ -159,7 +159,8 @@ fn other_reserved_names_go_to_the_sink_with_their_path_and_query() {
     );
     assert!(run.ok(), "{}", run.stderr());
     let doc = the_recorded_webhook(&run, &state);
-    assert_eq!(doc["url"], "https://in.hooks.test:8443/mail/in?team=ops");
+    // A query may carry a token: the sink writes to disk, so it keeps the path only.
+    assert_eq!(doc["url"], "https://in.hooks.test:8443/mail/in?<redacted>");
     assert_eq!(doc["headers"]["host"], "in.hooks.test:8443");
     assert!(
         api_outputs(&run)[0].contains("(reserved test domain: delivered to the local sink)"),

@@ -51,6 +51,7 @@ pub const FUNCTIONS: &[(&str, EnvVars)] = &[
     ("fanout", mailroom_fanout::env_vars),
     ("api", mailroom_api::env_vars),
     ("activate-ruleset", mailroom_activate_ruleset::env_vars),
+    ("forward", mailroom_forward::env_vars),
 ];
 
 /// Builds the in-process function for a template function, failing with a message that names it.
@@ -90,6 +91,13 @@ pub fn build(
                 sink.add_secrets(config.secrets());
             }
             Box::new(Api { config })
+        }
+        "forward" => {
+            let config = mailroom_forward::Config::from_env(&env).with_context(what)?;
+            Box::new(Forward {
+                maps: config.map_cache(),
+                config,
+            })
         }
         other => anyhow::bail!(
             "function {logical_id}: binary {other:?} is not one of mailroom's functions, so the emulator cannot run it"
@@ -193,6 +201,32 @@ impl Function for Api {
         Ok(Returned {
             disposition: None,
             summary: summarize(&report.steps),
+        })
+    }
+}
+
+struct Forward {
+    config: mailroom_forward::Config,
+    /// Built once, as the Lambda does at cold start.
+    maps: mailroom_forward::map::MapCache,
+}
+
+#[async_trait]
+impl Function for Forward {
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
+        let deps = mailroom_forward::Deps {
+            store: ports.objects.as_ref(),
+            sender: ports.mailer.as_ref(),
+            parameters: ports.parameters.as_ref(),
+            maps: &self.maps,
+            metrics: ports.metrics.as_ref(),
+        };
+        let report = mailroom_forward::handle(event, &self.config, deps)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Returned {
+            disposition: None,
+            summary: summarize(&report.outcomes),
         })
     }
 }

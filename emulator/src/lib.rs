@@ -1,7 +1,7 @@
 //! The local SES receiving emulator: the receipt rule set from `template.yaml`, evaluated by
 //! [`crate::receipt`], with our real function handlers run in process against local
-//! adapters (a folder for S3, JSON lines for SNS, a folder per SQS queue, DSN requests in an
-//! outbox), or against real AWS (any endpoint via `AWS_ENDPOINT_URL`) with `--aws`.
+//! adapters (a folder for S3, JSON lines for SNS, a folder per SQS queue, DSN requests and
+//! forwarded mail in an outbox), or against real AWS (any endpoint via `AWS_ENDPOINT_URL`) with `--aws`.
 //! `mailroom deliver` and `mailroom serve` are thin front ends over [`Emulator`].
 
 //!
@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// SES's largest message (S3 action limit, headers included): larger mail is refused.
-pub const MAX_MESSAGE_BYTES: usize = 40 * 1024 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = mailroom::email::SES_MAX_MESSAGE_BYTES;
 /// The test header that sets verdicts for one message (`X-Mailroom-Verdicts: spam=FAIL`).
 pub const VERDICTS_HEADER: &str = "X-Mailroom-Verdicts";
 
@@ -235,6 +235,9 @@ async fn aws_ports(sink: Arc<sink::WebhookSink>) -> anyhow::Result<ports::Ports>
         bouncer: Arc::new(mailroom::aws::SesBouncer::from_conf(&config)),
         queue: Arc::new(mailroom::aws::SqsQueue::from_conf(&config)),
         http: ports::routed_http(sink.clone())?,
+        mailer: Arc::new(mailroom_forward::sender::SesV2Sender::from_conf(&config)),
+        parameters: Arc::new(mailroom_forward::map::SsmParameters(config.clone())),
+        metrics: Arc::new(ports::NoMetrics),
         state: None,
         local_bouncer: None,
         sink,

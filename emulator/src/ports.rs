@@ -1,7 +1,9 @@
 //! The set of ports handed to functions and rule actions, local or real AWS, and thin wrappers
 //! that note every write so the trace can say where each action's outputs landed.
 
-use crate::local::{LocalBouncer, LocalObjectStore, LocalPublisher, LocalQueue, resource_name};
+use crate::local::{
+    LocalBouncer, LocalMailer, LocalObjectStore, LocalPublisher, LocalQueue, resource_name,
+};
 use crate::sink::{Routed, WebhookSink};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -10,6 +12,9 @@ use mailroom::ports::{
     BounceRequest, Bouncer, ObjectMeta, ObjectStore, PortError, Publication, Publisher, PutOutcome,
     TransportError, WebhookRequest, WebhookResponse, WebhookSender,
 };
+use mailroom_forward::map::Parameters;
+use mailroom_forward::metrics::Metrics;
+use mailroom_forward::sender::{MailSender, OutgoingMail, SendError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +26,12 @@ pub struct Ports {
     pub bouncer: Arc<dyn Bouncer>,
     pub queue: Arc<dyn Queue>,
     pub http: Arc<dyn WebhookSender>,
+    /// SES `SendEmail` (the forward function).
+    pub mailer: Arc<dyn MailSender>,
+    /// SSM parameters (a forward map kept in Parameter Store).
+    pub parameters: Arc<dyn Parameters>,
+    /// Counters a function emits (CloudWatch metrics in AWS).
+    pub metrics: Arc<dyn Metrics>,
     /// The local state folder, when the ports are the local ones (for naming output paths).
     pub state: Option<PathBuf>,
     /// The local SendBounce, which must be told about each received message.
@@ -41,6 +52,9 @@ impl Ports {
             local_bouncer: Some(bouncer),
             queue: Arc::new(LocalQueue::new(state)),
             http: routed_http(sink.clone())?,
+            mailer: Arc::new(LocalMailer::new(state)),
+            parameters: Arc::new(NoParameters),
+            metrics: Arc::new(NoMetrics),
             state: Some(state.to_path_buf()),
             sink,
         })
@@ -73,6 +87,17 @@ impl Ports {
                 inner: self.http.clone(),
                 log: log.clone(),
                 sink: self.sink.clone(),
+            }),
+            mailer: Arc::new(Rec {
+                inner: self.mailer.clone(),
+                log: log.clone(),
+                state: self.state.clone(),
+            }),
+            parameters: self.parameters.clone(),
+            metrics: Arc::new(Rec {
+                inner: self.metrics.clone(),
+                log: log.clone(),
+                state: self.state.clone(),
             }),
             state: self.state.clone(),
             local_bouncer: self.local_bouncer.clone(),
@@ -155,6 +180,10 @@ impl ObjectStore for Rec<dyn ObjectStore> {
         Ok(out)
     }
 
+    async fn presign_lifetime(&self, wanted: Duration) -> Duration {
+        self.inner.presign_lifetime(wanted).await
+    }
+
     async fn presign_get(
         &self,
         bucket: &str,
@@ -228,6 +257,48 @@ impl Queue for Rec<dyn Queue> {
     async fn delete(&self, queue_url: &str, receipt_handle: &str) -> Result<(), PortError> {
         self.inner.delete(queue_url, receipt_handle).await
     }
+}
+
+#[async_trait]
+impl MailSender for Rec<dyn MailSender> {
+    async fn send(&self, mail: &OutgoingMail) -> Result<String, SendError> {
+        let out = self.inner.send(mail).await;
+        match &out {
+            Ok(place) => self.log.push(format!("deliver {} → {place}", mail.to)),
+            Err(e) => self.log.push(format!("deliver {} → refused: {e}", mail.to)),
+        }
+        out
+    }
+}
+
+impl Metrics for Rec<dyn Metrics> {
+    fn count(&self, name: &'static str, value: u64) {
+        self.inner.count(name, value);
+        self.log.push(format!("metric {name} +{value}"));
+    }
+}
+
+/// Without AWS there is no Parameter Store: a map kept there needs `--aws`.
+pub struct NoParameters;
+
+#[async_trait]
+impl Parameters for NoParameters {
+    async fn get(&self, arn: &str) -> Result<String, PortError> {
+        Err(PortError::new(
+            mailroom::ports::ErrorKind::Permanent,
+            "ssm:GetParameter",
+            format!(
+                "{arn}: SSM parameters are read only with --aws; locally, set the map itself (ForwardMap)"
+            ),
+        ))
+    }
+}
+
+/// Counts are shown in the trace (by the recording wrapper) and go nowhere else.
+pub struct NoMetrics;
+
+impl Metrics for NoMetrics {
+    fn count(&self, _name: &'static str, _value: u64) {}
 }
 
 struct RecHttp {

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use mailroom::ports::{
     TransportError, TransportErrorKind, WebhookRequest, WebhookResponse, WebhookSender,
 };
+use mailroom::webhook::http::{REDACTED, redact_url};
 use mailroom::webhook::signing::{self, Secret};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -386,6 +387,9 @@ struct Document<'a> {
     body: serde_json::Value,
 }
 
+/// Headers written to disk as [`REDACTED`].
+const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
 fn record(shared: &Shared, req: &Request) -> Result<Recorded, String> {
     let get = |name: &str| header(&req.headers, name).unwrap_or_default();
     let id = get(signing::HEADER_ID).to_string();
@@ -411,15 +415,23 @@ fn record(shared: &Shared, req: &Request) -> Result<Recorded, String> {
         .ok()
         .and_then(|mut p| p.remove(&id))
         .unwrap_or_else(|| format!("http://{}{}", get("host"), req.target));
+    // The file is for looking at, so nothing in it may be a credential: the endpoint's
+    // `Authorization` and whatever the URL carries in its userinfo or query.
+    let url = redact_url(&url);
     let mut headers: BTreeMap<&str, String> = BTreeMap::new();
     for (k, v) in &req.headers {
+        let v: &str = if SECRET_HEADERS.contains(&k.as_str()) {
+            REDACTED
+        } else {
+            v
+        };
         headers
             .entry(k.as_str())
             .and_modify(|old| {
                 old.push_str(", ");
                 old.push_str(v);
             })
-            .or_insert_with(|| v.clone());
+            .or_insert_with(|| v.to_string());
     }
     let body = serde_json::from_slice::<serde_json::Value>(&req.body)
         .unwrap_or_else(|_| String::from_utf8_lossy(&req.body).into_owned().into());
@@ -511,6 +523,27 @@ mod tests {
         let unknown = WebhookSink::new(dir.path(), false);
         let r = record(&unknown.shared, &signed(&secret, "msg_3", body, body)).unwrap();
         assert!(!r.signature_valid, "no secret registered, nothing verifies");
+    }
+
+    #[test]
+    fn credentials_never_reach_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = Secret::parse(&Secret::generate()).unwrap();
+        let sink = WebhookSink::new(dir.path(), false);
+        let body = br#"{"data":{"messageId":"m1"}}"#;
+        let mut req = signed(&secret, "msg_a", body, body);
+        req.headers
+            .push(("authorization".into(), "Bearer t0ken-xyz".into()));
+        req.target = "/mail?token=s3cr3t".into();
+        let rec = record(&sink.shared, &req).unwrap();
+        let text = std::fs::read_to_string(&rec.file).unwrap();
+        assert!(
+            !text.contains("t0ken-xyz") && !text.contains("s3cr3t"),
+            "{text}"
+        );
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["headers"]["authorization"], REDACTED);
+        assert_eq!(doc["url"], "http://hooks.example.com/mail?<redacted>");
     }
 
     #[test]

@@ -76,6 +76,19 @@ fn api_lists_what_it_reads() {
 }
 
 #[test]
+fn forward_lists_what_it_reads() {
+    let values = [
+        ("MAILROOM_RAW_BUCKET", "mail"),
+        ("MAILROOM_FORWARD_FROM", "forwarder@example.com"),
+        ("MAILROOM_FORWARD_MAP", "info@example.com=me@gmail.com"),
+        ("MAILROOM_FORWARD_NOTICE_TO", "admin@example.com"),
+    ];
+    check("forward", &values, |env| {
+        mailroom_forward::Config::from_env(env).is_ok()
+    });
+}
+
+#[test]
 fn a_variable_of_another_crate_is_not_listed() {
     let fanout = mailroom_emulator::functions::env_vars("fanout").expect("fanout");
     assert!(!fanout.contains(&"MAILROOM_STOP_SPAM"));

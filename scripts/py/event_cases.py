@@ -2,6 +2,8 @@
 what must have happened: one list and one check for both ways they are run (scripts/py/invoke_events.py
 under cargo lambda, scripts/sam_local.py under sam local invoke)."""
 
+import json
+
 # Each sample event, the function it is for, what the answer must be, and what must have happened.
 # raw: the .eml uploaded to raw/<messageId> first (the receive rule's S3 action did that in SES).
 CASES = [
@@ -26,7 +28,19 @@ CASES = [
     ("fanout", "lambda/fanout-dmarc-fail.json", {"raw": "mail/store-hostile-filenames.eml", "published": True}),
     ("api", "lambda/api-event.json", {"raw": "mail/attachments.eml", "webhooks": 1}),
     ("api", "sqs/api-retry-job.json", {"raw": "mail/attachments.eml", "webhooks": 1, "batchItemFailures": []}),
+    # FORWARD_MAP below: invoices+acme@ matches invoices@ (its tag dropped, the default),
+    # billing@ forwards as an attachment.
+    ("forward", "lambda/forward-event.json", {"raw": "mail/attachments.eml",
+                                               "forwarded": {"owner@gmail.example": "rewrite",
+                                                             "accountant@outlook.example": "attach"}}),
 ]
+
+# The forward map the runs give the forward function (the template's ForwardMap parameter).
+FORWARD_MAP = ("invoices@inbox.example.com=owner@gmail.example; "
+               "billing@inbox.example.com=attach:accountant@outlook.example")
+# The identity the forward function sends as (forwarder@<DomainName>); SES, and moto, send only
+# from a verified identity.
+FORWARD_DOMAIN = "example.com"
 
 
 def check(want, out, mid, *, s3, sqs, tap, bucket, webhooks, bounces):
@@ -58,6 +72,16 @@ def check(want, out, mid, *, s3, sqs, tap, bucket, webhooks, bounces):
             sqs.delete_message(QueueUrl=tap, ReceiptHandle=m["ReceiptHandle"])
         if not any(mid in m["Body"] for m in msgs):
             problems.append(f"no SNS summary for {mid} reached the topic")
+    if "forwarded" in want:
+        sent = {d.get("destination"): d.get("mode")
+                for o in (out or {}).get("outcomes", []) for d in o.get("deliveries", [])
+                if d.get("status") == "sent"}
+        if sent != want["forwarded"]:
+            problems.append(f"sent {sent}, want {want['forwarded']} (answer: {json.dumps(out)[:400]})")
+        markers = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"forwarded/{mid}/")
+                         .get("Contents", []))
+        if len(markers) != len(want["forwarded"]):
+            problems.append(f"idempotency markers {markers}, want one per destination")
     if "webhooks" in want:
         ids = [{k.lower(): v for k, v in h.items()}.get("webhook-id") for h, _ in webhooks]
         if len(webhooks) != want["webhooks"] or any(i != mid for i in ids):

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 
 import moto_launcher
-from event_cases import CASES, check
+from event_cases import CASES, FORWARD_DOMAIN, FORWARD_MAP, check
 from cfn_template import Resolver, Template
 
 ROOT, FUNCTIONS = sys.argv[1], sys.argv[2:]
@@ -82,6 +82,10 @@ def main():
     param = ssm.put_parameter(Name=f"/{RUN}/webhook-secret", Value=secret, Type="SecureString")
     secret_arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{RUN}/webhook-secret"
     assert param["Version"] == 1
+    ses = aws("ses")
+    ses.verify_domain_identity(Domain=FORWARD_DOMAIN)
+    config_set = f"{RUN}-forward"
+    ses.create_configuration_set(ConfigurationSet={"Name": config_set})
 
     rec_port = moto_launcher.free_port()
     server = ThreadingHTTPServer(("127.0.0.1", rec_port), Recorder)
@@ -89,17 +93,20 @@ def main():
 
     template = Template(os.path.join(ROOT, "template.yaml"))
     physical = {"RawMailBucket": {"ref": bucket, "Arn": f"arn:aws:s3:::{bucket}"},
-                "MailTopic": {"ref": topic, "TopicName": topic.rsplit(":", 1)[1]}, **queues}
+                "MailTopic": {"ref": topic, "TopicName": topic.rsplit(":", 1)[1]},
+                "ForwardConfigurationSet": {"ref": config_set}, **queues}
     resolver = Resolver(template, {
         "WebhookUrl": f"http://127.0.0.1:{rec_port}/hook",
         "WebhookSecretArn": secret_arn,
-        "Mailboxes": "support@example.com,@team.example.com,sales@example.com",
+        "Mailboxes": "support@example.com,@team.example.com,sales@example.com,@inbox.example.com",
+        "ForwardMap": FORWARD_MAP,
     }, physical, {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
                   "AWS::StackName": RUN})
     binaries = {template.function_binary(fn): fn for fn in template.of_type("AWS::Serverless::Function")}
     base_env = {"AWS_ENDPOINT_URL": moto, "AWS_ENDPOINT_URL_SES": f"http://127.0.0.1:{rec_port}/ses",
                 "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION,
                 "AWS_DEFAULT_REGION": REGION}
+    cases = [c for c in CASES if c[0] in FUNCTIONS]
     for f in FUNCTIONS:
         if f not in binaries:
             raise SystemExit(f"template.yaml has no function with Binary {f!r}")
@@ -126,7 +133,9 @@ def main():
         env.update(resolver.env(binaries[fn]))
         env["RUST_LOG"] = "warn"
         envfile = tempfile.NamedTemporaryFile("w", suffix=".env", delete=False)
-        envfile.write("".join(f"{k}={v}\n" for k, v in env.items()))
+        # Quoted: values such as the forward map hold '=', ';' and blanks.
+        quote = lambda v: '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        envfile.write("".join(f"{k}={quote(v)}\n" for k, v in env.items()))
         envfile.close()
         port = moto_launcher.free_port()
         log.write(f"=== {fn}\n")
@@ -153,7 +162,7 @@ def main():
     shim_env = dict(os.environ, CARGO=os.path.join(ROOT, "scripts", "cargo-shim", "cargo"))
     failures = []
     try:
-        for fn, rel, want in CASES:
+        for fn, rel, want in cases:
             port = watch["port"] if watch["fn"] == fn else start_watcher(fn)
             data = json.load(open(os.path.join(EVENTS, rel)))
             if rel.startswith("sqs/"):
@@ -202,9 +211,9 @@ def main():
     if failures:
         print("--- cargo lambda watch log (tail)")
         print(open(log.name).read()[-4000:])
-        raise SystemExit(f"{len(failures)} of {len(CASES)} sample events failed: {', '.join(failures)}")
+        raise SystemExit(f"{len(failures)} of {len(cases)} sample events failed: {', '.join(failures)}")
     os.unlink(log.name)
-    print(f"{len(CASES)} sample events ran through {len(set(c[0] for c in CASES))} function binaries")
+    print(f"{len(cases)} sample events ran through {len(set(c[0] for c in cases))} function binaries")
 
 
 if __name__ == "__main__":

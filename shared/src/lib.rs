@@ -10,13 +10,15 @@
 //! - [`ses`]: the SES receipt event and the `disposition` answer, as SES really sends them.
 //! - [`email`]: the MIME parser and the JSON model of an email every function shares.
 //! - [`layout`] and [`keys`]: where mail lives in S3, and keys made safe from untrusted names.
-//! - [`policy`]: the filter policy (verdicts, allow and deny lists, size) stop and bounce apply.
+//! - [`policy`]: the filter policy (verdicts, allow and deny lists, size) stop and bounce apply;
+//!   [`automated`]: mail a machine sent, which bounce never answers and forward never passes on.
 //! - [`webhook`]: Standard Webhooks signing, payload formats, the retry schedule.
 //! - [`ports`]: the small traits behind every side effect; [`aws`]: their one real adapter each.
 //! - [`config`]: typed configuration read once, errors that name the variable.
 //! - [`diagnostic`]: one rule for how a function's error reaches the Lambda runtime.
 //! - [`logging`]: structured JSON logs for the Lambda functions.
 
+pub mod automated;
 pub mod aws;
 pub mod config;
 pub mod diagnostic;

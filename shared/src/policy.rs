@@ -247,6 +247,69 @@ pub fn bare_address(value: &str) -> Option<String> {
     (inner.contains('@') && !inner.starts_with('@') && !inner.ends_with('@')).then_some(inner)
 }
 
+/// The variable that lists the mailboxes that exist: the bounce function bounces every other
+/// recipient, and the api function delivers to none of them.
+pub const MAILBOXES_VAR: &str = "MAILROOM_MAILBOXES";
+
+/// One `MAILROOM_MAILBOXES` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mailbox {
+    /// `user@example.com`; also receives `user+label@example.com`.
+    Address { local: String, domain: String },
+    /// `@example.com`: every address at that domain exists.
+    Domain(String),
+}
+
+/// The recipients that exist. Matching is case-insensitive and ignores `+label`s.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Mailboxes(Vec<Mailbox>);
+
+impl Mailboxes {
+    /// Entries `user@domain` or `@domain`; `None` names the first entry that is neither.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Mailboxes, String> {
+        entries
+            .iter()
+            .map(|e| {
+                let e = e.as_ref().trim().to_ascii_lowercase();
+                match e.rsplit_once('@') {
+                    Some(("", domain)) if !domain.is_empty() => {
+                        Ok(Mailbox::Domain(domain.to_string()))
+                    }
+                    Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+                        Ok(Mailbox::Address {
+                            local: strip_label(local).to_string(),
+                            domain: domain.to_string(),
+                        })
+                    }
+                    _ => Err(e),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Mailboxes)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, recipient: &str) -> bool {
+        let Some(addr) = bare_address(recipient) else {
+            return false;
+        };
+        let Some((local, domain)) = addr.rsplit_once('@') else {
+            return false;
+        };
+        let local = strip_label(local);
+        self.0.iter().any(|m| match m {
+            Mailbox::Address {
+                local: l,
+                domain: d,
+            } => l == local && d == domain,
+            Mailbox::Domain(d) => d == domain,
+        })
+    }
+}
+
 /// The variables [`FilterPolicy::from_env`] reads.
 pub const ENV_VARS: &[&str] = &[
     "MAILROOM_STOP_SPAM",

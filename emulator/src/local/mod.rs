@@ -6,17 +6,20 @@
 //! | S3 ([`ObjectStore`](mailroom::ports::ObjectStore)) | `s3/<bucket>/<key>`; Content-Type etc. in `s3-meta/<bucket>/<key>.json` |
 //! | SNS ([`Publisher`](mailroom::ports::Publisher)) | `sns/<topic name>.jsonl`, one publication per line |
 //! | SES SendBounce ([`Bouncer`](mailroom::ports::Bouncer)) | `outbox/<messageId>-bounce-<n>.json`, the request as SES would get it |
+//! | SES SendEmail ([`MailSender`](mailroom_forward::sender::MailSender)) | `outbox/<id>-forward.eml`, the raw message; `.json` beside it, the envelope |
 //! | SQS ([`Queue`](mailroom::ports::Queue)) | `sqs/<queue name>/<visible-at ms>-<id>.json`, one file per message |
 //!
 //! Keys and names are checked so nothing escapes the state folder (`..`, absolute paths). One
 //! file per adapter; the helpers they share are here.
 
 mod bouncer;
+mod mailer;
 mod objects;
 mod publisher;
 mod queue;
 
 pub use bouncer::LocalBouncer;
+pub use mailer::LocalMailer;
 pub use objects::LocalObjectStore;
 pub use publisher::LocalPublisher;
 pub use queue::LocalQueue;

@@ -405,6 +405,33 @@ mod tests {
     }
 
     #[test]
+    fn a_message_at_the_ses_limit_still_parses_once_ses_headers_are_prepended() {
+        // Every part of the prepended headers the sender controls, as long as SMTP allows.
+        let long = format!("{}@{}.example.com", "l".repeat(64), "d".repeat(180));
+        let envelope = Envelope {
+            mail_from: long.clone(),
+            recipients: vec![long.clone(); 50],
+            helo: "h".repeat(255),
+            client_ip: "203.0.113.7".into(),
+            tls: true,
+        };
+        let prepended = prepended_headers(
+            &new_message_id(),
+            &envelope,
+            &Verdicts::default(),
+            true,
+            Some("d".repeat(253).as_str()),
+            "us-east-1",
+            OffsetDateTime::now_utc(),
+        );
+        let stored = render_headers(&prepended).len() + crate::MAX_MESSAGE_BYTES;
+        assert!(
+            stored <= mailroom::Limits::default().max_size,
+            "{stored} bytes in S3 would be refused by the functions' default limit"
+        );
+    }
+
+    #[test]
     fn verdict_specs() {
         let mut v = Verdicts::default();
         v.apply("spam=FAIL, dmarc=fail dmarc-policy=reject;virus=gray")

@@ -155,8 +155,8 @@ mod tests {
             }
         );
         let binaries: Vec<&str> = t.functions.values().map(|f| f.binary.as_str()).collect();
-        assert_eq!(binaries.len(), 5);
-        for b in ["stop", "bounce", "store", "fanout", "api"] {
+        assert_eq!(binaries.len(), 6);
+        for b in ["stop", "bounce", "store", "fanout", "api", "forward"] {
             assert!(binaries.contains(&b), "{b}");
         }
         let bounce = t.functions.values().find(|f| f.binary == "bounce").unwrap();

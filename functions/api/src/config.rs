@@ -3,6 +3,7 @@
 use mailroom::Limits;
 use mailroom::config::{self, ConfigError, Env};
 use mailroom::layout::{self, Locations};
+use mailroom::policy::{MAILBOXES_VAR, Mailboxes};
 use mailroom::webhook::delivery::RetryPolicy;
 use mailroom::webhook::payload::{self, Format};
 use mailroom::webhook::signing::Secret;
@@ -56,6 +57,12 @@ pub struct Config {
     /// One delivery per envelope recipient instead of one per message.
     pub per_recipient: bool,
     pub policy: RetryPolicy,
+    /// What a job may spend on AWS calls besides its webhook POST ([`crate::JOB_AWS_BUDGET`]).
+    pub aws_budget: Duration,
+    /// `MAILROOM_MAILBOXES`, the bounce function's list: recipients not on it were bounced (or,
+    /// as possible backscatter, dropped) by the gate and are never delivered to. Unset: every
+    /// recipient SES matched.
+    pub mailboxes: Option<Mailboxes>,
 }
 
 fn invalid(name: &str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -85,8 +92,7 @@ impl Config {
                     .map_err(|e| invalid(SECRET_VAR, "(hidden)", e.to_string()))?,
             ),
             (None, Some(arn)) => {
-                if !(arn.starts_with("arn:aws:secretsmanager:") || arn.starts_with("arn:aws:ssm:"))
-                {
+                if mailroom::aws::secrets::SecretService::of(&arn).is_none() {
                     return Err(invalid(
                         SECRET_ARN_VAR,
                         &arn,
@@ -175,7 +181,16 @@ impl Config {
             include_raw: config::flag(env, INCLUDE_RAW_VAR, false)?,
             per_recipient: config::flag(env, PER_RECIPIENT_VAR, false)?,
             policy,
+            aws_budget: crate::JOB_AWS_BUDGET,
+            mailboxes: mailboxes(env)?,
         })
+    }
+
+    /// The longest one job may run: its webhook timeout plus its AWS calls. A batch starts a job
+    /// only while this (and [`crate::FINISH_MARGIN`]) still fits before the deadline, so the
+    /// function timeout must be at least `batch size × job_budget + FINISH_MARGIN`.
+    pub fn job_budget(&self) -> Duration {
+        self.timeout.saturating_add(self.aws_budget)
     }
 
     /// The loaded secrets; empty while an ARN is unresolved (sending then fails loudly).
@@ -185,6 +200,21 @@ impl Config {
             Secrets::Arn(_) => &[],
         }
     }
+}
+
+/// `MAILROOM_MAILBOXES`, when set.
+pub fn mailboxes(env: &(impl Env + ?Sized)) -> Result<Option<Mailboxes>, ConfigError> {
+    let entries = config::list(env, MAILBOXES_VAR);
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    Mailboxes::parse(&entries).map(Some).map_err(|bad| {
+        invalid(
+            MAILBOXES_VAR,
+            &bad,
+            "expected user@domain or @domain entries",
+        )
+    })
 }
 
 /// Every `MAILROOM_*` variable [`Config::from_env`] may read: the template may set no other on
@@ -209,6 +239,7 @@ pub fn env_vars() -> Vec<&'static str> {
         JITTER_VAR,
         MAX_RETRY_AFTER_VAR,
         MAX_MESSAGE_BYTES_VAR,
+        MAILBOXES_VAR,
     ];
     [layout::ENV_VARS, own].concat()
 }
@@ -262,7 +293,7 @@ mod tests {
                 (JITTER_VAR, "0"),
                 (
                     SECRET_VAR,
-                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,whsec_AAAAAAAAAAAAAAAAAAAAAA==",
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
                 ),
                 (FORMAT_VAR, "Postmark"),
             ])
@@ -307,5 +338,15 @@ mod tests {
         .expect("config");
         assert!(matches!(arn.secrets, Secrets::Arn(_)));
         assert!(arn.secrets().is_empty());
+        for other_partition in [
+            "arn:aws-cn:secretsmanager:cn-north-1:1:secret:hook",
+            "arn:aws-us-gov:ssm:us-gov-west-1:1:parameter/hook",
+        ] {
+            let c = Config::from_env(
+                env(&[(SECRET_VAR, ""), (SECRET_ARN_VAR, other_partition)]).as_slice(),
+            )
+            .expect(other_partition);
+            assert!(matches!(c.secrets, Secrets::Arn(_)), "{other_partition}");
+        }
     }
 }

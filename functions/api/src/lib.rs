@@ -41,11 +41,50 @@ use mailroom::SesEvent;
 use mailroom::diagnostic::FunctionError;
 use mailroom::email::Verdicts;
 use mailroom::layout::{self, Locations};
+use mailroom::policy::Mailboxes;
 use mailroom::ports::{ObjectStore, PortError, Queue, WebhookSender};
 use mailroom::ses::{SesRecord, VerdictStatus};
 use mailroom::webhook::delivery::{DeadLetter, JOB_VERSION, Job, SesContext};
 use serde::Serialize;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What one job may spend on AWS calls beyond its webhook timeout: reading the raw mail,
+/// uploading large attachments, queueing what follows and acknowledging its record. Each call is
+/// bounded by the shared SDK timeouts (`mailroom::aws::timeouts`); a job is cut off at
+/// `webhook timeout + this` (see [`Config::job_budget`]).
+pub const JOB_AWS_BUDGET: Duration = Duration::from_secs(15);
+
+/// Kept free at the end of an invocation to return its answer to Lambda.
+pub const FINISH_MARGIN: Duration = Duration::from_secs(1);
+
+/// When the invocation must have answered: Lambda kills it then, and SQS would redeliver the
+/// whole batch, finished jobs included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// No deadline (the emulator, replay, tests of other things).
+    pub const NONE: Deadline = Deadline(None);
+
+    /// `after` from now.
+    pub fn after(after: Duration) -> Deadline {
+        Deadline(Instant::now().checked_add(after))
+    }
+
+    /// From the Lambda context's deadline (milliseconds since the Unix epoch).
+    pub fn from_unix_millis(deadline_ms: u64) -> Deadline {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Deadline::after(Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+    }
+
+    /// True when `need` still fits before the deadline.
+    pub fn fits(&self, need: Duration) -> bool {
+        self.0
+            .is_none_or(|d| d.saturating_duration_since(Instant::now()) >= need)
+    }
+}
 
 /// The function's side effects, as ports.
 #[derive(Clone, Copy)]
@@ -74,13 +113,19 @@ pub enum ApiError {
     BadEvent { kind: &'static str, reason: String },
     #[error("the webhook secret from {0} was never loaded")]
     SecretNotLoaded(String),
+    /// A job outran its budget (a hung S3 or SQS call): cut off so the batch meets its deadline.
+    #[error("delivery {webhook_id} took longer than its {budget:?} budget")]
+    Overran {
+        webhook_id: String,
+        budget: Duration,
+    },
 }
 
 impl FunctionError for ApiError {
     const FUNCTION: &'static str = "Api";
 
     fn is_retryable(&self) -> bool {
-        matches!(self, ApiError::Enqueue { .. })
+        matches!(self, ApiError::Enqueue { .. } | ApiError::Overran { .. })
     }
 
     fn variant(&self) -> &'static str {
@@ -89,6 +134,7 @@ impl FunctionError for ApiError {
             ApiError::UnknownEvent(_) => "UnknownEvent",
             ApiError::BadEvent { .. } => "BadEvent",
             ApiError::SecretNotLoaded(_) => "SecretNotLoaded",
+            ApiError::Overran { .. } => "Overran",
         }
     }
 }
@@ -116,6 +162,9 @@ pub enum Step {
         webhook_id: String,
         remaining_secs: u64,
     },
+    /// Not attempted: too little time was left in the invocation, so it went to the retry queue
+    /// as it was.
+    Postponed { webhook_id: String },
     DeadLettered {
         webhook_id: String,
         reason: String,
@@ -152,6 +201,16 @@ pub async fn handle(
     config: &Config,
     deps: Deps<'_>,
 ) -> Result<serde_json::Value, ApiError> {
+    handle_until(event, config, deps, Deadline::NONE).await
+}
+
+/// [`handle`] within the invocation's deadline: no job starts that could not finish before it.
+pub async fn handle_until(
+    event: serde_json::Value,
+    config: &Config,
+    deps: Deps<'_>,
+    deadline: Deadline,
+) -> Result<serde_json::Value, ApiError> {
     let first = event.get("Records").and_then(|r| r.get(0));
     let source = first
         .and_then(|r| r.get("eventSource"))
@@ -168,14 +227,14 @@ pub async fn handle(
             kind: "SQS",
             reason: e.to_string(),
         })?;
-        let resp = handle_sqs(&ev, config, deps).await?;
+        let resp = handle_sqs_until(&ev, config, deps, deadline).await?;
         to_value(serde_json::to_value(resp))
     } else if source == "aws:ses" || first.is_some_and(|r| r.get("ses").is_some()) {
         let ev: SesEvent = serde_json::from_value(event).map_err(|e| ApiError::BadEvent {
             kind: "SES",
             reason: e.to_string(),
         })?;
-        let report = handle_ses(&ev, config, deps).await?;
+        let report = handle_ses_until(&ev, config, deps, deadline).await?;
         to_value(serde_json::to_value(report))
     } else {
         let head: String = event.to_string().chars().take(200).collect();
@@ -201,20 +260,38 @@ fn ses_context(record: &SesRecord, recipients: Vec<String>) -> SesContext {
     }
 }
 
-/// The jobs one SES record makes: one, or one per envelope recipient when fanned out.
+/// The jobs one SES record makes: one, or one per envelope recipient when fanned out. None
+/// when no recipient is on the mailbox list.
 pub fn jobs_for(record: &SesRecord, config: &Config, now: i64) -> Vec<Job> {
-    jobs_at(record, &config.locations, config.per_recipient, now)
+    jobs_at(
+        record,
+        &config.locations,
+        config.per_recipient,
+        config.mailboxes.as_ref(),
+        now,
+    )
 }
 
 /// [`jobs_for`] with only what it needs (replay builds jobs without a full [`Config`]).
+///
+/// A recipient that is not on `mailboxes` does not exist: the bounce function sent its sender a
+/// "does not exist" DSN (or refused to, as possible backscatter), so no delivery names it, and
+/// `envelope.recipients` lists only the ones that exist. Fanned-out jobs keep the recipient's
+/// index in SES's list in their `webhook-id`.
 pub fn jobs_at(
     record: &SesRecord,
     locations: &Locations,
     per_recipient: bool,
+    mailboxes: Option<&Mailboxes>,
     now: i64,
 ) -> Vec<Job> {
     let id = &record.ses.mail.message_id;
-    let recipients = &record.ses.receipt.recipients;
+    let all = &record.ses.receipt.recipients;
+    let exists = |r: &String| mailboxes.is_none_or(|m| m.contains(r));
+    if !all.is_empty() && !all.iter().any(exists) {
+        return Vec::new();
+    }
+    let recipients: Vec<String> = all.iter().filter(|r| exists(r)).cloned().collect();
     let job = |webhook_id: String, index: Option<usize>, rcpts: Vec<String>| Job {
         v: JOB_VERSION,
         message_id: id.clone(),
@@ -230,13 +307,13 @@ pub fn jobs_at(
         last_status: None,
     };
     if per_recipient && !recipients.is_empty() {
-        recipients
-            .iter()
+        all.iter()
             .enumerate()
+            .filter(|(_, r)| exists(r))
             .map(|(i, r)| job(format!("{id}-{i}"), Some(i), vec![r.clone()]))
             .collect()
     } else {
-        vec![job(id.clone(), None, recipients.clone())]
+        vec![job(id.clone(), None, recipients)]
     }
 }
 
@@ -247,6 +324,17 @@ pub async fn handle_ses(
     event: &SesEvent,
     config: &Config,
     deps: Deps<'_>,
+) -> Result<Report, ApiError> {
+    handle_ses_until(event, config, deps, Deadline::NONE).await
+}
+
+/// [`handle_ses`] within the invocation's deadline: jobs there is no time left for, and a job
+/// that overran its budget, go to the retry queue unattempted (as attempt 1 still).
+pub async fn handle_ses_until(
+    event: &SesEvent,
+    config: &Config,
+    deps: Deps<'_>,
+    deadline: Deadline,
 ) -> Result<Report, ApiError> {
     if let Secrets::Arn(arn) = &config.secrets {
         return Err(ApiError::SecretNotLoaded(arn.clone()));
@@ -278,8 +366,27 @@ pub async fn handle_ses(
             });
             continue;
         }
-        for job in jobs_for(record, config, now) {
-            match process(job, config, deps).await {
+        let jobs = jobs_for(record, config, now);
+        if jobs.is_empty() {
+            tracing::info!(message_id = id, recipients = ?record.ses.receipt.recipients,
+                "no recipient is on the mailbox list (the gate bounced them): nothing to deliver");
+            steps.push(Step::Skipped {
+                message_id: id.to_string(),
+                reason: "no recipient is on the mailbox list".into(),
+            });
+            continue;
+        }
+        for job in jobs {
+            let result = if deadline.fits(config.job_budget() + FINISH_MARGIN) {
+                let attempt = bounded(process(job.clone(), config, deps), &job, config).await;
+                match attempt {
+                    Err(ApiError::Overran { .. }) => postpone(job, config, deps).await,
+                    other => other,
+                }
+            } else {
+                postpone(job, config, deps).await
+            };
+            match result {
                 Ok(step) => steps.push(step),
                 Err(e) => {
                     tracing::error!(error = %e, "delivery could not be queued; failing the invocation so Lambda retries it");
@@ -294,20 +401,73 @@ pub async fn handle_ses(
     }
 }
 
-/// Later attempts, from the retry queue. A record is reported failed (SQS redelivers it) only
-/// when its follow-up could not be queued.
+/// Runs `job` cut off at [`Config::job_budget`].
+async fn bounded(
+    work: impl std::future::Future<Output = Result<Step, ApiError>>,
+    job: &Job,
+    config: &Config,
+) -> Result<Step, ApiError> {
+    let budget = config.job_budget();
+    tokio::time::timeout(budget, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::Overran {
+                webhook_id: job.webhook_id.clone(),
+                budget,
+            })
+        })
+}
+
+/// Queues a job unattempted, for the retry queue's trigger to run with time to spare.
+async fn postpone(job: Job, config: &Config, deps: Deps<'_>) -> Result<Step, ApiError> {
+    tracing::warn!(webhook_id = %job.webhook_id,
+        "not enough time left in this invocation: queueing the delivery unattempted");
+    retry::enqueue(&job, Duration::ZERO, config, deps).await?;
+    Ok(Step::Postponed {
+        webhook_id: job.webhook_id,
+    })
+}
+
+/// Later attempts, from the retry queue. A record is reported failed (SQS redelivers it) when
+/// its follow-up could not be queued, when it overran its budget, or when it was never started
+/// because the rest of the batch would not fit before `deadline`.
+///
+/// A record whose follow-up is queued is deleted from the retry queue at once, not only through
+/// the batch response: should the invocation still die (a crash, a kill), SQS redelivers only
+/// what was not finished, so no next attempt is ever queued twice.
 pub async fn handle_sqs(
     event: &SqsEvent,
     config: &Config,
     deps: Deps<'_>,
 ) -> Result<SqsBatchResponse, ApiError> {
+    handle_sqs_until(event, config, deps, Deadline::NONE).await
+}
+
+/// [`handle_sqs`] within the invocation's deadline.
+pub async fn handle_sqs_until(
+    event: &SqsEvent,
+    config: &Config,
+    deps: Deps<'_>,
+    deadline: Deadline,
+) -> Result<SqsBatchResponse, ApiError> {
     if let Secrets::Arn(arn) = &config.secrets {
         return Err(ApiError::SecretNotLoaded(arn.clone()));
     }
     let mut failures = Vec::new();
-    for record in &event.records {
+    for (n, record) in event.records.iter().enumerate() {
+        if !deadline.fits(config.job_budget() + FINISH_MARGIN) {
+            let unstarted = &event.records[n..];
+            tracing::warn!(unstarted = unstarted.len(), budget = ?config.job_budget(),
+                "not enough time left for another job: SQS redelivers the rest");
+            failures.extend(unstarted.iter().map(|r| BatchItemFailure {
+                item_identifier: r.message_id.clone(),
+            }));
+            break;
+        }
         let result = match serde_json::from_str::<Job>(&record.body) {
-            Ok(job) => process(job, config, deps).await.map(|_| ()),
+            Ok(job) => bounded(process(job.clone(), config, deps), &job, config)
+                .await
+                .map(|_| ()),
             Err(e) => {
                 tracing::error!(sqs_message_id = %record.message_id, error = %e,
                     "retry queue message is not a delivery job: moving it to the DLQ as is");
@@ -322,17 +482,33 @@ pub async fn handle_sqs(
                 send_dead_letter(&letter, config, deps, &record.message_id, "", "").await
             }
         };
-        if let Err(e) = result {
-            tracing::error!(sqs_message_id = %record.message_id, error = %e,
-                "leaving the record on the queue for SQS to redeliver");
-            failures.push(BatchItemFailure {
-                item_identifier: record.message_id.clone(),
-            });
+        match result {
+            Ok(()) => acknowledge(record, config, deps).await,
+            Err(e) => {
+                tracing::error!(sqs_message_id = %record.message_id, error = %e,
+                    "leaving the record on the queue for SQS to redeliver");
+                failures.push(BatchItemFailure {
+                    item_identifier: record.message_id.clone(),
+                });
+            }
         }
     }
     Ok(SqsBatchResponse {
         batch_item_failures: failures,
     })
+}
+
+/// Deletes a finished record from the retry queue. A failure only costs the early delete: the
+/// batch response still acknowledges the record.
+async fn acknowledge(record: &SqsRecord, config: &Config, deps: Deps<'_>) {
+    if let Err(e) = deps
+        .queue
+        .delete(&config.retry_queue_url, &record.receipt_handle)
+        .await
+    {
+        tracing::warn!(sqs_message_id = %record.message_id, error = %e,
+            "could not delete the finished record early; the batch response acknowledges it");
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use mailroom::aws::{S3Store, SqsQueue};
 use mailroom::config::ProcessEnv;
 use mailroom::webhook::http::ReqwestSender;
-use mailroom_api::{Config, Deps, handle};
+use mailroom_api::{Config, Deadline, Deps, handle_until};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -24,7 +24,8 @@ async fn main() -> Result<(), Error> {
     let config = &config;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            handle(event.payload, config, deps).await
+            let deadline = Deadline::from_unix_millis(event.context.deadline);
+            handle_until(event.payload, config, deps, deadline).await
         },
     ))
     .await

@@ -2,13 +2,20 @@
 //! retry queue with a fresh schedule (or is attempted right away), and leaves the DLQ only once
 //! that worked. Letters that are not jobs, and letters this run itself dead-lettered again, stay.
 //!
+//! Besides the api function's own [`DeadLetter`]s, the DLQ receives bare [`Job`]s: the retry
+//! queue's redrive policy moves a job there unchanged once SQS handed it out `maxReceiveCount`
+//! times without a success (the function crashed or timed out on it each time).
+//!
 //! The DLQ may also hold Lambda's own on-failure records for SES events the function could not
 //! even queue (`{"requestContext":…,"requestPayload":<the SES event>}`, when the function's async
-//! on-failure destination is the DLQ). Given [`Options::locations`], those become jobs too.
+//! on-failure destination is the DLQ). Given [`Options::locations`], those become jobs too, but
+//! only the api function's: a queue shared with store and fanout also holds theirs, which are
+//! not webhook deliveries and stay in the queue (skipped, never deleted).
 
 use crate::{ApiError, Config, Deps, Step, jobs_at, now_unix, process};
 use mailroom::SesEvent;
 use mailroom::layout::Locations;
+use mailroom::policy::Mailboxes;
 use mailroom::ports::{PortError, Queue};
 use mailroom::webhook::delivery::{DeadLetter, Job};
 use serde::Serialize;
@@ -27,13 +34,74 @@ pub struct Options {
     pub locations: Option<Locations>,
     /// Fan those out per recipient, as the function is configured to.
     pub per_recipient: bool,
+    /// Only these recipients exist (the function's `MAILROOM_MAILBOXES`); `None`: all.
+    pub mailboxes: Option<Mailboxes>,
 }
 
 /// Lambda's async on-failure record (destination or DLQ), as far as replay needs it.
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OnFailure {
+    #[serde(default)]
+    request_context: RequestContext,
     request_payload: SesEvent,
+    #[serde(default)]
+    response_payload: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestContext {
+    #[serde(default)]
+    function_arn: String,
+}
+
+/// Which function an on-failure record is from: the one that failed is the one to run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    Api,
+    /// Another function on the shared invocation DLQ (store, fanout): its event means nothing
+    /// to the webhook, and replaying it as webhook jobs would send duplicates.
+    Other(&'static str),
+    Unknown,
+}
+
+/// Tells the function from the error type our functions report (`<Function>.<Retryable|
+/// Permanent>.<What>`), else from the function's name (the template's logical ids).
+fn failed_function(record: &OnFailure) -> Failed {
+    let error_type = record
+        .response_payload
+        .as_ref()
+        .and_then(|p| p.get("errorType"))
+        .and_then(|t| t.as_str())
+        .unwrap_or_default();
+    let name = record
+        .request_context
+        .function_arn
+        .rsplit(":function:")
+        .next()
+        .unwrap_or_default()
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for (prefix, what) in [("Store.", "store"), ("Fanout.", "fanout")] {
+        if error_type.starts_with(prefix) {
+            return Failed::Other(what);
+        }
+    }
+    if error_type.starts_with("Api.") {
+        return Failed::Api;
+    }
+    for (logical, what) in [("storefunction", "store"), ("fanoutfunction", "fanout")] {
+        if name.contains(logical) {
+            return Failed::Other(what);
+        }
+    }
+    if name.contains("apifunction") {
+        return Failed::Api;
+    }
+    Failed::Unknown
 }
 
 /// The jobs a DLQ body holds: a dead letter's one job, or one per message of an SES event Lambda
@@ -48,8 +116,33 @@ fn jobs_in(body: &str, opts: &Options) -> Result<(String, String, Vec<Job>), Str
             )),
         };
     }
+    // The retry queue's redrive policy moves a job SQS handed out `maxReceiveCount` times here
+    // as it was: a bare job.
+    if let Ok(job) = serde_json::from_str::<Job>(body) {
+        let detail = format!(
+            "redriven from the retry queue after attempt {} kept failing the function",
+            job.attempt
+        );
+        return Ok(("redriven".into(), detail, vec![job]));
+    }
     let failure: OnFailure = serde_json::from_str(body)
-        .map_err(|e| format!("neither a dead letter nor a Lambda on-failure record: {e}"))?;
+        .map_err(|e| format!("neither a dead letter, a job nor a Lambda on-failure record: {e}"))?;
+    match failed_function(&failure) {
+        Failed::Api => {}
+        Failed::Other(what) => {
+            return Err(format!(
+                "a Lambda on-failure record of the {what} function ({}): not a webhook delivery; \
+                 re-invoke that function with the record's requestPayload (left in the queue)",
+                failure.request_context.function_arn
+            ));
+        }
+        Failed::Unknown => {
+            return Err(format!(
+                "a Lambda on-failure record of an unknown function ({:?}): left in the queue",
+                failure.request_context.function_arn
+            ));
+        }
+    }
     let locations = opts.locations.as_ref().ok_or(
         "a Lambda on-failure record: set MAILROOM_RAW_BUCKET/MAILROOM_RAW_PREFIX to replay it",
     )?;
@@ -59,7 +152,15 @@ fn jobs_in(body: &str, opts: &Options) -> Result<(String, String, Vec<Job>), Str
         .records
         .iter()
         .filter(|r| mailroom::layout::is_plain_message_id(&r.ses.mail.message_id))
-        .flat_map(|r| jobs_at(r, locations, opts.per_recipient, now))
+        .flat_map(|r| {
+            jobs_at(
+                r,
+                locations,
+                opts.per_recipient,
+                opts.mailboxes.as_ref(),
+                now,
+            )
+        })
         .collect();
     if jobs.is_empty() {
         return Err("a Lambda on-failure record without a usable SES message".into());
@@ -162,7 +263,7 @@ pub async fn replay(
                             produced.insert(webhook_id);
                             ("dead-lettered".into(), detail)
                         }
-                        Step::Deferred { .. } | Step::Skipped { .. } => {
+                        Step::Deferred { .. } | Step::Postponed { .. } | Step::Skipped { .. } => {
                             ("requeued".into(), String::new())
                         }
                     }

@@ -36,7 +36,7 @@ pub(crate) async fn send_dead_letter(
         })
 }
 
-async fn enqueue(
+pub(crate) async fn enqueue(
     job: &Job,
     delay: Duration,
     config: &Config,
@@ -69,6 +69,11 @@ pub async fn process(mut job: Job, config: &Config, deps: Deps<'_>) -> Result<St
             webhook_id: job.webhook_id,
             remaining_secs: remaining,
         });
+    }
+    if let Err(detail) = trusted(&job, config) {
+        tracing::error!(webhook_id = %job.webhook_id, bucket = %job.bucket, key = %job.key, %detail,
+            "job names raw mail this function does not deliver: dead-lettering it unattempted");
+        return dead_letter(job, "invalid-job", detail, config, deps).await;
     }
     let attempt = job.attempt;
     let outcome = match deliver_once(&job, config, deps).await {
@@ -108,7 +113,9 @@ pub async fn process(mut job: Job, config: &Config, deps: Deps<'_>) -> Result<St
             match config.policy.next_delay(attempt, retry_after) {
                 Some(delay) => {
                     job.attempt = attempt + 1;
-                    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+                    let secs = delay
+                        .as_secs()
+                        .saturating_add(u64::from(delay.subsec_nanos() > 0));
                     job.not_before = now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX));
                     tracing::warn!(webhook_id = %job.webhook_id, attempt, %reason, next_in_secs = secs, %raw,
                         "attempt failed: retry scheduled");
@@ -128,6 +135,30 @@ pub async fn process(mut job: Job, config: &Config, deps: Deps<'_>) -> Result<St
             }
         }
     }
+}
+
+/// A job from the queue is only as trustworthy as whoever could send to the queue: it may name
+/// only the raw mail of its own message id, where this function's configuration says raw mail
+/// is, so the role's read access (and the presigned links it hands out) never reach other keys.
+fn trusted(job: &Job, config: &Config) -> Result<(), String> {
+    let loc = &config.locations;
+    if !layout::is_plain_message_id(&job.message_id) {
+        return Err(format!(
+            "messageId {:?} is not a plain SES message id",
+            job.message_id
+        ));
+    }
+    if job.bucket != loc.raw_bucket || job.key != loc.raw_key(&job.message_id) {
+        return Err(format!(
+            "s3://{}/{} is not where raw mail {} is (s3://{}/{})",
+            job.bucket,
+            job.key,
+            job.message_id,
+            loc.raw_bucket,
+            loc.raw_key(&job.message_id)
+        ));
+    }
+    Ok(())
 }
 
 async fn dead_letter(
@@ -207,9 +238,10 @@ pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt
         Err(e) => return Attempt::Unreadable(format!("raw mail does not parse: {e}")),
     };
     let now = now_unix();
-    let expires_at = rfc3339(
-        now.saturating_add(i64::try_from(config.presign_expiry.as_secs()).unwrap_or(i64::MAX)),
-    );
+    // Signed for as long as the signing credentials last, and never promised for longer.
+    let lifetime = deps.store.presign_lifetime(config.presign_expiry).await;
+    let expires_at =
+        rfc3339(now.saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX)));
     let plan = payload::plan_attachments(&parsed, &config.inline);
     let folder = config
         .locations
@@ -231,11 +263,7 @@ pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt
         {
             return infra_retry("uploading a large attachment", &e);
         }
-        match deps
-            .store
-            .presign_get(&folder.bucket, &key, config.presign_expiry)
-            .await
-        {
+        match deps.store.presign_get(&folder.bucket, &key, lifetime).await {
             Ok(url) => deliveries.push(Delivery::Url {
                 url,
                 expires_at: expires_at.clone(),
@@ -246,7 +274,7 @@ pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt
     let raw_url = match config.format {
         Format::Mailroom => deps
             .store
-            .presign_get(&job.bucket, &job.key, config.presign_expiry)
+            .presign_get(&job.bucket, &job.key, lifetime)
             .await
             .ok(),
         Format::Postmark => None,

@@ -275,6 +275,39 @@ impl World {
         calls
     }
 
+    /// Messages in the DLQ, visible or not (a replay leaves what it skipped invisible for a while).
+    async fn dlq_depth(&self) -> u32 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = mailroom_testkit::sqs()
+            .get_queue_attributes()
+            .queue_url(&self.dlq_url)
+            .attribute_names(A::All)
+            .send()
+            .await
+            .expect("attributes");
+        let count = |name: A| {
+            attrs
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        count(A::ApproximateNumberOfMessages) + count(A::ApproximateNumberOfMessagesNotVisible)
+    }
+
+    /// Replay from this world's DLQ to its retry queue, with nothing else set.
+    fn replay_options(&self) -> mailroom_api::replay::Options {
+        mailroom_api::replay::Options {
+            dlq_url: self.dlq_url.clone(),
+            retry_queue_url: self.retry_url.clone(),
+            dry_run: false,
+            max: None,
+            locations: None,
+            per_recipient: false,
+            mailboxes: None,
+        }
+    }
+
     async fn dead_letters(&self) -> Vec<DeadLetter> {
         self.drain(&self.dlq_url)
             .await
@@ -707,6 +740,7 @@ async fn dead_letters_replay_through_the_queue_directly_or_dry() {
         max: None,
         locations: None,
         per_recipient: false,
+        mailboxes: None,
     };
 
     // Through the retry queue.
@@ -736,23 +770,8 @@ async fn dead_letters_replay_through_the_queue_directly_or_dry() {
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].action, "would-requeue");
     assert!(w.drain(&w.retry_url).await.is_empty());
-    let attrs = mailroom_testkit::sqs()
-        .get_queue_attributes()
-        .queue_url(&w.dlq_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-        .send()
-        .await
-        .expect("attributes");
-    let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
-        attrs
-            .attributes()
-            .and_then(|a| a.get(&name))
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    };
-    use aws_sdk_sqs::types::QueueAttributeName as A;
     assert_eq!(
-        count(A::ApproximateNumberOfMessages) + count(A::ApproximateNumberOfMessagesNotVisible),
+        w.dlq_depth().await,
         1,
         "the dry run left the letter in the DLQ"
     );
@@ -944,6 +963,7 @@ async fn lambda_on_failure_records_in_the_dlq_are_replayed_as_jobs() {
         max: None,
         locations: None,
         per_recipient: true,
+        mailboxes: None,
     };
     // Without knowing where raw mail is, the record is reported and left in place.
     let items = replay(&w.queue, &opts, None).await.expect("replay");
@@ -969,4 +989,429 @@ async fn lambda_on_failure_records_in_the_dlq_are_replayed_as_jobs() {
     let mut got = ids(&ep.requests());
     got.sort();
     assert_eq!(got, [format!("{MESSAGE_ID}-0"), format!("{MESSAGE_ID}-1")]);
+}
+
+// ---------------------------------------------------------------- batches within their deadline
+
+/// Sends `n` copies of the fixture's first-attempt job to the retry queue and receives them as
+/// Lambda's poller would, with a one-second visibility timeout so a redelivery shows quickly.
+async fn received_batch(w: &World, config: &Config, n: usize) -> SqsEvent {
+    let event: mailroom::SesEvent = serde_json::from_value(ses_event()).expect("ses event");
+    let job = mailroom_api::jobs_for(&event.records[0], config, mailroom_api::now_unix())
+        .pop()
+        .expect("job");
+    for _ in 0..n {
+        w.queue
+            .send(
+                &w.retry_url,
+                &serde_json::to_string(&job).expect("job"),
+                Duration::ZERO,
+            )
+            .await
+            .expect("send");
+    }
+    let got = mailroom_testkit::sqs()
+        .receive_message()
+        .queue_url(&w.retry_url)
+        .max_number_of_messages(10)
+        .visibility_timeout(1)
+        .send()
+        .await
+        .expect("receive");
+    let records: Vec<SqsRecord> = got
+        .messages()
+        .iter()
+        .map(|m| SqsRecord {
+            message_id: m.message_id().unwrap_or_default().to_string(),
+            receipt_handle: m.receipt_handle().unwrap_or_default().to_string(),
+            body: m.body().unwrap_or_default().to_string(),
+            event_source: Some("aws:sqs".into()),
+        })
+        .collect();
+    assert_eq!(records.len(), n, "the whole batch received at once");
+    SqsEvent { records }
+}
+
+/// The attempt numbers of the jobs in the retry queue once every invisible one is back.
+async fn queued_attempts(w: &World) -> Vec<u32> {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut attempts: Vec<u32> = w
+        .drain(&w.retry_url)
+        .await
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<mailroom::webhook::delivery::Job>(&m.body)
+                .expect("job")
+                .attempt
+        })
+        .collect();
+    attempts.sort_unstable();
+    attempts
+}
+
+#[tokio::test]
+async fn a_finished_record_is_deleted_at_once_so_a_killed_batch_never_queues_twice() {
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(500)]).await;
+    let config = w.config(&ep.url, &[]);
+    let event = received_batch(&w, &config, 2).await;
+    let resp = handle_sqs(&event, &config, w.deps()).await.expect("sqs");
+    assert!(resp.batch_item_failures.is_empty());
+    // Lambda never gets to acknowledge the batch (the invocation is killed): only what the
+    // handler itself deleted is gone when the visibility timeout ends.
+    assert_eq!(
+        queued_attempts(&w).await,
+        [2, 2],
+        "each record's next attempt once, and no original redelivered"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_starts_no_job_it_cannot_finish_and_reports_the_rest() {
+    let w = World::new().await;
+    // Each attempt takes the whole webhook timeout.
+    let ep = Endpoint::start(vec![Act::Slow(Duration::from_secs(5))]).await;
+    let mut config = w.config(&ep.url, &[("MAILROOM_WEBHOOK_TIMEOUT_MS", "500")]);
+    config.aws_budget = Duration::from_secs(2);
+    let need = config.job_budget() + mailroom_api::FINISH_MARGIN;
+    let event = received_batch(&w, &config, 3).await;
+    // Room for one job and a bit: after the first (at least the webhook timeout) no other fits.
+    let deadline = mailroom_api::Deadline::after(need + Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let resp = mailroom_api::handle_sqs_until(&event, &config, w.deps(), deadline)
+        .await
+        .expect("sqs");
+    assert!(
+        started.elapsed() < need + Duration::from_millis(300),
+        "answered before the deadline: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(ep.requests().len(), 1, "one job started");
+    let failed: Vec<_> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    let unstarted: Vec<_> = event.records[1..]
+        .iter()
+        .map(|r| r.message_id.clone())
+        .collect();
+    assert_eq!(failed, unstarted, "the unstarted records go back to SQS");
+    assert_eq!(
+        queued_attempts(&w).await,
+        [1, 1, 2],
+        "two redelivered unstarted, one next attempt"
+    );
+}
+
+#[tokio::test]
+async fn an_ses_invocation_out_of_time_queues_its_jobs_unattempted() {
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    let config = w.config(&ep.url, &[("MAILROOM_WEBHOOK_PER_RECIPIENT", "true")]);
+    let event = serde_json::from_value(ses_event()).expect("ses event");
+    let deadline = mailroom_api::Deadline::after(Duration::from_secs(1));
+    let report = mailroom_api::handle_ses_until(&event, &config, w.deps(), deadline)
+        .await
+        .expect("ses");
+    assert!(ep.requests().is_empty(), "no attempt started");
+    assert!(
+        report
+            .steps
+            .iter()
+            .all(|s| matches!(s, mailroom_api::Step::Postponed { .. })),
+        "{report:?}"
+    );
+    w.run_retries(&config).await;
+    let mut got = ids(&ep.requests());
+    got.sort();
+    assert_eq!(got, [format!("{MESSAGE_ID}-0"), format!("{MESSAGE_ID}-1")]);
+}
+
+#[tokio::test]
+async fn jobs_the_retry_queue_redrove_to_the_dlq_are_replayed() {
+    use mailroom_api::replay::replay;
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    let config = w.config(&ep.url, &[]);
+    let event: mailroom::SesEvent = serde_json::from_value(ses_event()).expect("ses event");
+    let mut job = mailroom_api::jobs_for(&event.records[0], &config, mailroom_api::now_unix())
+        .pop()
+        .expect("job");
+    job.attempt = 4;
+    // What SQS's redrive moves to the DLQ after maxReceiveCount: the retry queue's body as is.
+    w.queue
+        .send(
+            &w.dlq_url,
+            &serde_json::to_string(&job).expect("job"),
+            Duration::ZERO,
+        )
+        .await
+        .expect("send");
+    let items = replay(&w.queue, &w.replay_options(), None)
+        .await
+        .expect("replay");
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(
+        (items[0].action.as_str(), items[0].reason.as_str()),
+        ("requeued", "redriven")
+    );
+    w.run_retries(&config).await;
+    let reqs = ep.requests();
+    assert_eq!(ids(&reqs), [MESSAGE_ID]);
+    assert_eq!(
+        reqs[0].headers["x-mailroom-attempt"], "1",
+        "a fresh schedule"
+    );
+    assert!(w.dead_letters().await.is_empty(), "the letter left the DLQ");
+}
+
+// ---------------------------------------------------------------- presigned links tell the truth
+
+/// `X-Amz-Date` + `X-Amz-Expires` of a presigned URL, in Unix seconds.
+fn url_expiry(url: &str) -> i64 {
+    let query = url.split_once('?').expect("query").1;
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .expect(name)
+            .to_string()
+    };
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let signed = time::PrimitiveDateTime::parse(&param("X-Amz-Date"), format)
+        .expect("X-Amz-Date")
+        .assume_utc()
+        .unix_timestamp();
+    signed
+        + param("X-Amz-Expires")
+            .parse::<i64>()
+            .expect("X-Amz-Expires")
+}
+
+#[tokio::test]
+async fn presigned_links_promise_no_more_than_the_signing_credentials_last() {
+    let mut w = World::new().await;
+    // Temporary credentials, as a Lambda role has, that expire in two hours.
+    let expiry = std::time::SystemTime::now() + Duration::from_secs(2 * 3600);
+    let creds = aws_credential_types::Credentials::new(
+        "testing",
+        "testing",
+        Some("session-token".into()),
+        Some(expiry),
+        "test",
+    );
+    let creds = aws_credential_types::provider::SharedCredentialsProvider::new(creds);
+    let conf = aws_sdk_s3::config::Builder::from(&mailroom_testkit::sdk_config())
+        .credentials_provider(creds.clone())
+        .force_path_style(true)
+        .build();
+    w.store = S3Store::new(aws_sdk_s3::Client::from_conf(conf)).with_credentials(Some(creds));
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    let config = w.config(&ep.url, &[("MAILROOM_INLINE_ATTACHMENT_MAX_BYTES", "0")]);
+    assert_eq!(config.presign_expiry, Duration::from_secs(7 * 86400));
+    handle(ses_event(), &config, w.deps()).await.expect("ses");
+
+    let body: Value = serde_json::from_slice(&ep.requests()[0].body).expect("json");
+    let mut links = vec![body["data"]["raw"].clone()];
+    links.extend(
+        body["data"]["attachments"]
+            .as_array()
+            .expect("attachments")
+            .clone(),
+    );
+    assert_eq!(
+        links.len(),
+        4,
+        "the raw message and three attachments by URL"
+    );
+    let expiry_unix = expiry
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs() as i64;
+    for link in &links {
+        let url = link["url"].as_str().expect("url");
+        let promised = time::OffsetDateTime::parse(
+            link["urlExpiresAt"].as_str().expect("urlExpiresAt"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("rfc3339")
+        .unix_timestamp();
+        assert!(
+            promised <= expiry_unix,
+            "promised until {promised}, the credentials end at {expiry_unix}"
+        );
+        assert!(
+            promised >= expiry_unix - 3600,
+            "still as long as the credentials allow: {promised} vs {expiry_unix}"
+        );
+        assert!(
+            (url_expiry(url) - promised).abs() <= 2,
+            "the URL itself says what the payload says: {url}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- mixed recipients
+
+#[tokio::test]
+async fn a_recipient_the_gate_bounced_is_never_delivered_to() {
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    // The event's recipients are invoices+acme@ and billing@inbox.example.com; only the first
+    // exists, so the bounce function sent a "does not exist" DSN for billing@.
+    let mailboxes = [("MAILROOM_MAILBOXES", "invoices@inbox.example.com")];
+    let config = w.config(&ep.url, &mailboxes);
+    handle(ses_event(), &config, w.deps()).await.expect("ses");
+    let reqs = ep.requests();
+    assert_eq!(reqs.len(), 1);
+    let body: Value = serde_json::from_slice(&reqs[0].body).expect("json");
+    assert_eq!(
+        body["data"]["email"]["envelope"]["recipients"],
+        serde_json::json!(["invoices+acme@inbox.example.com"]),
+        "the envelope names only who the mail is delivered to"
+    );
+
+    let per = w.config(
+        &ep.url,
+        &[mailboxes[0], ("MAILROOM_WEBHOOK_PER_RECIPIENT", "true")],
+    );
+    handle(ses_event(), &per, w.deps()).await.expect("ses");
+    let reqs = ep.requests();
+    assert_eq!(ids(&reqs[1..]), [format!("{MESSAGE_ID}-0")]);
+
+    // Nobody left: nothing is delivered, and nothing is retried.
+    let none = w.config(&ep.url, &[("MAILROOM_MAILBOXES", "someone@else.example")]);
+    let report = handle(ses_event(), &none, w.deps()).await.expect("ses");
+    assert_eq!(report["steps"][0]["status"], "skipped", "{report}");
+    assert_eq!(ep.requests().len(), 2);
+    assert!(w.drain(&w.retry_url).await.is_empty());
+}
+
+#[tokio::test]
+async fn on_failure_records_of_other_functions_are_left_in_the_queue_not_sent_as_webhooks() {
+    use mailroom_api::replay::{Options, replay};
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    let config = w.config(&ep.url, &[]);
+    let record = |function: &str, error_type: &str| {
+        serde_json::json!({
+            "version": "1.0",
+            "requestContext": {
+                "requestId": "r1",
+                "functionArn": format!("arn:aws:lambda:us-east-1:123456789012:function:mailroom-{function}-AbC123:$LATEST"),
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 3
+            },
+            "requestPayload": ses_event(),
+            "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+            "responsePayload": {"errorType": error_type, "errorMessage": "…"}
+        })
+        .to_string()
+    };
+    // The shared invocation DLQ: a store failure, a fanout one that timed out (no error type of
+    // ours), and an api failure.
+    for body in [
+        record("StoreFunction", "Store.Retryable.ReadRaw"),
+        record("FanoutFunction", "Sandbox.Timedout"),
+        record("ApiFunction", "Api.Retryable.Enqueue"),
+    ] {
+        w.queue
+            .send(&w.dlq_url, &body, Duration::ZERO)
+            .await
+            .expect("send");
+    }
+    let opts = Options {
+        locations: Some(config.locations.clone()),
+        ..w.replay_options()
+    };
+    let items = replay(&w.queue, &opts, None).await.expect("replay");
+    let actions: Vec<_> = items.iter().map(|i| i.action.as_str()).collect();
+    assert_eq!(actions, ["skipped", "skipped", "requeued"], "{items:?}");
+    assert!(items[0].detail.contains("store function"), "{items:?}");
+    assert!(items[1].detail.contains("fanout function"), "{items:?}");
+
+    w.run_retries(&config).await;
+    assert_eq!(
+        ids(&ep.requests()),
+        [MESSAGE_ID],
+        "one webhook, from the api record"
+    );
+    // The two skipped letters are still in the DLQ (invisible for its visibility timeout).
+    assert_eq!(w.dlq_depth().await, 2);
+}
+
+// ---------------------------------------------------------------- secrets in the webhook URL
+
+#[tokio::test]
+async fn a_token_in_the_webhook_url_reaches_neither_retry_jobs_nor_dead_letters() {
+    let w = World::new().await;
+    let url = refused_url().replace("http://", "http://user:pa55word@") + "?token=s3cr3t";
+    let config = w.config(&url, &[("MAILROOM_RETRY_SCHEDULE", "0")]);
+    let report = handle(ses_event(), &config, w.deps()).await.expect("ses");
+    assert!(
+        !report.to_string().contains("s3cr3t") && !report.to_string().contains("pa55word"),
+        "{report}"
+    );
+    let queued = w.drain(&w.retry_url).await;
+    assert_eq!(queued.len(), 1);
+    let job = &queued[0].body;
+    assert!(job.contains("could not connect"), "{job}");
+    assert!(
+        !job.contains("s3cr3t") && !job.contains("pa55word"),
+        "{job}"
+    );
+    // The last attempt, straight from the job.
+    let event = SqsEvent {
+        records: vec![SqsRecord {
+            message_id: "a".into(),
+            body: job.clone(),
+            ..SqsRecord::default()
+        }],
+    };
+    handle_sqs(&event, &config, w.deps()).await.expect("sqs");
+    let dead = w.drain(&w.dlq_url).await;
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].body.contains("<redacted>"), "{}", dead[0].body);
+    assert!(
+        !dead[0].body.contains("s3cr3t") && !dead[0].body.contains("pa55word"),
+        "{}",
+        dead[0].body
+    );
+}
+
+#[tokio::test]
+async fn a_job_naming_other_objects_is_dead_lettered_unread() {
+    let w = World::new().await;
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    let config = w.config(&ep.url, &[]);
+    let event: mailroom::SesEvent = serde_json::from_value(ses_event()).expect("ses event");
+    let good = mailroom_api::jobs_for(&event.records[0], &config, mailroom_api::now_unix())
+        .pop()
+        .expect("job");
+    // Anyone who can send to the retry queue could ask for any object the role can read, and
+    // have a presigned link to it posted out.
+    let mut other_bucket = good.clone();
+    other_bucket.bucket = mailroom_testkit::bucket("elsewhere").await;
+    let mut other_key = good.clone();
+    other_key.key = "messages/2025-01-16/secret/message.json".into();
+    let mut other_id = good.clone();
+    other_id.message_id = "../other".into();
+    let records = [other_bucket, other_key, other_id]
+        .iter()
+        .enumerate()
+        .map(|(i, job)| SqsRecord {
+            message_id: i.to_string(),
+            body: serde_json::to_string(job).expect("job"),
+            ..SqsRecord::default()
+        })
+        .collect();
+    let resp = handle_sqs(&SqsEvent { records }, &config, w.deps())
+        .await
+        .expect("sqs");
+    assert!(resp.batch_item_failures.is_empty());
+    assert!(ep.requests().is_empty(), "nothing delivered");
+    let dead = w.dead_letters().await;
+    assert_eq!(dead.len(), 3);
+    assert!(dead.iter().all(|d| d.reason == "invalid-job"), "{dead:?}");
 }

@@ -7,74 +7,18 @@
 //! Backscatter: a bounce goes to the envelope sender, which for spam is usually forged; bouncing it
 //! mails an innocent third party. [`backscatter_guard`] therefore refuses to bounce null senders,
 //! mailer-daemons, auto-submitted or bulk mail (RFC 3834), delivery reports, mail whose headers SES
-//! truncated (the guard cannot see them all), and mail whose sender failed SPF or DMARC or that SES
-//! judged spam or infected. Such mail is dropped silently instead, with the reason logged.
+//! truncated (the guard cannot see them all), mail whose sender failed SPF or DMARC or that SES
+//! judged spam or infected, and mail whose sender SPF or DMARC cannot authenticate (`GRAY`,
+//! `PROCESSING_FAILED`). Such mail is dropped silently instead, with the reason logged.
 
+use mailroom::automated;
 use mailroom::config::{self, ConfigError, Env};
-use mailroom::policy::{Action, Decision, FilterPolicy, Rule, bare_address, strip_label};
+use mailroom::policy::{Action, Decision, FilterPolicy, Rule, bare_address};
+pub use mailroom::policy::{Mailbox, Mailboxes};
 use mailroom::ports::bouncer::{
     BounceRequest, BounceType, BouncedRecipient, DsnAction, MessageDsn, RecipientDsn,
 };
 use mailroom::ses::{Disposition, SesMessage, Verdict};
-
-/// One `MAILROOM_MAILBOXES` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mailbox {
-    /// `user@example.com`; also receives `user+label@example.com`.
-    Address { local: String, domain: String },
-    /// `@example.com`: every address at that domain exists.
-    Domain(String),
-}
-
-/// The recipients that exist. Matching is case-insensitive and ignores `+label`s.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Mailboxes(Vec<Mailbox>);
-
-impl Mailboxes {
-    /// Entries `user@domain` or `@domain`; `None` names the first entry that is neither.
-    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Mailboxes, String> {
-        entries
-            .iter()
-            .map(|e| {
-                let e = e.as_ref().trim().to_ascii_lowercase();
-                match e.rsplit_once('@') {
-                    Some(("", domain)) if !domain.is_empty() => {
-                        Ok(Mailbox::Domain(domain.to_string()))
-                    }
-                    Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-                        Ok(Mailbox::Address {
-                            local: strip_label(local).to_string(),
-                            domain: domain.to_string(),
-                        })
-                    }
-                    _ => Err(e),
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Mailboxes)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn contains(&self, recipient: &str) -> bool {
-        let Some(addr) = bare_address(recipient) else {
-            return false;
-        };
-        let Some((local, domain)) = addr.rsplit_once('@') else {
-            return false;
-        };
-        let local = strip_label(local);
-        self.0.iter().any(|m| match m {
-            Mailbox::Address {
-                local: l,
-                domain: d,
-            } => l == local && d == domain,
-            Mailbox::Domain(d) => d == domain,
-        })
-    }
-}
 
 /// The variables [`BouncePolicy::from_env`] reads itself (it also reads the filter policy's,
 /// [`mailroom::policy::ENV_VARS`], when `MAILROOM_BOUNCE_REJECTED` is on).
@@ -177,16 +121,8 @@ impl BouncePolicy {
 
 /// Why a message must not be bounced, or `None` when bouncing it is safe.
 pub fn backscatter_guard(msg: &SesMessage) -> Option<String> {
-    let source = msg.mail.source.trim();
-    let Some(sender) = bare_address(source) else {
-        return Some(format!("null or unusable envelope sender {source:?}"));
-    };
-    let local = sender.rsplit_once('@').map_or("", |(l, _)| strip_label(l));
-    if matches!(
-        local,
-        "mailer-daemon" | "mailer_daemon" | "mailerdaemon" | "postmaster"
-    ) {
-        return Some(format!("envelope sender {sender} is a mailer-daemon"));
+    if let Some(why) = automated::sender(&msg.mail.source) {
+        return Some(why);
     }
     let r = &msg.receipt;
     for (what, verdict) in [
@@ -199,29 +135,30 @@ pub fn backscatter_guard(msg: &SesMessage) -> Option<String> {
             return Some(format!("{what} verdict FAIL: the sender is likely forged"));
         }
     }
+    // GRAY: the sender's domain publishes no SPF or DMARC policy, so nothing vouches for the
+    // envelope sender a bounce would go to (docs/ses.md §1.3); PROCESSING_FAILED says as little.
+    for (what, verdict) in [("SPF", r.spf()), ("DMARC", r.dmarc())] {
+        if let Some(v @ (Verdict::Gray | Verdict::ProcessingFailed)) = verdict {
+            return Some(format!(
+                "{what} verdict {}: the sender cannot be authenticated",
+                v.as_str()
+            ));
+        }
+    }
     if msg.mail.headers_truncated {
         return Some("headers truncated by SES: cannot rule out auto-submitted mail".to_string());
     }
-    let header = |name: &'static str| {
-        msg.mail
-            .headers
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.trim().to_ascii_lowercase())
-    };
-    if let Some(v) = header("auto-submitted").find(|v| {
-        let kind = v.split(';').next().unwrap_or("").trim();
-        kind != "no"
-    }) {
-        return Some(format!("Auto-Submitted: {v} (RFC 3834)"));
+    if let Some(why) = automated::headers(&msg.mail.headers) {
+        return Some(why);
     }
-    if let Some(v) = header("precedence").find(|v| matches!(v.as_str(), "bulk" | "junk" | "list")) {
-        return Some(format!("Precedence: {v}"));
-    }
-    if header("content-type").any(|v| v.starts_with("multipart/report")) {
-        return Some("the message is itself a delivery report".to_string());
-    }
-    None
+    // Mailing-list and bulk mail: bounces would go to the list, not to a person.
+    msg.mail
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("precedence"))
+        .map(|h| h.value.trim().to_ascii_lowercase())
+        .find(|v| matches!(v.as_str(), "bulk" | "junk" | "list"))
+        .map(|v| format!("Precedence: {v}"))
 }
 
 /// What the bounce function decided for one message.
@@ -572,6 +509,32 @@ mod tests {
             status: Verdict::Gray,
         });
         assert_eq!(backscatter_guard(&m), None);
+    }
+
+    #[test]
+    fn unauthenticated_senders_are_never_bounced() {
+        for (what, status) in [
+            ("spf", Verdict::Gray),
+            ("dmarc", Verdict::Gray),
+            ("spf", Verdict::ProcessingFailed),
+            ("dmarc", Verdict::ProcessingFailed),
+        ] {
+            let mut m = msg(&["ghost@example.com"]);
+            let v = Some(VerdictStatus {
+                status: status.clone(),
+            });
+            if what == "spf" {
+                m.receipt.spf_verdict = v;
+            } else {
+                m.receipt.dmarc_verdict = v;
+            }
+            let why = backscatter_guard(&m).unwrap_or_default();
+            assert!(why.contains(status.as_str()), "{what} {status:?}: {why:?}");
+            assert!(
+                plan(&m, &policy(&[])).request.is_none(),
+                "{what} {status:?}"
+            );
+        }
     }
 
     #[test]

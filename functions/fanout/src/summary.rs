@@ -23,7 +23,7 @@
 //!                    "disposition": "attachment", "key": "messages/2025-01-15/o3vr…/attachments/0-Q4_report.pdf"}],
 //!   "size": 1220,
 //!   "raw": {"bucket": "mailroom-mail", "key": "raw/o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1"},
-//!   "stored": {"bucket": "mailroom-mail", "prefix": "messages/2025-01-15/o3vr…/",
+//!   "stored": {"bucket": "mailroom-mail", "prefix": "messages/2025-01-15/o3vr…/",  // parsed mail only
 //!              "messageJson": "…/message.json", "bodyText": "…/body.txt", "bodyHtml": "…/body.html"},
 //!   "bodies": "inline", "text": "Hello, …", "html": "<p>Hello, …</p>",
 //!   "flags": []
@@ -126,7 +126,10 @@ pub struct Summary<'a> {
     pub attachments: Vec<AttachmentSummary<'a>>,
     pub size: u64,
     pub raw: S3Pointer,
-    pub stored: StoredPointers,
+    /// Where store writes the layout; absent when the message did not parse, because store
+    /// parses it the same way and then writes nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored: Option<StoredPointers>,
     /// `inline` when `text`/`html` below are the whole bodies, `s3` when they are left out
     /// (read `stored.bodyText` / `stored.bodyHtml`), `partial` when only the text body fits,
     /// `none` when the message has no body.
@@ -254,10 +257,80 @@ pub fn publication_within(input: &Input<'_>, budget: usize) -> Result<Built, Too
     if let Some(p) = try_fit(&s) {
         return Ok(p);
     }
+    // Last, every free-text field is cut to a fixed length and From to a few addresses: the
+    // summary then has a size bound whatever the mail says (a 600 KB Subject, 40,000 From
+    // addresses), so subscribers always hear of the message.
+    cut_to_bound(&mut s);
+    if let Some(p) = try_fit(&s) {
+        return Ok(p);
+    }
     Err(TooLarge {
         size: smallest,
         budget,
     })
+}
+
+/// The most characters any one text field keeps in the last resort of [`publication_within`].
+pub const FIELD_CHARS: usize = 256;
+/// The most From addresses kept in the last resort.
+pub const LISTED_ADDRESSES: usize = 10;
+
+/// Cuts what the mail controls to a bounded size, flagging what was cut (`subject_truncated`,
+/// `from_truncated`, `fields_truncated`). Envelope recipients are kept in full (SES accepts at
+/// most 50, docs/ses.md §7); each address is cut like any other field.
+fn cut_to_bound(s: &mut Summary<'_>) {
+    if let Some(subject) = s.subject
+        && subject.chars().nth(FIELD_CHARS).is_some()
+    {
+        s.subject = Some(truncate_chars(subject, FIELD_CHARS));
+        s.flags.push("subject_truncated".to_string());
+    }
+    if s.from.len() > LISTED_ADDRESSES {
+        s.from.truncate(LISTED_ADDRESSES);
+        s.flags.push("from_truncated".to_string());
+    }
+    let mut fields_cut = false;
+    for a in &mut s.from {
+        fields_cut |= cut_string(&mut a.address);
+        if let Some(name) = &mut a.name {
+            fields_cut |= cut_string(name);
+        }
+    }
+    if let Some(from) = &mut s.envelope.mail_from {
+        fields_cut |= cut_string(from);
+    }
+    for r in &mut s.envelope.recipients {
+        fields_cut |= cut_string(r);
+    }
+    if let Some(e) = &mut s.parse_error {
+        fields_cut |= cut_string(e);
+    }
+    for field in [&mut s.header_message_id, &mut s.date] {
+        if let Some(v) = *field
+            && v.chars().nth(FIELD_CHARS).is_some()
+        {
+            *field = Some(truncate_chars(v, FIELD_CHARS));
+            fields_cut = true;
+        }
+    }
+    if s.flags.len() > LISTED_FLAGS {
+        s.flags.truncate(LISTED_FLAGS);
+        fields_cut = true;
+    }
+    if fields_cut {
+        s.flags.push("fields_truncated".to_string());
+    }
+}
+
+/// The most parse flags kept in the last resort.
+const LISTED_FLAGS: usize = 64;
+
+/// Cuts `v` to [`FIELD_CHARS`] characters; true when it was longer.
+fn cut_string(v: &mut String) -> bool {
+    let keep = truncate_chars(v, FIELD_CHARS).len();
+    let cut = keep < v.len();
+    v.truncate(keep);
+    cut
 }
 
 /// The bytes SNS counts against its limit: the message, the subject and every attribute's name,
@@ -317,7 +390,7 @@ pub fn summary<'a>(input: &Input<'a>) -> Summary<'a> {
                 attachments,
                 size: email.size,
                 raw,
-                stored: stored(&layout, email.text.is_some(), email.html.is_some()),
+                stored: Some(stored(&layout, email.text.is_some(), email.html.is_some())),
                 bodies: "inline",
                 text: email.text.as_deref(),
                 html: email.html.as_deref(),
@@ -353,7 +426,7 @@ pub fn summary<'a>(input: &Input<'a>) -> Summary<'a> {
                 attachments: Vec::new(),
                 size: 0,
                 raw,
-                stored: stored(&layout, false, false),
+                stored: None,
                 bodies: "s3",
                 text: None,
                 html: None,
@@ -391,6 +464,8 @@ pub fn attributes(input: &Input<'_>) -> BTreeMap<String, Attribute> {
         );
     }
     if let Some(d) = sender_domain(input) {
+        // A domain is at most 253 characters; a longer one is junk, kept bounded.
+        let d = truncate_chars(&d, FIELD_CHARS).to_string();
         out.insert(attr::SENDER_DOMAIN.to_string(), Attribute::String(d));
     }
     for (name, v) in [
@@ -749,6 +824,52 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_subject_and_sender_list_are_cut_so_the_summary_always_fits() {
+        let ev = event();
+        let loc = Locations::new("raw", "", None, None);
+        let mut e = email("x", "y", 0);
+        e.subject = Some("S".repeat(600 * 1024));
+        e.from = (0..40_000)
+            .map(|i| Address {
+                name: Some(format!("Sender {i}")),
+                address: format!("sender-{i}@example.net"),
+            })
+            .collect();
+        e.message_id = Some("m".repeat(100_000));
+        let p = publication(&input(&ev, Some(&e), &loc))
+            .expect("fits")
+            .publication;
+        assert!(publication_size(&p) <= SNS_MAX_BYTES - SAFETY_MARGIN);
+        let m = message(&p);
+        let flags: Vec<_> = m["flags"]
+            .as_array()
+            .expect("flags")
+            .iter()
+            .filter_map(|f| f.as_str())
+            .collect();
+        for flag in ["subject_truncated", "from_truncated", "fields_truncated"] {
+            assert!(flags.contains(&flag), "{flag} in {flags:?}");
+        }
+        assert_eq!(m["subject"].as_str().map(str::len), Some(FIELD_CHARS));
+        assert_eq!(m["from"].as_array().map(Vec::len), Some(LISTED_ADDRESSES));
+        assert_eq!(m["from"][0]["address"], "sender-0@example.net");
+        // What the summary always says in full: which message, for whom, and where it is.
+        assert_eq!(m["messageId"], "o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1");
+        assert_eq!(m["envelope"]["recipients"][1], "sales@example.com");
+        assert!(m["raw"]["key"].is_string());
+
+        // The same from SES's headers alone, when the mail did not parse.
+        let mut ev = event();
+        let h = &mut ev.records[0].ses.mail.common_headers;
+        h.subject = Some("S".repeat(600 * 1024));
+        h.from = Some((0..40_000).map(|i| format!("s{i}@example.net")).collect());
+        let p = publication(&input(&ev, None, &loc))
+            .expect("fits")
+            .publication;
+        assert!(publication_size(&p) <= SNS_MAX_BYTES - SAFETY_MARGIN);
+    }
+
+    #[test]
     fn unparsed_mail_is_summarised_from_ses_headers() {
         let ev = event();
         let loc = Locations::new("raw", "", None, None);
@@ -757,6 +878,10 @@ mod tests {
             .publication;
         let m = message(&p);
         assert_eq!(m["parseError"], "not MIME");
+        assert!(
+            m.get("stored").is_none(),
+            "store writes nothing for mail that does not parse: no pointers to it"
+        );
         assert_eq!(m["from"][0]["address"], "Jane@Example.NET");
         assert_eq!(m["from"][0]["name"], "Jane Sender");
         assert_eq!(m["headerMessageId"], "abc@example.net");

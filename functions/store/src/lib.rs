@@ -10,9 +10,12 @@
 //! layout is complete; a retry after a partial failure fills in only what is missing.
 //!
 //! Failures: throttling, 5xx and timeouts return [`StoreError`] so Lambda retries. A missing raw
-//! object, a setup notification, a bad record or an unparseable message are permanent: they are
-//! logged once (naming where the raw mail is, which is never touched) and reported in the
-//! [`Report`] with `Ok`, so Lambda does not retry them in vain.
+//! object, a setup notification or a bad record are permanent: they are logged once (naming
+//! where the raw mail is, which is never touched) and reported in the [`Report`] with `Ok`, so
+//! Lambda does not retry them in vain. A message that is too large, not MIME or that the parser
+//! fails on is a mail nobody can read from the layout: it returns the permanent
+//! [`StoreError::Unparseable`], so it shows in the `Errors` alarm and, after Lambda's retries, in
+//! the invocation DLQ, while the raw message stays in S3.
 //!
 //! # Layout
 //! Everything is in this file: [`Config`] (with [`env_vars`]), [`handle`] and [`store_record`];
@@ -73,12 +76,6 @@ pub enum Outcome {
     SetupNotification { message_id: String },
     /// No raw object at the configured location: nothing stored.
     RawMissing { message_id: String, raw: String },
-    /// The raw message could not be parsed; it stays where it is.
-    Unparseable {
-        message_id: String,
-        raw: String,
-        reason: String,
-    },
     /// The record cannot name a raw object (e.g. a message id that is not one).
     BadRecord { message_id: String, reason: String },
 }
@@ -101,6 +98,16 @@ pub enum StoreError {
     },
     #[error("serializing message.json: {reason} (the raw message stays at {raw})")]
     Serialize { raw: String, reason: String },
+    /// Too large, not MIME, or the parser failed on it: nothing can be stored, and a person must
+    /// look at the raw message. Failing (rather than reporting `Ok`) is what makes that visible:
+    /// the invocation counts in the function's `Errors` metric (alarmed), and once Lambda's async
+    /// retries fail too the event lands in the invocation DLQ (alarmed) naming the message.
+    #[error("message {message_id} cannot be stored: {reason} (the raw message stays at {raw})")]
+    Unparseable {
+        message_id: String,
+        raw: String,
+        reason: String,
+    },
 }
 
 impl FunctionError for StoreError {
@@ -112,7 +119,7 @@ impl FunctionError for StoreError {
             StoreError::ReadRaw { source, .. } | StoreError::Write { source, .. } => {
                 source.is_retryable()
             }
-            StoreError::Serialize { .. } => false,
+            StoreError::Serialize { .. } | StoreError::Unparseable { .. } => false,
         }
     }
 
@@ -121,6 +128,7 @@ impl FunctionError for StoreError {
             StoreError::ReadRaw { .. } => "ReadRaw",
             StoreError::Write { .. } => "Write",
             StoreError::Serialize { .. } => "Serialize",
+            StoreError::Unparseable { .. } => "Unparseable",
         }
     }
 }
@@ -190,8 +198,8 @@ pub async fn store_record(
         Ok(p) => p,
         Err(e) => {
             tracing::error!(message_id = id, raw = %raw_url, error = %e,
-                "message could not be parsed: nothing stored, the raw message stays in S3");
-            return Ok(Outcome::Unparseable {
+                "message could not be parsed: nothing stored, the raw message stays in S3; failing the invocation so it is counted, alarmed and dead-lettered");
+            return Err(StoreError::Unparseable {
                 message_id: id.to_string(),
                 raw: raw_url,
                 reason: e.to_string(),

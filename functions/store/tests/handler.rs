@@ -277,7 +277,7 @@ async fn a_missing_raw_message_is_permanent_and_named() {
 }
 
 #[tokio::test]
-async fn an_unparseable_message_stays_raw_and_is_not_retried() {
+async fn an_unparseable_message_stays_raw_and_fails_the_invocation_permanently() {
     let bucket = mailroom_testkit::bucket("store").await;
     let store = S3Store::new(mailroom_testkit::s3());
     store
@@ -289,13 +289,18 @@ async fn an_unparseable_message_stays_raw_and_is_not_retried() {
         )
         .await
         .expect("put");
-    let report = handle(&event("store-event.json"), &config(&bucket), &store)
+    // An `Ok` would hide the lost message: an error counts in the Errors alarm and, after Lambda's
+    // async retries, puts the event in the invocation DLQ.
+    let err = handle(&event("store-event.json"), &config(&bucket), &store)
         .await
-        .expect("permanent");
-    match &report.outcomes[0] {
-        Outcome::Unparseable { raw, .. } => assert_eq!(raw, &format!("s3://{bucket}/raw/{ID}")),
-        other => panic!("{other:?}"),
-    }
+        .expect_err("nothing could be stored");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains(&format!("s3://{bucket}/raw/{ID}")),
+        "{err}"
+    );
+    let d = lambda_runtime::Diagnostic::from(err);
+    assert_eq!(d.error_type, "Store.Permanent.Unparseable");
     assert_eq!(
         objects(&bucket).await.keys().collect::<Vec<_>>(),
         vec![&format!("raw/{ID}")]
@@ -318,4 +323,24 @@ async fn a_missing_store_bucket_fails_the_invocation_naming_the_raw_message() {
     );
     let d = lambda_runtime::Diagnostic::from(err);
     assert_eq!(d.error_type, "Store.Permanent.Write");
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_fails_the_invocation_and_stays_raw() {
+    let (bucket, store) =
+        mailroom_testkit::bucket_with_raw("store", ID, "store-attachments.eml").await;
+    let mut cfg = config(&bucket);
+    cfg.limits.max_size = 100;
+    let err = handle(&event("store-event.json"), &cfg, &store)
+        .await
+        .expect_err("too large to store");
+    assert!(err.to_string().contains("over the 100-byte limit"), "{err}");
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(err).error_type,
+        "Store.Permanent.Unparseable"
+    );
+    assert_eq!(
+        objects(&bucket).await.keys().collect::<Vec<_>>(),
+        vec![&format!("raw/{ID}")]
+    );
 }

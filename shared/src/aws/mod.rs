@@ -20,15 +20,37 @@ use crate::ports::{ErrorKind, PortError};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use std::time::Duration;
 
 /// An endpoint for every AWS call, set in the template (empty in AWS). `sam local invoke` hands a
 /// function only the variables its template declares, and declaring an empty `AWS_ENDPOINT_URL`
 /// would make the SDK warn about it on every cold start.
 pub const ENDPOINT_VAR: &str = "MAILROOM_AWS_ENDPOINT_URL";
 
-/// The shared SDK configuration from the standard provider chain (and [`ENDPOINT_VAR`]).
+/// A TCP connection to the service must be up within this.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// One try of a call (request sent, response headers read). Generous for a 40 MB PutObject from
+/// inside the Region.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
+/// A whole call, the SDK's own retries included. Every function's Lambda timeout must leave room
+/// for the calls it makes one after another (the api function budgets for them per job).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The timeouts every client of [`sdk_config`] applies to every call: without them a call to a
+/// service that stops answering waits until Lambda kills the invocation, and nothing is logged.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The shared SDK configuration from the standard provider chain (and [`ENDPOINT_VAR`]), with
+/// [`timeouts`].
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts());
     match non_empty_var(ENDPOINT_VAR) {
         Some(url) => loader.endpoint_url(url).load().await,
         None => loader.load().await,
@@ -115,7 +137,13 @@ pub fn service_error_kind(status: u16, code: &str) -> ErrorKind {
         ErrorKind::NotFound
     } else if code == "PreconditionFailed" || status == 412 {
         ErrorKind::AlreadyExists
-    } else if status >= 500 || code == "InternalError" || code == "ServiceUnavailable" {
+    } else if status >= 500
+        || code == "InternalError"
+        || code == "ServiceUnavailable"
+        // S3: another conditional write of the key is in flight. It may yet fail, so this is
+        // no proof the object exists; a retry gets 412 once it does.
+        || code == "ConditionalRequestConflict"
+    {
         ErrorKind::Transient
     } else {
         ErrorKind::Permanent
@@ -153,6 +181,10 @@ mod tests {
         }
         assert_eq!(
             service_error_kind(403, "ExpiredToken"),
+            ErrorKind::Transient
+        );
+        assert_eq!(
+            service_error_kind(409, "ConditionalRequestConflict"),
             ErrorKind::Transient
         );
     }

@@ -3,19 +3,64 @@
 use super::classify;
 use crate::ports::{ErrorKind, ObjectMeta, ObjectStore, PortError, PutOutcome};
 use async_trait::async_trait;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use std::time::Duration;
 
+/// The longest a presigned URL is trusted to work when it is signed with temporary credentials
+/// whose expiry the SDK does not know (Lambda hands its role's credentials over in environment
+/// variables, without one). See docs/webhooks.md, "Presigned URLs".
+pub const UNKNOWN_EXPIRY_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Credentials are taken to expire this much before they say, so a URL signed just before a
+/// refresh is not promised to the last second.
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
+
+/// How long a URL signed with credentials expiring at `expiry` (`None`: unknown) works when
+/// `wanted` was asked for; `temporary` says whether the credentials carry a session token.
+pub fn presign_lifetime_for(
+    wanted: Duration,
+    expiry: Option<std::time::SystemTime>,
+    temporary: bool,
+    now: std::time::SystemTime,
+) -> Duration {
+    let cap = match expiry {
+        Some(at) => at
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .saturating_sub(EXPIRY_MARGIN),
+        None if temporary => UNKNOWN_EXPIRY_LIFETIME,
+        None => wanted,
+    };
+    // A link must last at least a second to be signed at all; one that short tells the receiver
+    // to fetch at once or use `raw.bucket`/`raw.key`.
+    wanted.min(cap).max(Duration::from_secs(1))
+}
+
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
+    /// The credentials the client signs with, to know how long a presigned URL can work (the
+    /// client itself no longer tells).
+    credentials: Option<SharedCredentialsProvider>,
 }
 
 impl S3Store {
+    /// A store over `client`; presigned URLs are then trusted for as long as asked, unless
+    /// [`S3Store::with_credentials`] names what the client signs with.
     pub fn new(client: aws_sdk_s3::Client) -> Self {
-        S3Store { client }
+        S3Store {
+            client,
+            credentials: None,
+        }
+    }
+
+    /// The credentials `client` signs with.
+    pub fn with_credentials(mut self, credentials: Option<SharedCredentialsProvider>) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// A client from the shared config; path-style addressing when pointed at a custom endpoint.
@@ -24,6 +69,7 @@ impl S3Store {
             .force_path_style(super::custom_endpoint())
             .build();
         S3Store::new(aws_sdk_s3::Client::from_conf(conf))
+            .with_credentials(config.credentials_provider())
     }
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
@@ -86,16 +132,30 @@ impl ObjectStore for S3Store {
             Ok(_) => Ok(PutOutcome::Created),
             Err(e) => {
                 let err = classify("s3:PutObject", &e);
-                // 412: something is already there. 409 ConditionalRequestConflict: a concurrent
-                // writer of the same key is in flight; either way the content is the same.
-                if err.kind == ErrorKind::AlreadyExists
-                    || err.message.contains("ConditionalRequestConflict")
-                {
+                // 412: something is already there. A 409 ConditionalRequestConflict (another
+                // writer of the key in flight) is `Transient`: that writer may still fail.
+                if err.kind == ErrorKind::AlreadyExists {
                     Ok(PutOutcome::AlreadyExists)
                 } else {
                     Err(err)
                 }
             }
+        }
+    }
+
+    async fn presign_lifetime(&self, wanted: Duration) -> Duration {
+        let Some(provider) = &self.credentials else {
+            return wanted;
+        };
+        match provider.provide_credentials().await {
+            Ok(creds) => presign_lifetime_for(
+                wanted,
+                creds.expiry(),
+                creds.session_token().is_some(),
+                std::time::SystemTime::now(),
+            ),
+            // Signing will fail the same way and say why.
+            Err(_) => wanted,
         }
     }
 
@@ -117,5 +177,39 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| classify("s3:PresignGetObject", &e))?;
         Ok(req.uri().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn presigned_links_last_no_longer_than_their_credentials() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let week = Duration::from_secs(7 * 86400);
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        // Long-term keys: what was asked.
+        assert_eq!(presign_lifetime_for(week, None, false, now), week);
+        // Temporary with a known expiry: until then, less the margin.
+        assert_eq!(
+            presign_lifetime_for(week, Some(now + hours(6)), true, now),
+            hours(6) - EXPIRY_MARGIN
+        );
+        assert_eq!(
+            presign_lifetime_for(hours(1), Some(now + hours(6)), true, now),
+            hours(1)
+        );
+        // Temporary, expiry unknown: the conservative cap.
+        assert_eq!(
+            presign_lifetime_for(week, None, true, now),
+            UNKNOWN_EXPIRY_LIFETIME
+        );
+        // Expired or about to: the shortest link that can be signed.
+        assert_eq!(
+            presign_lifetime_for(week, Some(now), true, now),
+            Duration::from_secs(1)
+        );
     }
 }

@@ -12,13 +12,34 @@ pub enum SecretService {
 }
 
 impl SecretService {
+    /// The service of an ARN in any partition (`aws`, `aws-cn`, `aws-us-gov`, …).
     pub fn of(arn: &str) -> Option<SecretService> {
-        if arn.starts_with("arn:aws:secretsmanager:") {
-            Some(SecretService::SecretsManager)
-        } else if arn.starts_with("arn:aws:ssm:") && arn.contains(":parameter/") {
-            Some(SecretService::ParameterStore)
-        } else {
-            None
+        let mut parts = arn.splitn(6, ':');
+        let (
+            Some("arn"),
+            Some(partition),
+            Some(service),
+            Some(_region),
+            Some(_account),
+            Some(rest),
+        ) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        )
+        else {
+            return None;
+        };
+        if !partition.starts_with("aws") {
+            return None;
+        }
+        match service {
+            "secretsmanager" if rest.starts_with("secret:") => Some(SecretService::SecretsManager),
+            "ssm" if rest.starts_with("parameter/") => Some(SecretService::ParameterStore),
+            _ => None,
         }
     }
 }
@@ -65,5 +86,38 @@ pub async fn fetch(config: &aws_config::SdkConfig, arn: &str) -> Result<String, 
             "secrets",
             format!("{arn} is neither a Secrets Manager secret ARN nor an SSM parameter ARN"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_of_every_partition_name_their_service() {
+        for partition in ["aws", "aws-cn", "aws-us-gov"] {
+            assert_eq!(
+                SecretService::of(&format!(
+                    "arn:{partition}:secretsmanager:r-1:123456789012:secret:hook-AbCd"
+                )),
+                Some(SecretService::SecretsManager),
+                "{partition}"
+            );
+            assert_eq!(
+                SecretService::of(&format!(
+                    "arn:{partition}:ssm:r-1:123456789012:parameter/hook"
+                )),
+                Some(SecretService::ParameterStore),
+                "{partition}"
+            );
+        }
+        for bad in [
+            "arn:aws:s3:::bucket",
+            "arn:aws:ssm:r:1:document/x",
+            "arn:other:secretsmanager:r:1:secret:x",
+            "secretsmanager:r:1:secret:x",
+        ] {
+            assert_eq!(SecretService::of(bad), None, "{bad}");
+        }
     }
 }

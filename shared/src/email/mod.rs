@@ -17,9 +17,19 @@ pub use ses::mailbox_hash;
 pub const SCHEMA: &str = "mailroom.email/1";
 
 /// Bounds that keep hostile input from costing unbounded time or memory.
+/// SES's largest message for the S3 action, as it is received (docs/ses.md §3): larger mail is
+/// refused at SMTP.
+pub const SES_MAX_MESSAGE_BYTES: usize = 40 * 1024 * 1024;
+
+/// Room for the headers SES prepends before it writes the message to S3 (`Return-Path`,
+/// `Received`, `X-SES-*`, `Authentication-Results`, a DKIM signature: a few KB, docs/ses.md §1.2).
+/// The object the functions read may be this much larger than [`SES_MAX_MESSAGE_BYTES`].
+pub const SES_HEADER_ALLOWANCE: usize = 256 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest raw message accepted, in bytes (SES's own S3 limit is 40 MB).
+    /// Largest raw message accepted, in bytes: by default SES's limit plus the headers it
+    /// prepends, so nothing SES accepted is refused here.
     pub max_size: usize,
     /// Most MIME parts walked; further parts are dropped and flagged.
     pub max_parts: usize,
@@ -32,7 +42,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_size: 40 * 1024 * 1024,
+            max_size: SES_MAX_MESSAGE_BYTES + SES_HEADER_ALLOWANCE,
             max_parts: 1000,
             max_depth: 10,
             max_header_bytes: 1024 * 1024,

@@ -53,6 +53,14 @@ pub trait ObjectStore: Send + Sync {
         meta: &ObjectMeta,
     ) -> Result<PutOutcome, PortError>;
 
+    /// How long a URL from [`Self::presign_get`] asked to last `wanted` will really work. S3
+    /// refuses a presigned URL once the credentials that signed it expire, whatever the URL says,
+    /// so callers sign for this long and promise no more. The default is for stores whose links
+    /// do not depend on expiring credentials.
+    async fn presign_lifetime(&self, wanted: Duration) -> Duration {
+        wanted
+    }
+
     /// A URL that lets its holder GET the object until it expires.
     async fn presign_get(
         &self,

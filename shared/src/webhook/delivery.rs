@@ -188,7 +188,10 @@ impl RetryPolicy {
         } else {
             1.0
         };
-        let jittered = base.mul_f64(factor);
+        // `mul_f64` panics past `Duration::MAX`; a schedule of `u64::MAX` seconds is a typo, not
+        // a reason to crash every attempt.
+        let jittered =
+            Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(Duration::MAX);
         let asked = retry_after.map(|r| r.min(self.max_retry_after));
         Some(asked.map_or(jittered, |a| a.max(jittered)))
     }
@@ -278,7 +281,8 @@ pub const JOB_VERSION: u32 = 1;
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
     /// `gone`, `permanent`, `exhausted`, `unreadable` (raw mail missing or unparseable) or
-    /// `invalid-job` (a queue message that is not a job; see `body`).
+    /// `invalid-job` (a queue message that is not a job, see `body`, or a job naming raw mail
+    /// somewhere this function does not deliver from).
     pub reason: String,
     pub detail: String,
     /// Attempts made.
@@ -409,6 +413,21 @@ mod tests {
             p.next_delay(1, Some(Duration::from_secs(999_999))),
             Some(Duration::from_secs(3600))
         );
+    }
+
+    #[test]
+    fn extreme_schedules_do_not_panic() {
+        let p = RetryPolicy {
+            delays: vec![Duration::MAX, Duration::from_secs(u64::MAX)],
+            jitter: 0.2,
+            max_retry_after: Duration::MAX,
+        };
+        for attempt in 1..=2 {
+            let d = p.next_delay(attempt, Some(Duration::MAX)).expect("a delay");
+            assert!(d >= Duration::from_secs(u64::MAX / 2), "{d:?}");
+        }
+        let parsed = RetryPolicy::parse_delays("18446744073709551615d").expect("parses");
+        assert_eq!(parsed, [Duration::from_secs(u64::MAX)]);
     }
 
     #[test]

@@ -39,14 +39,60 @@ fn kind_of(e: &reqwest::Error) -> TransportErrorKind {
     }
 }
 
-/// The error and its causes on one line (reqwest's own message hides the cause).
-fn describe(e: &reqwest::Error) -> String {
+/// Put in place of what [`redact_url`] removes.
+pub const REDACTED: &str = "<redacted>";
+
+/// `url` without what may be a secret: its userinfo (`user:password@`), query (`?token=…`) and
+/// fragment. Webhook URLs often carry a token there, and a transport error's message ends up in
+/// logs, retry jobs and dead letters.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{REDACTED}@{host}"),
+        None => authority.to_string(),
+    };
+    let (path, cut) = match tail.find(['?', '#']) {
+        Some(i) => (&tail[..i], true),
+        None => (tail, false),
+    };
+    let mut out = String::with_capacity(url.len());
+    if let Some(scheme) = scheme {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    out.push_str(&host);
+    out.push_str(path);
+    if cut {
+        out.push('?');
+        out.push_str(REDACTED);
+    }
+    out
+}
+
+/// The error and its causes on one line (reqwest's own message hides the cause), with the URL
+/// redacted.
+fn describe(e: reqwest::Error, url: &str) -> String {
+    let had_url = e.url().is_some();
+    let e = e.without_url();
     let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
+    if had_url {
+        s.push_str(&format!(" ({})", redact_url(url)));
+    }
+    let mut src = std::error::Error::source(&e);
     while let Some(c) = src {
         s.push_str(": ");
         s.push_str(&c.to_string());
         src = c.source();
+    }
+    // Should a cause quote the URL after all, it goes too.
+    let redacted = redact_url(url);
+    if redacted != url {
+        s = s.replace(url, &redacted);
     }
     s
 }
@@ -62,7 +108,7 @@ impl WebhookSender for ReqwestSender {
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
-        let err = |e: reqwest::Error| TransportError::new(kind_of(&e), describe(&e));
+        let err = |e: reqwest::Error| TransportError::new(kind_of(&e), describe(e, &req.url));
         let mut resp = builder.send().await.map_err(err)?;
         let status = resp.status().as_u16();
         let retry_after = resp
@@ -84,5 +130,62 @@ impl WebhookSender for ReqwestSender {
             retry_after,
             body_excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_userinfo_query_and_fragment() {
+        for (url, want) in [
+            (
+                "https://user:pw@hooks.example.com/in?token=s3cr3t#x",
+                "https://<redacted>@hooks.example.com/in?<redacted>",
+            ),
+            (
+                "https://hooks.example.com?token=s3cr3t",
+                "https://hooks.example.com?<redacted>",
+            ),
+            ("http://127.0.0.1:9/hook", "http://127.0.0.1:9/hook"),
+            (
+                "https://a@b@host/p#frag",
+                "https://<redacted>@host/p?<redacted>",
+            ),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn transport_errors_do_not_carry_the_secret_parts_of_the_url() {
+        // Nothing listens on the port, so the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let req = WebhookRequest {
+            url: format!("http://user:pa55@127.0.0.1:{port}/hook?token=s3cr3t"),
+            headers: Vec::new(),
+            body: bytes::Bytes::new(),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let err = ReqwestSender::new()
+            .expect("client")
+            .post(&req)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.kind, TransportErrorKind::Connect);
+        assert!(
+            !err.message.contains("s3cr3t") && !err.message.contains("pa55"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains(&format!("127.0.0.1:{port}/hook")),
+            "still says where: {}",
+            err.message
+        );
     }
 }

@@ -18,6 +18,11 @@ pub const SECRET_PREFIX: &str = "whsec_";
 /// How far a timestamp may be from the verifier's clock (the spec's recommendation).
 pub const DEFAULT_TOLERANCE_SECS: u64 = 5 * 60;
 
+/// The secret lengths the Standard Webhooks spec allows, in bytes: a shorter key can be guessed,
+/// and a 1-byte secret is a configuration mistake, not a key.
+pub const MIN_SECRET_BYTES: usize = 24;
+pub const MAX_SECRET_BYTES: usize = 64;
+
 pub const HEADER_ID: &str = "webhook-id";
 pub const HEADER_TIMESTAMP: &str = "webhook-timestamp";
 pub const HEADER_SIGNATURE: &str = "webhook-signature";
@@ -28,6 +33,11 @@ pub enum SigningError {
     EmptySecret,
     #[error("webhook secret is not base64 after the whsec_ prefix: {0}")]
     BadSecret(String),
+    #[error(
+        "webhook secret is {0} bytes; Standard Webhooks secrets are 24 to 64 random bytes \
+         (generate one with `openssl rand -base64 32`)"
+    )]
+    SecretLength(usize),
     #[error("missing {0} header")]
     MissingHeader(&'static str),
     #[error("webhook-timestamp {0:?} is not a Unix time in seconds")]
@@ -81,6 +91,9 @@ impl Secret {
     pub fn from_bytes(bytes: &[u8]) -> Result<Secret, SigningError> {
         if bytes.is_empty() {
             return Err(SigningError::EmptySecret);
+        }
+        if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&bytes.len()) {
+            return Err(SigningError::SecretLength(bytes.len()));
         }
         let keyed = HmacSha256::new_from_slice(bytes)
             .map_err(|e| SigningError::BadSecret(e.to_string()))?;
@@ -264,5 +277,22 @@ mod tests {
         assert_eq!(list.len(), 2);
         assert_eq!(format!("{:?}", list[0]), "Secret(24 bytes)");
         assert!(Secret::parse_list(" , ").is_err());
+    }
+
+    #[test]
+    fn secrets_are_24_to_64_bytes() {
+        for (len, ok) in [
+            (1, false),
+            (16, false),
+            (23, false),
+            (24, true),
+            (64, true),
+            (65, false),
+        ] {
+            let text = format!("{SECRET_PREFIX}{}", B64.encode(vec![7u8; len]));
+            assert_eq!(Secret::parse(&text).is_ok(), ok, "{len} bytes");
+        }
+        let e = Secret::parse(&format!("{SECRET_PREFIX}{}", B64.encode([1u8]))).expect_err("short");
+        assert_eq!(e, SigningError::SecretLength(1));
     }
 }

@@ -8,6 +8,7 @@
 //! when the test process exits, because its supervisor watches our stdin pipe.
 
 pub mod fakes;
+pub mod fault;
 pub mod iam;
 pub mod logs;
 

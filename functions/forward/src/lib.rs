@@ -1,0 +1,685 @@
+//! The forward function (SES Lambda action, `Event` invocation, after the receive rule's S3
+//! action): sends each received message on to the outside inboxes its recipients forward to,
+//! DMARC-safe, through SES API v2 `SendEmail` with raw content.
+//!
+//! Handler: `handle(&SesEvent, &Config, Deps) -> Result<Report, ForwardError>`;
+//! [`forward_record`] does one record.
+//!
+//! For each record, in order:
+//! 1. the [forward map](map) gives the destinations of the envelope recipients (none: nothing
+//!    to do);
+//! 2. mail the stop policy would drop ([`mailroom::policy`], the verdicts SES put in the event)
+//!    and mail a machine sent ([`mailroom::automated`]: delivery reports, auto-replies) is not
+//!    forwarded;
+//! 3. the raw message is read from S3; mail that has been through this function
+//!    `MAILROOM_FORWARD_MAX_HOPS` times already is a loop and stops (logged, counted);
+//! 4. per destination, unless its marker object says it was sent already: the message is
+//!    [rewritten](rewrite::rewrite) (or, by the entry's choice or when the rewrite cannot make a
+//!    message SES accepts, [attached](rewrite::attach) to a new one), checked against
+//!    [SES's rules](ses_rules), sent, and the marker written (`If-None-Match`).
+//!
+//! Never silent: throttling, 5xx, timeouts and account or identity problems fail the
+//! invocation, so Lambda retries it and then hands the event to the on-failure queue (the raw
+//! mail stays in S3; destinations already sent are skipped on the retry). SES refusing one
+//! message for good is logged once with the raw object's location, counted
+//! (`mailroom/ForwardRejected`), optionally reported to `MAILROOM_FORWARD_NOTICE_TO`, and marked
+//! so a retry does not report it again.
+//!
+//! # Layout
+//! - this file: [`Config`], [`env_vars`], [`Deps`], [`ForwardError`], the handler;
+//! - [`map`]: the forward map, its two notations and its cache;
+//! - [`rewrite`] and [`header`]: the two modes and the header fields they write;
+//! - [`ses_rules`]: SES's rules for raw messages, checked on every output;
+//! - [`sender`]: the sending port and its SES v2 adapter; [`metrics`]: counters.
+
+pub mod header;
+pub mod map;
+pub mod metrics;
+pub mod rewrite;
+pub mod sender;
+pub mod ses_rules;
+
+use bytes::Bytes;
+use mailroom::config::{self, ConfigError, Env};
+use mailroom::diagnostic::FunctionError;
+use mailroom::layout::{self, Locations};
+use mailroom::policy::{Action, FilterPolicy};
+use mailroom::ports::{ErrorKind, ObjectMeta, ObjectStore, PortError};
+use mailroom::{SesEvent, SesRecord};
+use map::{ForwardMap, LoadError, MapCache, MapSpec, Mode, Parameters, Route, TagPolicy};
+use metrics::Metrics;
+use rewrite::{Hop, Identity};
+use sender::{MailSender, OutgoingMail, SendErrorKind};
+use serde::Serialize;
+use std::time::Duration;
+
+pub const MAP_VAR: &str = "MAILROOM_FORWARD_MAP";
+pub const MAP_PARAMETER_VAR: &str = "MAILROOM_FORWARD_MAP_PARAMETER";
+pub const MAP_TTL_VAR: &str = "MAILROOM_FORWARD_MAP_TTL_SECS";
+pub const FROM_VAR: &str = "MAILROOM_FORWARD_FROM";
+pub const NAME_FORMAT_VAR: &str = "MAILROOM_FORWARD_NAME_FORMAT";
+pub const PLUS_TAG_VAR: &str = "MAILROOM_FORWARD_PLUS_TAG";
+pub const MAX_HOPS_VAR: &str = "MAILROOM_FORWARD_MAX_HOPS";
+pub const CONFIGURATION_SET_VAR: &str = "MAILROOM_FORWARD_CONFIGURATION_SET";
+pub const NOTICE_TO_VAR: &str = "MAILROOM_FORWARD_NOTICE_TO";
+pub const MARKER_PREFIX_VAR: &str = "MAILROOM_FORWARD_MARKER_PREFIX";
+
+const OWN_VARS: &[&str] = &[
+    MAP_VAR,
+    MAP_PARAMETER_VAR,
+    MAP_TTL_VAR,
+    FROM_VAR,
+    NAME_FORMAT_VAR,
+    PLUS_TAG_VAR,
+    MAX_HOPS_VAR,
+    CONFIGURATION_SET_VAR,
+    NOTICE_TO_VAR,
+    MARKER_PREFIX_VAR,
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub locations: Locations,
+    pub map: MapSpec,
+    pub map_ttl: Duration,
+    pub identity: Identity,
+    pub tags: TagPolicy,
+    pub max_hops: usize,
+    pub configuration_set: Option<String>,
+    pub notice_to: Option<String>,
+    /// Key prefix (in the raw bucket) of the markers that make sending idempotent.
+    pub marker_prefix: String,
+    /// The stop function's policy, evaluated again on the same verdicts.
+    pub policy: FilterPolicy,
+}
+
+fn invalid(name: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Reads every variable in the table of docs/functions.md; errors name the variable.
+    pub fn from_env(env: &(impl Env + ?Sized)) -> Result<Config, ConfigError> {
+        let locations = Locations::from_env(env)?;
+        let map = match (
+            config::optional(env, MAP_VAR),
+            config::optional(env, MAP_PARAMETER_VAR),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    MAP_PARAMETER_VAR,
+                    "(both set)",
+                    format!("set {MAP_VAR} or {MAP_PARAMETER_VAR}, not both"),
+                ));
+            }
+            (_, Some(arn)) => {
+                if mailroom::aws::secrets::SecretService::of(&arn)
+                    != Some(mailroom::aws::secrets::SecretService::ParameterStore)
+                {
+                    return Err(invalid(
+                        MAP_PARAMETER_VAR,
+                        &arn,
+                        "expected an SSM parameter ARN (arn:aws:ssm:<region>:<account>:parameter/<name>)",
+                    ));
+                }
+                MapSpec::Parameter(arn)
+            }
+            (text, None) => MapSpec::Inline(
+                ForwardMap::parse(text.as_deref().unwrap_or_default())
+                    .map_err(|e| invalid(MAP_VAR, "(see the reason)", e.to_string()))?,
+            ),
+        };
+        let address = config::required(env, FROM_VAR)?.to_ascii_lowercase();
+        if mailroom::policy::bare_address(&address).as_deref() != Some(address.as_str())
+            || !address.is_ascii()
+        {
+            return Err(invalid(FROM_VAR, &address, "expected a plain user@domain"));
+        }
+        let name_format = config::optional(env, NAME_FORMAT_VAR)
+            .unwrap_or_else(|| "{name} via {domain}".to_string());
+        let tags = match config::choice(env, PLUS_TAG_VAR, &["keep", "drop"], "drop")?.as_str() {
+            "keep" => TagPolicy::Keep,
+            _ => TagPolicy::Drop,
+        };
+        let max_hops: usize = config::parsed_or(env, MAX_HOPS_VAR, 3)?;
+        if max_hops == 0 {
+            return Err(invalid(MAX_HOPS_VAR, "0", "must be at least 1"));
+        }
+        let notice_to = config::optional(env, NOTICE_TO_VAR);
+        if let Some(n) = &notice_to
+            && mailroom::policy::bare_address(n).is_none()
+        {
+            return Err(invalid(NOTICE_TO_VAR, n, "expected an address"));
+        }
+        Ok(Config {
+            locations,
+            map,
+            map_ttl: Duration::from_secs(config::parsed_or(env, MAP_TTL_VAR, 300)?),
+            identity: Identity {
+                address,
+                name_format,
+            },
+            tags,
+            max_hops,
+            configuration_set: config::optional(env, CONFIGURATION_SET_VAR),
+            notice_to,
+            marker_prefix: config::optional(env, MARKER_PREFIX_VAR)
+                .unwrap_or_else(|| "forwarded/".to_string()),
+            policy: FilterPolicy::from_env(env)?,
+        })
+    }
+
+    /// The cache the map is read through, built once per cold start.
+    pub fn map_cache(&self) -> MapCache {
+        MapCache::new(self.map.clone(), self.map_ttl)
+    }
+
+    fn marker_key(&self, message_id: &str, destination: &str) -> String {
+        format!(
+            "{}/{message_id}/{}",
+            self.marker_prefix.trim_end_matches('/'),
+            layout::segment(destination)
+        )
+    }
+}
+
+/// Every `MAILROOM_*` variable [`Config::from_env`] may read: the template may set no other on
+/// this function.
+pub fn env_vars() -> Vec<&'static str> {
+    [layout::ENV_VARS, OWN_VARS, mailroom::policy::ENV_VARS].concat()
+}
+
+/// The function's side effects, as ports.
+#[derive(Clone, Copy)]
+pub struct Deps<'a> {
+    pub store: &'a dyn ObjectStore,
+    pub sender: &'a dyn MailSender,
+    pub parameters: &'a dyn Parameters,
+    pub maps: &'a MapCache,
+    pub metrics: &'a dyn Metrics,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error(transparent)]
+    Map(#[from] LoadError),
+    #[error("reading raw message {raw}: {source}")]
+    ReadRaw { raw: String, source: PortError },
+    #[error("forward marker s3://{bucket}/{key}: {source} (the raw message stays at {raw})")]
+    Marker {
+        bucket: String,
+        key: String,
+        raw: String,
+        source: PortError,
+    },
+    #[error("sending {message_id} to {destination}: {source} (the raw message stays at {raw})")]
+    Send {
+        message_id: String,
+        destination: String,
+        raw: String,
+        source: sender::SendError,
+    },
+}
+
+impl FunctionError for ForwardError {
+    const FUNCTION: &'static str = "Forward";
+
+    fn is_retryable(&self) -> bool {
+        match self {
+            ForwardError::Map(LoadError::Fetch { source, .. }) => source.is_retryable(),
+            ForwardError::Map(LoadError::Invalid { .. }) => false,
+            ForwardError::ReadRaw { source, .. } | ForwardError::Marker { source, .. } => {
+                source.is_retryable()
+            }
+            ForwardError::Send { source, .. } => source.kind == SendErrorKind::Retry,
+        }
+    }
+
+    fn variant(&self) -> &'static str {
+        match self {
+            ForwardError::Map(_) => "Map",
+            ForwardError::ReadRaw { .. } => "ReadRaw",
+            ForwardError::Marker { .. } => "Marker",
+            ForwardError::Send { .. } => "Send",
+        }
+    }
+}
+
+mailroom::impl_diagnostic!(ForwardError);
+
+/// What became of one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Delivery {
+    Sent {
+        destination: String,
+        mode: Mode,
+        /// Why the attachment mode was used when the entry asked for a rewrite.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fallback: Option<String>,
+        ses_message_id: String,
+    },
+    /// A marker says an earlier invocation sent it.
+    AlreadySent { destination: String },
+    /// SES (or our own check of SES's rules) refuses this message for good.
+    Rejected {
+        destination: String,
+        reason: String,
+        notice: Option<String>,
+    },
+}
+
+/// What happened to each record of the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Forwarded {
+        message_id: String,
+        deliveries: Vec<Delivery>,
+    },
+    /// Not forwarded on purpose: no map entry, the stop policy, a machine's mail, a loop.
+    Skipped { message_id: String, reason: String },
+    /// No raw object at the configured location.
+    RawMissing { message_id: String, raw: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Forwards every record; the first failure to retry stops and fails the invocation.
+pub async fn handle(
+    event: &SesEvent,
+    config: &Config,
+    deps: Deps<'_>,
+) -> Result<Report, ForwardError> {
+    let mut outcomes = Vec::with_capacity(event.records.len());
+    for record in &event.records {
+        outcomes.push(forward_record(record, config, deps).await?);
+    }
+    Ok(Report { outcomes })
+}
+
+fn skipped(message_id: &str, reason: impl Into<String>) -> Outcome {
+    let reason = reason.into();
+    tracing::info!(message_id, %reason, "not forwarded");
+    Outcome::Skipped {
+        message_id: message_id.to_string(),
+        reason,
+    }
+}
+
+/// Forwards one message to every destination its recipients lead to.
+pub async fn forward_record(
+    record: &SesRecord,
+    config: &Config,
+    deps: Deps<'_>,
+) -> Result<Outcome, ForwardError> {
+    let msg = &record.ses;
+    let id = msg.mail.message_id.as_str();
+    if mailroom::ses::is_setup_notification(id) {
+        return Ok(skipped(id, "SES setup notification"));
+    }
+    if !layout::is_plain_message_id(id) {
+        return Ok(skipped(
+            id,
+            "messageId is empty or not a plain SES message id",
+        ));
+    }
+    let map = deps.maps.get(deps.parameters).await?;
+    let routes = map.routes(&msg.receipt.recipients, config.tags);
+    if routes.is_empty() {
+        return Ok(skipped(id, "no forward map entry for its recipients"));
+    }
+    let decision = config.policy.evaluate(msg);
+    if decision.action == Action::Drop {
+        return Ok(skipped(
+            id,
+            format!("the stop policy drops it: {}", decision.reasons_text()),
+        ));
+    }
+    if let Some(why) = mailroom::automated::sender(&msg.mail.source)
+        .or_else(|| mailroom::automated::headers(&msg.mail.headers))
+    {
+        return Ok(skipped(id, format!("sent by a machine: {why}")));
+    }
+
+    let loc = &config.locations;
+    let raw_url = loc.raw_url(id);
+    let raw = match deps.store.get(&loc.raw_bucket, &loc.raw_key(id)).await {
+        Ok(raw) => raw,
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            tracing::error!(message_id = id, raw = %raw_url, error = %e,
+                "raw message not found: check MAILROOM_RAW_BUCKET/MAILROOM_RAW_PREFIX against the rule's S3 action");
+            return Ok(Outcome::RawMissing {
+                message_id: id.to_string(),
+                raw: raw_url,
+            });
+        }
+        Err(source) => {
+            return Err(ForwardError::ReadRaw {
+                raw: raw_url,
+                source,
+            });
+        }
+    };
+    let hops = rewrite::hops(&raw);
+    if hops >= config.max_hops {
+        deps.metrics.count(metrics::LOOP, 1);
+        tracing::warn!(message_id = id, raw = %raw_url, hops,
+            "forwarding loop: the message has been forwarded {hops} times already, not again");
+        return Ok(skipped(
+            id,
+            format!(
+                "loop: forwarded {hops} times already (limit {})",
+                config.max_hops
+            ),
+        ));
+    }
+
+    let mut deliveries = Vec::with_capacity(routes.len());
+    for route in &routes {
+        deliveries.push(deliver(record, config, deps, &raw, &raw_url, route).await?);
+    }
+    Ok(Outcome::Forwarded {
+        message_id: id.to_string(),
+        deliveries,
+    })
+}
+
+/// The message for one route, in the route's mode, with the reason when the rewrite fell back.
+fn build(
+    raw: &[u8],
+    config: &Config,
+    hop: &Hop<'_>,
+    route: &Route,
+) -> (Vec<u8>, Mode, Option<String>) {
+    if route.mode == Mode::Attach {
+        let why = format!(
+            "the forward map asks for the attachment mode for {}",
+            route.key
+        );
+        return (
+            rewrite::attach(raw, &config.identity, hop, &why),
+            Mode::Attach,
+            None,
+        );
+    }
+    match rewrite::rewrite(raw, &config.identity, hop) {
+        Ok(out) => (out, Mode::Rewrite, None),
+        Err(refusal) => {
+            let why = refusal.to_string();
+            (
+                rewrite::attach(raw, &config.identity, hop, &why),
+                Mode::Attach,
+                Some(why),
+            )
+        }
+    }
+}
+
+async fn deliver(
+    record: &SesRecord,
+    config: &Config,
+    deps: Deps<'_>,
+    raw: &Bytes,
+    raw_url: &str,
+    route: &Route,
+) -> Result<Delivery, ForwardError> {
+    let id = record.ses.mail.message_id.as_str();
+    let bucket = &config.locations.raw_bucket;
+    let marker = config.marker_key(id, &route.destination);
+    let marker_error = |source| ForwardError::Marker {
+        bucket: bucket.clone(),
+        key: marker.clone(),
+        raw: raw_url.to_string(),
+        source,
+    };
+    match deps.store.size(bucket, &marker).await {
+        Ok(_) => {
+            tracing::info!(message_id = id, destination = %route.destination, "already forwarded");
+            return Ok(Delivery::AlreadySent {
+                destination: route.destination.clone(),
+            });
+        }
+        Err(e) if e.kind == ErrorKind::NotFound => {}
+        Err(e) => return Err(marker_error(e)),
+    }
+
+    let hop = Hop {
+        recipient: &route.recipient,
+        envelope_sender: &record.ses.mail.source,
+        received: &record.ses.mail.timestamp,
+        raw_url,
+    };
+    let (message, mode, fallback) = build(raw, config, &hop, route);
+    if let Some(why) = &fallback {
+        deps.metrics.count(metrics::FALLBACK, 1);
+        tracing::warn!(message_id = id, destination = %route.destination, reason = %why,
+            "rewrite refused: forwarding the original as an attachment");
+    }
+    let violations = ses_rules::validate_for(&message, &config.identity.address);
+    let sent = if violations.is_empty() {
+        let mail = OutgoingMail {
+            from: config.identity.address.clone(),
+            to: route.destination.clone(),
+            raw: Bytes::from(message),
+            configuration_set: config.configuration_set.clone(),
+        };
+        deps.sender.send(&mail).await
+    } else {
+        let text: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        Err(sender::SendError::new(
+            SendErrorKind::Rejected,
+            format!("not sent, SES would refuse it: {}", text.join("; ")),
+        ))
+    };
+    let delivery = match sent {
+        Ok(ses_message_id) => {
+            deps.metrics.count(metrics::FORWARDED, 1);
+            tracing::info!(message_id = id, destination = %route.destination,
+                mode = ?mode, ses_message_id = %ses_message_id, "forwarded");
+            Delivery::Sent {
+                destination: route.destination.clone(),
+                mode,
+                fallback,
+                ses_message_id,
+            }
+        }
+        Err(e) if e.kind == SendErrorKind::Rejected => {
+            deps.metrics.count(metrics::REJECTED, 1);
+            tracing::error!(message_id = id, destination = %route.destination, raw = %raw_url,
+                error = %e.message, "forward rejected for good: the raw message stays in S3");
+            let notice = notify(
+                record,
+                config,
+                deps,
+                raw_url,
+                &route.destination,
+                &e.message,
+            )
+            .await;
+            Delivery::Rejected {
+                destination: route.destination.clone(),
+                reason: e.message,
+                notice,
+            }
+        }
+        Err(source) => {
+            return Err(ForwardError::Send {
+                message_id: id.to_string(),
+                destination: route.destination.clone(),
+                raw: raw_url.to_string(),
+                source,
+            });
+        }
+    };
+    let body = serde_json::to_vec(&delivery).unwrap_or_default();
+    deps.store
+        .put_if_absent(
+            bucket,
+            &marker,
+            Bytes::from(body),
+            &ObjectMeta::new("application/json"),
+        )
+        .await
+        .map_err(marker_error)?;
+    Ok(delivery)
+}
+
+/// Tells `MAILROOM_FORWARD_NOTICE_TO` about a permanent rejection; what became of the notice.
+async fn notify(
+    record: &SesRecord,
+    config: &Config,
+    deps: Deps<'_>,
+    raw_url: &str,
+    destination: &str,
+    reason: &str,
+) -> Option<String> {
+    let to = config.notice_to.as_ref()?;
+    let raw = notice_message(record, config, to, raw_url, destination, reason);
+    let mail = OutgoingMail {
+        from: config.identity.address.clone(),
+        to: to.clone(),
+        raw: Bytes::from(raw),
+        configuration_set: config.configuration_set.clone(),
+    };
+    match deps.sender.send(&mail).await {
+        Ok(id) => Some(format!("sent to {to} ({id})")),
+        Err(e) => {
+            tracing::error!(message_id = %record.ses.mail.message_id, notice_to = %to, error = %e,
+                "the notice of a rejected forward could not be sent");
+            Some(format!("failed: {e}"))
+        }
+    }
+}
+
+/// The notice: a short plain-text message naming the raw object.
+pub fn notice_message(
+    record: &SesRecord,
+    config: &Config,
+    to: &str,
+    raw_url: &str,
+    destination: &str,
+    reason: &str,
+) -> Vec<u8> {
+    let mail = &record.ses.mail;
+    let subject = mail
+        .common_headers
+        .subject
+        .as_deref()
+        .unwrap_or("(no subject)");
+    let text = format!(
+        "mailroom could not forward a message.\r\n\r\n\
+         Message: {}\r\nFrom: {}\r\nSubject: {subject}\r\nReceived: {}\r\n\
+         Destination: {destination}\r\nReason: {reason}\r\n\r\n\
+         The raw message is kept at {raw_url}.\r\n",
+        mail.message_id,
+        if mail.source.is_empty() {
+            "<>"
+        } else {
+            mail.source.as_str()
+        },
+        mail.timestamp,
+    );
+    let text = text.replace(|c: char| !c.is_ascii(), "?");
+    let eol = header::Eol::Crlf;
+    let mut out = String::new();
+    out.push_str(&header::field(
+        "From",
+        &format!("\"mailroom\" <{}>", config.identity.address),
+        eol,
+    ));
+    out.push_str(&header::field("To", &format!("<{to}>"), eol));
+    out.push_str(&header::field(
+        "Subject",
+        &format!("Forward failed: {}", mail.message_id),
+        eol,
+    ));
+    out.push_str(&header::field(
+        "Date",
+        &time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap_or_default(),
+        eol,
+    ));
+    out.push_str(&header::field("Auto-Submitted", "auto-generated", eol));
+    out.push_str(&header::field("MIME-Version", "1.0", eol));
+    out.push_str(&header::field(
+        "Content-Type",
+        "text/plain; charset=us-ascii",
+        eol,
+    ));
+    out.push_str("\r\n");
+    for line in text.split("\r\n") {
+        // Keep every line within SES's limit even for a very long reason.
+        let mut rest = line;
+        while rest.len() > 900 {
+            out.push_str(&rest[..900]);
+            out.push_str("\r\n");
+            rest = &rest[900..];
+        }
+        out.push_str(rest);
+        out.push_str("\r\n");
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut v = vec![
+            ("MAILROOM_RAW_BUCKET", "mail"),
+            ("MAILROOM_RAW_PREFIX", "raw/"),
+            ("MAILROOM_FORWARD_FROM", "Forwarder@Example.com"),
+        ];
+        v.extend_from_slice(extra);
+        v
+    }
+
+    #[test]
+    fn config_defaults_and_errors_name_the_variable() {
+        let c = Config::from_env(env(&[]).as_slice()).unwrap();
+        assert_eq!(c.identity.address, "forwarder@example.com");
+        assert_eq!(c.identity.domain(), "example.com");
+        assert_eq!(c.max_hops, 3);
+        assert_eq!(c.tags, TagPolicy::Drop);
+        assert!(matches!(&c.map, MapSpec::Inline(m) if m.is_empty()));
+        assert_eq!(
+            c.marker_key("m1", "Me@gmail.com"),
+            "forwarded/m1/Me@gmail.com"
+        );
+        for (bad, var) in [
+            (("MAILROOM_FORWARD_MAP", "nonsense"), MAP_VAR),
+            (
+                ("MAILROOM_FORWARD_MAP_PARAMETER", "/just/a/name"),
+                MAP_PARAMETER_VAR,
+            ),
+            (("MAILROOM_FORWARD_MAX_HOPS", "0"), MAX_HOPS_VAR),
+            (("MAILROOM_FORWARD_PLUS_TAG", "maybe"), PLUS_TAG_VAR),
+            (("MAILROOM_FORWARD_NOTICE_TO", "nobody"), NOTICE_TO_VAR),
+        ] {
+            let e = Config::from_env(env(&[bad]).as_slice()).unwrap_err();
+            assert!(e.to_string().contains(var), "{e}");
+        }
+        let e = Config::from_env([("MAILROOM_RAW_BUCKET", "mail")].as_slice()).unwrap_err();
+        assert!(e.to_string().contains(FROM_VAR), "{e}");
+        let p = Config::from_env(
+            env(&[(
+                "MAILROOM_FORWARD_MAP_PARAMETER",
+                "arn:aws:ssm:us-east-1:123456789012:parameter/mailroom/forward-map",
+            )])
+            .as_slice(),
+        )
+        .unwrap();
+        assert!(matches!(p.map, MapSpec::Parameter(_)));
+    }
+}

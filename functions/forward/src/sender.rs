@@ -1,0 +1,177 @@
+//! Sending mail: the forward function's one outbound side effect, as a small port with one real
+//! adapter over SES API v2 `SendEmail` with raw content ([`SesV2Sender`]). The emulator writes to
+//! an outbox folder through the same port.
+//!
+//! The port lives in this crate, not in `shared/`, because no other function sends mail.
+//!
+//! Failures come in three kinds, because each is handled differently (docs/ses.md §9.3):
+//! [`SendErrorKind::Retry`] (throttling, quotas, 5xx, timeouts) fails the invocation so Lambda
+//! retries it; [`SendErrorKind::Rejected`] is SES refusing this one message, which no retry will
+//! change; [`SendErrorKind::Setup`] is the account or identity (unverified sender, missing
+//! configuration set, paused sending), which fails the invocation too so the event reaches the
+//! on-failure queue and can be replayed once it is fixed.
+
+use async_trait::async_trait;
+use aws_sdk_sesv2::error::ProvideErrorMetadata;
+use bytes::Bytes;
+
+/// One message to one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMail {
+    /// `FromEmailAddress`: the verified identity (the envelope sender).
+    pub from: String,
+    /// The envelope recipient; the message's own `To` is not consulted.
+    pub to: String,
+    /// The complete raw message.
+    pub raw: Bytes,
+    /// SES configuration set for event publishing and suppression.
+    pub configuration_set: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendErrorKind {
+    Retry,
+    Rejected,
+    Setup,
+}
+
+impl SendErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendErrorKind::Retry => "retry",
+            SendErrorKind::Rejected => "rejected",
+            SendErrorKind::Setup => "setup",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("SendEmail failed ({}): {message}", kind.as_str())]
+pub struct SendError {
+    pub kind: SendErrorKind,
+    pub message: String,
+}
+
+impl SendError {
+    pub fn new(kind: SendErrorKind, message: impl Into<String>) -> Self {
+        SendError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+#[async_trait]
+pub trait MailSender: Send + Sync {
+    /// Sends the message; the answer is SES's message id (or where it was written locally).
+    async fn send(&self, mail: &OutgoingMail) -> Result<String, SendError>;
+}
+
+/// SES API v2 `SendEmail` with `Content::Raw`.
+#[derive(Debug, Clone)]
+pub struct SesV2Sender {
+    client: aws_sdk_sesv2::Client,
+}
+
+impl SesV2Sender {
+    pub fn new(client: aws_sdk_sesv2::Client) -> Self {
+        SesV2Sender { client }
+    }
+
+    pub fn from_conf(config: &aws_config::SdkConfig) -> Self {
+        SesV2Sender::new(aws_sdk_sesv2::Client::new(config))
+    }
+}
+
+#[async_trait]
+impl MailSender for SesV2Sender {
+    async fn send(&self, mail: &OutgoingMail) -> Result<String, SendError> {
+        use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
+        let raw = RawMessage::builder()
+            .data(aws_smithy_types::Blob::new(mail.raw.to_vec()))
+            .build()
+            .map_err(|e| SendError::new(SendErrorKind::Setup, e.to_string()))?;
+        let out = self
+            .client
+            .send_email()
+            .from_email_address(&mail.from)
+            .destination(Destination::builder().to_addresses(&mail.to).build())
+            .content(EmailContent::builder().raw(raw).build())
+            .set_configuration_set_name(mail.configuration_set.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                let port = mailroom::aws::classify("sesv2:SendEmail", &e);
+                let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+                SendError::new(
+                    kind_of(port.is_retryable(), code, &port.message),
+                    port.message,
+                )
+            })?;
+        Ok(out.message_id.unwrap_or_default())
+    }
+}
+
+/// Sorts a `SendEmail` failure (docs/ses.md §9.3).
+pub fn kind_of(retryable: bool, code: &str, message: &str) -> SendErrorKind {
+    // SES's words for an identity it will not send as: unverified, or (moto, and SES with
+    // sending authorization) no authority over it. Either is the account's set-up, not the mail.
+    let lower = message.to_ascii_lowercase();
+    let unverified = [
+        "not verified",
+        "authority to send",
+        "not authorized to send",
+    ]
+    .iter()
+    .any(|m| lower.contains(m));
+    if retryable || code == "LimitExceededException" || code == "TooManyRequestsException" {
+        SendErrorKind::Retry
+    } else if (code == "MessageRejected" && !unverified) || code == "BadRequestException" {
+        SendErrorKind::Rejected
+    } else {
+        SendErrorKind::Setup
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_sort_into_three_kinds() {
+        assert_eq!(kind_of(true, "", "timed out"), SendErrorKind::Retry);
+        assert_eq!(
+            kind_of(false, "LimitExceededException", ""),
+            SendErrorKind::Retry
+        );
+        assert_eq!(
+            kind_of(false, "MessageRejected", "Duplicate header 'To'"),
+            SendErrorKind::Rejected
+        );
+        assert_eq!(
+            kind_of(false, "MessageRejected", "Email address is not verified."),
+            SendErrorKind::Setup
+        );
+        assert_eq!(
+            kind_of(
+                false,
+                "MessageRejected",
+                "Did not have authority to send from email forwarder@example.org"
+            ),
+            SendErrorKind::Setup
+        );
+        assert_eq!(
+            kind_of(false, "BadRequestException", ""),
+            SendErrorKind::Rejected
+        );
+        for code in [
+            "MailFromDomainNotVerifiedException",
+            "NotFoundException",
+            "SendingPausedException",
+            "AccountSuspendedException",
+            "AccessDeniedException",
+        ] {
+            assert_eq!(kind_of(false, code, ""), SendErrorKind::Setup, "{code}");
+        }
+    }
+}

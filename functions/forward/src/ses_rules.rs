@@ -1,0 +1,369 @@
+//! SES's rules for a raw message handed to `SendEmail` (docs/ses.md §9.2), checked on the bytes we
+//! are about to send: every output of the rewrite and of the attachment mode goes through
+//! [`validate`] before it is sent, and the forwarding corpus asserts zero violations.
+//!
+//! The check reads the header block itself, line by line, instead of reusing the parser the
+//! rewrite is built on, so a mistake in one is not hidden by the same mistake in the other.
+
+/// The fields SES accepts at most once in a message's header section (docs/ses.md §9.2), as SES
+/// spells them; compared case-insensitively.
+pub const SINGLE_OCCURRENCE: &[&str] = &[
+    "Accept-Language",
+    "acceptLanguage",
+    "Archived-At",
+    "Auto-Submitted",
+    "Bounces-to",
+    "Comments",
+    "Content-Alternative",
+    "Content-Base",
+    "Content-Class",
+    "Content-Description",
+    "Content-Disposition",
+    "Content-Duration",
+    "Content-ID",
+    "Content-Language",
+    "Content-Length",
+    "Content-Location",
+    "Content-MD5",
+    "Content-Transfer-Encoding",
+    "Content-Type",
+    "Date",
+    "Delivered-To",
+    "Disposition-Notification-Options",
+    "Disposition-Notification-To",
+    "DKIM-Signature",
+    "DomainKey-Signature",
+    "Errors-To",
+    "From",
+    "Importance",
+    "In-Reply-To",
+    "Keywords",
+    "List-Archive",
+    "List-Help",
+    "List-Id",
+    "List-Owner",
+    "List-Post",
+    "List-Subscribe",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "Message-Context",
+    "Message-ID",
+    "MIME-Version",
+    "Organization",
+    "Original-From",
+    "Original-Message-ID",
+    "Original-Recipient",
+    "Original-Subject",
+    "Precedence",
+    "Priority",
+    "References",
+    "Reply-To",
+    "Return-Path",
+    "Return-Receipt-To",
+    "Sender",
+    "Solicitation",
+    "Sensitivity",
+    "Subject",
+    "Thread-Index",
+    "Thread-Topic",
+    "User-Agent",
+    "VBR-Info",
+];
+
+/// The largest raw message `SendEmail` takes (docs/ses.md §9.1).
+pub const MAX_MESSAGE_BYTES: usize = 40 * 1024 * 1024;
+
+/// The longest line, its CRLF included (RFC 5321, as SES states it: docs/ses.md §9.2).
+pub const MAX_LINE_BYTES: usize = 1000;
+
+/// Fields RFC 5322 requires in every message; a raw message must carry them (docs/ses.md §9.2).
+pub const REQUIRED: &[&str] = &["From", "Date"];
+
+/// Whether SES accepts `name` at most once.
+pub fn is_single_occurrence(name: &str) -> bool {
+    SINGLE_OCCURRENCE
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name.trim()))
+}
+
+/// One broken rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// No empty line separates the header section from the body.
+    NoBody,
+    /// A line in the header section that is neither a field nor a continuation (SES: "Empty
+    /// header names are illegal" for `: value`).
+    BadField { line: usize, text: String },
+    /// A field name with bytes outside printable ASCII.
+    BadName { name: String },
+    /// A single-occurrence field more than once (SES: `Duplicate header '<name>'`).
+    Repeated { name: String, count: usize },
+    /// Bytes outside 7-bit ASCII in a header value: they must be RFC 2047 encoded.
+    NonAscii { name: String },
+    /// A line longer than [`MAX_LINE_BYTES`] with its line break.
+    LongLine { line: usize, bytes: usize },
+    /// A required field is missing.
+    Missing { name: &'static str },
+    /// Over [`MAX_MESSAGE_BYTES`].
+    TooLarge { bytes: usize },
+    /// `From` is not an address at the identity SES may send from.
+    UnverifiedFrom { from: String, identity: String },
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Violation::NoBody => write!(f, "no empty line between header and body"),
+            Violation::BadField { line, text } => {
+                write!(f, "line {line} of the header is not a field: {text:?}")
+            }
+            Violation::BadName { name } => write!(f, "header name {name:?} is not printable ASCII"),
+            Violation::Repeated { name, count } => {
+                write!(f, "duplicate header {name:?} ({count} times)")
+            }
+            Violation::NonAscii { name } => write!(f, "unencoded 8-bit bytes in {name}"),
+            Violation::LongLine { line, bytes } => {
+                write!(f, "line {line} is {bytes} bytes, over {MAX_LINE_BYTES}")
+            }
+            Violation::Missing { name } => write!(f, "no {name} header"),
+            Violation::TooLarge { bytes } => {
+                write!(f, "{bytes} bytes, over SES's {MAX_MESSAGE_BYTES}")
+            }
+            Violation::UnverifiedFrom { from, identity } => {
+                write!(f, "From {from:?} is not at the sending identity {identity}")
+            }
+        }
+    }
+}
+
+/// One field of a header section: its name and its value with every line break kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// Splits the header section into fields (continuation lines joined to their field) and returns
+/// them with the offset where the body starts, or the first line that is not a field. `None` for
+/// the offset when no empty line ends the section.
+pub fn fields(raw: &[u8]) -> (Vec<Field<'_>>, Option<usize>, Vec<Violation>) {
+    let mut out: Vec<Field<'_>> = Vec::new();
+    let mut problems = Vec::new();
+    let mut at = 0;
+    let mut line_no = 0;
+    while at < raw.len() {
+        line_no += 1;
+        let end = memchr_nl(&raw[at..]).map_or(raw.len(), |i| at + i + 1);
+        let line = &raw[at..end];
+        let content = trim_eol(line);
+        if content.is_empty() {
+            return (out, Some(end), problems);
+        }
+        if matches!(content[0], b' ' | b'\t') {
+            match out.last_mut() {
+                Some(last) => {
+                    let start = last.value.as_ptr() as usize - raw.as_ptr() as usize;
+                    last.value = &raw[start..end];
+                }
+                None => problems.push(Violation::BadField {
+                    line: line_no,
+                    text: String::from_utf8_lossy(content).into_owned(),
+                }),
+            }
+        } else {
+            match content.iter().position(|&b| b == b':') {
+                Some(colon) if colon > 0 && !content[..colon].iter().all(|b| *b == b' ') => {
+                    let name = trim_blank_end(&content[..colon]);
+                    out.push(Field {
+                        name,
+                        value: &raw[at + colon + 1..end],
+                    });
+                }
+                _ => problems.push(Violation::BadField {
+                    line: line_no,
+                    text: String::from_utf8_lossy(content).into_owned(),
+                }),
+            }
+        }
+        at = end;
+    }
+    (out, None, problems)
+}
+
+/// Every violation of SES's rules in `raw`; empty when SES would accept it.
+pub fn validate(raw: &[u8]) -> Vec<Violation> {
+    let mut v = Vec::new();
+    if raw.len() > MAX_MESSAGE_BYTES {
+        v.push(Violation::TooLarge { bytes: raw.len() });
+    }
+    let (fields, body, problems) = fields(raw);
+    v.extend(problems);
+    if body.is_none() {
+        v.push(Violation::NoBody);
+    }
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for f in &fields {
+        let name = String::from_utf8_lossy(f.name).into_owned();
+        if !f.name.iter().all(|b| (33..=126).contains(b)) {
+            v.push(Violation::BadName { name: name.clone() });
+        }
+        if !f.value.is_ascii() {
+            v.push(Violation::NonAscii { name: name.clone() });
+        }
+        match counts
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+        {
+            Some((_, c)) => *c += 1,
+            None => counts.push((name, 1)),
+        }
+    }
+    for (name, count) in &counts {
+        if *count > 1 && is_single_occurrence(name) {
+            v.push(Violation::Repeated {
+                name: name.clone(),
+                count: *count,
+            });
+        }
+    }
+    for required in REQUIRED {
+        if !counts.iter().any(|(n, _)| n.eq_ignore_ascii_case(required)) {
+            v.push(Violation::Missing { name: required });
+        }
+    }
+    for (i, line) in raw.split_inclusive(|&b| b == b'\n').enumerate() {
+        let bytes = trim_eol(line).len() + 2;
+        if bytes > MAX_LINE_BYTES {
+            v.push(Violation::LongLine { line: i + 1, bytes });
+        }
+    }
+    v
+}
+
+/// [`validate`], plus: the `From` address must be `identity` itself or at the domain `identity`
+/// (SES sends only from verified identities).
+pub fn validate_for(raw: &[u8], identity: &str) -> Vec<Violation> {
+    let mut v = validate(raw);
+    let (fields, _, _) = fields(raw);
+    let identity = identity.trim().to_ascii_lowercase();
+    if let Some(from) = fields.iter().find(|f| f.name.eq_ignore_ascii_case(b"From")) {
+        let text = String::from_utf8_lossy(from.value);
+        let addr = angle_address(&text).to_ascii_lowercase();
+        let ok = if identity.contains('@') {
+            addr == identity
+        } else {
+            addr.rsplit_once('@').is_some_and(|(_, d)| d == identity)
+        };
+        if !ok {
+            v.push(Violation::UnverifiedFrom {
+                from: addr,
+                identity,
+            });
+        }
+    }
+    v
+}
+
+/// The address in `... <addr>`, or the whole trimmed value.
+fn angle_address(value: &str) -> String {
+    let unfolded: String = value.split(['\r', '\n']).collect::<Vec<_>>().join("");
+    match (unfolded.rfind('<'), unfolded.rfind('>')) {
+        (Some(a), Some(b)) if b > a => unfolded[a + 1..b].trim().to_string(),
+        _ => unfolded.trim().to_string(),
+    }
+}
+
+fn memchr_nl(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b'\n')
+}
+
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn trim_blank_end(s: &[u8]) -> &[u8] {
+    let mut end = s.len();
+    while end > 0 && matches!(s[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const OK: &[u8] = b"From: a@example.com\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+                        Subject: hi\r\n  folded\r\n\r\nbody\r\n";
+
+    #[test]
+    fn sixty_single_occurrence_fields() {
+        assert_eq!(SINGLE_OCCURRENCE.len(), 60);
+        assert!(is_single_occurrence("dkim-signature"));
+        assert!(is_single_occurrence(" Delivered-To"));
+        assert!(!is_single_occurrence("Received"));
+    }
+
+    #[test]
+    fn a_plain_message_passes() {
+        assert_eq!(validate(OK), vec![]);
+        assert_eq!(validate_for(OK, "example.com"), vec![]);
+        assert_eq!(validate_for(OK, "a@example.com"), vec![]);
+    }
+
+    #[test]
+    fn each_rule_is_caught() {
+        let dup = b"From: a@x.com\r\nDate: x\r\nDKIM-Signature: a\r\ndkim-signature: b\r\n\r\n";
+        assert_eq!(
+            validate(dup),
+            vec![Violation::Repeated {
+                name: "DKIM-Signature".into(),
+                count: 2
+            }]
+        );
+        let empty_name = b"From: a@x.com\r\nDate: x\r\n: value\r\n\r\n";
+        assert!(matches!(
+            validate(empty_name)[0],
+            Violation::BadField { line: 3, .. }
+        ));
+        let eight_bit = "From: a@x.com\r\nDate: x\r\nSubject: café\r\n\r\n";
+        assert_eq!(
+            validate(eight_bit.as_bytes()),
+            vec![Violation::NonAscii {
+                name: "Subject".into()
+            }]
+        );
+        let no_body = b"From: a@x.com\r\nDate: x\r\n";
+        assert_eq!(validate(no_body), vec![Violation::NoBody]);
+        let missing = b"Subject: x\r\n\r\n";
+        assert_eq!(validate(missing).len(), 2);
+        let mut long = b"From: a@x.com\r\nDate: x\r\n\r\n".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 999));
+        long.extend(b"\r\n");
+        assert_eq!(
+            validate(&long),
+            vec![Violation::LongLine {
+                line: 4,
+                bytes: 1001
+            }]
+        );
+        let v = validate_for(OK, "other.org");
+        assert!(matches!(v[0], Violation::UnverifiedFrom { .. }), "{v:?}");
+        let v = validate_for(b"From: \"Eve\" <eve@x.com>\r\nDate: x\r\n\r\n", "x.com");
+        assert_eq!(v, vec![]);
+    }
+
+    #[test]
+    fn fields_join_continuations_and_find_the_body() {
+        let (f, body, problems) = fields(OK);
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[2].value, b" hi\r\n  folded\r\n");
+        assert_eq!(&OK[body.unwrap()..], b"body\r\n");
+        assert!(problems.is_empty());
+        let (_, body, problems) = fields(b"  leading continuation\n\n");
+        assert!(body.is_some());
+        assert_eq!(problems.len(), 1);
+    }
+}

@@ -1,0 +1,319 @@
+//! The handler's decisions and failure paths with in-memory ports: what is not forwarded and
+//! why, retries that never send twice, and permanent rejections that are never silent.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Outbox, Store, World, config, event};
+use mailroom::diagnostic::{Diagnostic, FunctionError};
+use mailroom_forward::sender::{SendError, SendErrorKind};
+use mailroom_forward::{Delivery, ForwardError, Outcome, handle, metrics};
+
+const ID: &str = "fwdhandler000000000000000000000000000001";
+const MAIL: &[u8] = b"From: Jane <jane@sender.example.net>\r\nTo: info@example.com\r\n\
+    Subject: hello\r\nDate: Wed, 15 Jan 2025 10:00:00 +0000\r\nMessage-ID: <h1@sender.example.net>\r\n\
+    \r\nHello.\r\n";
+
+fn skipped_reason(o: &Outcome) -> &str {
+    match o {
+        Outcome::Skipped { reason, .. } => reason,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn deliveries(o: &Outcome) -> &[Delivery] {
+    match o {
+        Outcome::Forwarded { deliveries, .. } => deliveries,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn routes_tags_and_several_destinations() {
+    let cfg = config(
+        "info@example.com=me@gmail.com,team@outlook.com; billing@=attach:acct@gmail.com",
+        &[("MAILROOM_FORWARD_PLUS_TAG", "keep")],
+    );
+    let w = World::new(&cfg, Store::with_raw(ID, MAIL), Outbox::default());
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &[
+            "info+orders@example.com",
+            "billing@example.org",
+            "nobody@example.com",
+        ],
+        &[],
+    );
+    let report = handle(&ev, &cfg, w.deps()).await.unwrap();
+    let d = deliveries(&report.outcomes[0]);
+    assert_eq!(d.len(), 3, "{d:?}");
+    let sent = w.outbox.sent();
+    let to: Vec<&str> = sent.iter().map(|m| m.to.as_str()).collect();
+    assert_eq!(
+        to,
+        [
+            "me+orders@gmail.com",
+            "team+orders@outlook.com",
+            "acct@gmail.com"
+        ]
+    );
+    let attached = String::from_utf8_lossy(&sent[2].raw).into_owned();
+    assert!(
+        attached.contains("Content-Type: message/rfc822"),
+        "{attached}"
+    );
+    assert_eq!(w.counts.of(metrics::FORWARDED), 3);
+    // One marker per destination.
+    assert_eq!(
+        w.store
+            .keys()
+            .iter()
+            .filter(|k| k.starts_with("forwarded/"))
+            .count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn nothing_the_gate_would_drop_or_a_machine_sent_is_forwarded() {
+    let cfg = config("@example.com=me@gmail.com", &[]);
+    for (verdicts, source, headers, want) in [
+        (
+            vec![("spam", "FAIL")],
+            "jane@sender.example.net",
+            "",
+            "stop policy",
+        ),
+        (
+            vec![("virus", "FAIL")],
+            "jane@sender.example.net",
+            "",
+            "stop policy",
+        ),
+        (
+            vec![("dmarc", "FAIL"), ("dmarcPolicy", "reject")],
+            "jane@sender.example.net",
+            "",
+            "dmarc_reject",
+        ),
+        (vec![], "", "", "machine"),
+        (vec![], "MAILER-DAEMON@mx.example.net", "", "machine"),
+        (
+            vec![],
+            "jane@sender.example.net",
+            "Auto-Submitted: auto-replied\r\n",
+            "machine",
+        ),
+        (
+            vec![],
+            "jane@sender.example.net",
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n",
+            "machine",
+        ),
+    ] {
+        let raw = [headers.as_bytes(), MAIL].concat();
+        let w = World::new(&cfg, Store::with_raw(ID, &raw), Outbox::default());
+        let ev = event(ID, &raw, source, &["info@example.com"], &verdicts);
+        let report = handle(&ev, &cfg, w.deps()).await.unwrap();
+        let reason = skipped_reason(&report.outcomes[0]);
+        assert!(reason.contains(want), "{want}: {reason}");
+        assert!(w.outbox.sent().is_empty());
+    }
+    // DMARC quarantine is only tagged by the gate: it is forwarded.
+    let w = World::new(&cfg, Store::with_raw(ID, MAIL), Outbox::default());
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["info@example.com"],
+        &[("dmarc", "FAIL"), ("dmarcPolicy", "quarantine")],
+    );
+    handle(&ev, &cfg, w.deps()).await.unwrap();
+    assert_eq!(w.outbox.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_loop_stops_at_the_hop_limit_and_is_counted() {
+    let cfg = config(
+        "@example.com=me@gmail.com",
+        &[("MAILROOM_FORWARD_MAX_HOPS", "2")],
+    );
+    let once = {
+        let w = World::new(&cfg, Store::with_raw(ID, MAIL), Outbox::default());
+        let ev = event(
+            ID,
+            MAIL,
+            "jane@sender.example.net",
+            &["info@example.com"],
+            &[],
+        );
+        handle(&ev, &cfg, w.deps()).await.unwrap();
+        w.outbox.sent()[0].raw.to_vec()
+    };
+    // The forwarded copy comes back once: it may go round again (hop 2)…
+    let w = World::new(&cfg, Store::with_raw(ID, &once), Outbox::default());
+    let ev = event(
+        ID,
+        &once,
+        "forwarder@example.com",
+        &["info@example.com"],
+        &[],
+    );
+    handle(&ev, &cfg, w.deps()).await.unwrap();
+    let twice = w.outbox.sent()[0].raw.to_vec();
+    // …but not a third time.
+    let w = World::new(&cfg, Store::with_raw(ID, &twice), Outbox::default());
+    let ev = event(
+        ID,
+        &twice,
+        "forwarder@example.com",
+        &["info@example.com"],
+        &[],
+    );
+    let report = handle(&ev, &cfg, w.deps()).await.unwrap();
+    assert!(skipped_reason(&report.outcomes[0]).contains("loop"));
+    assert!(w.outbox.sent().is_empty());
+    assert_eq!(w.counts.of(metrics::LOOP), 1);
+}
+
+#[tokio::test]
+async fn throttling_fails_the_invocation_and_the_retry_sends_only_what_is_left() {
+    let cfg = config("info@example.com=a@gmail.com,b@gmail.com", &[]);
+    let outbox = Outbox::failing(vec![
+        Ok(()),
+        Err(SendError::new(
+            SendErrorKind::Retry,
+            "HTTP 429 TooManyRequestsException",
+        )),
+    ]);
+    let w = World::new(&cfg, Store::with_raw(ID, MAIL), outbox);
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
+    let err = handle(&ev, &cfg, w.deps()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("raw/"),
+        "names the raw mail: {err}"
+    );
+    assert_eq!(Diagnostic::from(err).error_type, "Forward.Retryable.Send");
+    assert_eq!(w.outbox.sent().len(), 1);
+    // Lambda's retry: a@ has its marker, b@ is sent now; a third run sends nothing.
+    let report = handle(&ev, &cfg, w.deps()).await.unwrap();
+    let d = deliveries(&report.outcomes[0]);
+    assert!(matches!(&d[0], Delivery::AlreadySent { destination } if destination == "a@gmail.com"));
+    assert!(matches!(&d[1], Delivery::Sent { .. }));
+    handle(&ev, &cfg, w.deps()).await.unwrap();
+    let to: Vec<String> = w.outbox.sent().iter().map(|m| m.to.clone()).collect();
+    assert_eq!(to, ["a@gmail.com", "b@gmail.com"]);
+}
+
+#[tokio::test]
+async fn an_account_problem_fails_the_invocation_for_the_dead_letter_queue() {
+    let cfg = config("info@example.com=a@gmail.com", &[]);
+    let outbox = Outbox::failing(vec![Err(SendError::new(
+        SendErrorKind::Setup,
+        "MessageRejected: Email address is not verified.",
+    ))]);
+    let w = World::new(&cfg, Store::with_raw(ID, MAIL), outbox);
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
+    let err = handle(&ev, &cfg, w.deps()).await.unwrap_err();
+    assert!(matches!(err, ForwardError::Send { .. }));
+    assert_eq!(Diagnostic::from(err).error_type, "Forward.Permanent.Send");
+    // No marker: the replayed event will send it.
+    assert_eq!(w.store.keys(), [format!("raw/{ID}")]);
+}
+
+#[tokio::test]
+async fn a_permanent_rejection_is_logged_counted_noticed_once_and_never_retried() {
+    let cfg = config(
+        "info@example.com=a@gmail.com",
+        &[("MAILROOM_FORWARD_NOTICE_TO", "admin@example.com")],
+    );
+    let outbox = Outbox::failing(vec![Err(SendError::new(
+        SendErrorKind::Rejected,
+        "MessageRejected: content rejected",
+    ))]);
+    let w = World::new(&cfg, Store::with_raw(ID, MAIL), outbox);
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
+    let report = handle(&ev, &cfg, w.deps()).await.unwrap();
+    let d = deliveries(&report.outcomes[0]);
+    let Delivery::Rejected { reason, notice, .. } = &d[0] else {
+        panic!("{d:?}")
+    };
+    assert!(reason.contains("content rejected"));
+    assert!(
+        notice
+            .as_deref()
+            .is_some_and(|n| n.starts_with("sent to admin@example.com"))
+    );
+    assert_eq!(w.counts.of(metrics::REJECTED), 1);
+    let sent = w.outbox.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "admin@example.com");
+    let notice = String::from_utf8_lossy(&sent[0].raw).into_owned();
+    assert!(notice.contains(&format!("s3://mail/raw/{ID}")), "{notice}");
+    assert_eq!(mailroom_forward::ses_rules::validate(&sent[0].raw), vec![]);
+    // The raw mail stays; a retry of the same event neither sends nor notices again.
+    assert!(w.store.keys().contains(&format!("raw/{ID}")));
+    let again = handle(&ev, &cfg, w.deps()).await.unwrap();
+    assert!(matches!(
+        deliveries(&again.outcomes[0])[0],
+        Delivery::AlreadySent { .. }
+    ));
+    assert_eq!(w.outbox.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn missing_raw_mail_setup_probes_and_unmapped_recipients() {
+    let cfg = config("info@example.com=a@gmail.com", &[]);
+    let w = World::new(&cfg, Store::default(), Outbox::default());
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["info@example.com"],
+        &[],
+    );
+    let report = handle(&ev, &cfg, w.deps()).await.unwrap();
+    assert!(
+        matches!(&report.outcomes[0], Outcome::RawMissing { raw, .. } if raw == &format!("s3://mail/raw/{ID}"))
+    );
+    let ev = event(
+        "AMAZON_SES_SETUP_NOTIFICATION",
+        MAIL,
+        "",
+        &["info@example.com"],
+        &[],
+    );
+    let report = handle(&ev, &cfg, w.deps()).await.unwrap();
+    assert!(skipped_reason(&report.outcomes[0]).contains("setup"));
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["other@example.com"],
+        &[],
+    );
+    let report = handle(&ev, &cfg, w.deps()).await.unwrap();
+    assert!(skipped_reason(&report.outcomes[0]).contains("no forward map entry"));
+    assert!(w.outbox.sent().is_empty());
+}
