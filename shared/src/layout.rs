@@ -105,6 +105,25 @@ impl Locations {
         format!("s3://{}/{}", self.raw_bucket, self.raw_key(message_id))
     }
 
+    /// Reads a message's raw object. `Ok(None)` when it is not there, after one log line saying
+    /// where it was looked for: S3 is strongly consistent and the rule's S3 action runs before
+    /// any function, so a missing object will not appear later and retrying would only repeat it.
+    pub async fn read_raw(
+        &self,
+        store: &dyn crate::ports::ObjectStore,
+        message_id: &str,
+    ) -> Result<Option<bytes::Bytes>, crate::ports::PortError> {
+        match store.get(&self.raw_bucket, &self.raw_key(message_id)).await {
+            Ok(raw) => Ok(Some(raw)),
+            Err(e) if e.kind == crate::ports::ErrorKind::NotFound => {
+                tracing::error!(message_id, raw = %self.raw_url(message_id), error = %e,
+                    "raw message not found: check MAILROOM_RAW_BUCKET/MAILROOM_RAW_PREFIX against the rule's S3 action");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The keys of one message's layout.
     pub fn message(&self, date: &str, message_id: &str) -> MessageLayout {
         MessageLayout {

@@ -351,11 +351,9 @@ pub async fn forward_record(
 
     let loc = &config.locations;
     let raw_url = loc.raw_url(id);
-    let raw = match deps.store.get(&loc.raw_bucket, &loc.raw_key(id)).await {
-        Ok(raw) => raw,
-        Err(e) if e.kind == ErrorKind::NotFound => {
-            tracing::error!(message_id = id, raw = %raw_url, error = %e,
-                "raw message not found: check MAILROOM_RAW_BUCKET/MAILROOM_RAW_PREFIX against the rule's S3 action");
+    let raw = match loc.read_raw(deps.store, id).await {
+        Ok(Some(raw)) => raw,
+        Ok(None) => {
             return Ok(Outcome::RawMissing {
                 message_id: id.to_string(),
                 raw: raw_url,

@@ -26,7 +26,7 @@ use mailroom::config::{self, ConfigError, Env};
 use mailroom::diagnostic::FunctionError;
 use mailroom::email::{Attachment, Disposition};
 use mailroom::layout::{self, Locations, MessageLayout};
-use mailroom::ports::{ErrorKind, ObjectMeta, ObjectStore, PortError, PutOutcome};
+use mailroom::ports::{ObjectMeta, ObjectStore, PortError, PutOutcome};
 use mailroom::{Email, Limits, SesEvent, SesRecord};
 use serde::Serialize;
 
@@ -172,15 +172,10 @@ pub async fn store_record(
     }
 
     let loc = &config.locations;
-    let raw_key = loc.raw_key(id);
     let raw_url = loc.raw_url(id);
-    let raw = match store.get(&loc.raw_bucket, &raw_key).await {
-        Ok(raw) => raw,
-        Err(e) if e.kind == ErrorKind::NotFound => {
-            // S3 is strongly consistent and the S3 action runs before this one, so a missing
-            // object will not appear later: retrying would only repeat this line.
-            tracing::error!(message_id = id, raw = %raw_url, error = %e,
-                "raw message not found: check MAILROOM_RAW_BUCKET/MAILROOM_RAW_PREFIX against the rule's S3 action");
+    let raw = match loc.read_raw(store, id).await {
+        Ok(Some(raw)) => raw,
+        Ok(None) => {
             return Ok(Outcome::RawMissing {
                 message_id: id.to_string(),
                 raw: raw_url,
