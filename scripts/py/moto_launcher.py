@@ -22,6 +22,8 @@ import tempfile
 import time
 import urllib.request
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 ENDPOINT_VAR = "MAILROOM_TEST_MOTO_ENDPOINT"
 
 
@@ -44,22 +46,24 @@ def wait_ready(endpoint, timeout=30.0):
             time.sleep(0.2)
 
 
-def spawn(port, output=subprocess.DEVNULL):
-    return subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+def spawn(port, output=subprocess.DEVNULL, iam=False):
+    # The IAM server keeps request bodies for moto's signature check (see moto_iam_server.py).
+    server = [os.path.join(HERE, "moto_iam_server.py")] if iam else ["-m", "moto.server"]
+    return subprocess.Popen([sys.executable, *server, "-H", "127.0.0.1", "-p", str(port)],
                             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
 
 
-def start(log_dir=None):
+def start(log_dir=None, iam=False):
     """A new server on a free port, once it answers: (endpoint, process). Its output goes to
     log_dir/mailroom-moto-<port>.log, or nowhere without log_dir."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     if log_dir is None:
-        proc, where = spawn(port), "no log kept"
+        proc, where = spawn(port, iam=iam), "no log kept"
     else:
         where = os.path.join(log_dir, f"mailroom-moto-{port}.log")
         with open(where, "wb") as log:
-            proc = spawn(port, log)
+            proc = spawn(port, log, iam)
     try:
         wait_ready(endpoint)
     except SystemExit as e:
@@ -101,10 +105,10 @@ def main(args):
     args = [a for a in args if a != "--iam"]
     if args[:1] == ["start"]:
         log_dir = args[2] if args[1:2] == ["--log-dir"] and len(args) > 2 else tempfile.gettempdir()
-        endpoint, proc = start(log_dir)
+        endpoint, proc = start(log_dir, iam)
         print(endpoint, proc.pid, *([enforce_iam(endpoint)] if iam else []))
     elif args[:1] == ["supervise"] and len(args) == 2:
-        proc = spawn(int(args[1]))
+        proc = spawn(int(args[1]), iam=iam)
         if iam:
             endpoint = f"http://127.0.0.1:{args[1]}"
             try:

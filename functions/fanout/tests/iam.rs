@@ -11,7 +11,6 @@ use std::collections::HashMap;
 const ID: &str = "o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1";
 
 #[tokio::test]
-#[ignore = "moto 5.2.5 answers AccessDenied to the Rust SDK's sns:Publish even with sns:Publish allowed on *; to be understood before this runs"]
 async fn fanout_needs_exactly_its_template_policy() {
     let srv = iam::server();
     let admin = srv.admin();
