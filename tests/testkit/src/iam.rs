@@ -222,6 +222,13 @@ impl World {
         self
     }
 
+    /// Any other resource, by what `!Ref` gives (an SES configuration set's name, ...).
+    pub fn resource(mut self, logical: &str, reference: &str) -> Self {
+        self.resources
+            .insert(logical.into(), serde_json::json!({"ref": reference}));
+        self
+    }
+
     /// A template parameter.
     pub fn param(mut self, name: &str, value: &str) -> Self {
         self.params.insert(name.into(), Value::String(value.into()));
@@ -271,7 +278,9 @@ pub struct Policy {
     pub grants: Vec<Grant>,
     /// Grants whose resource moto does not check (see the module docs).
     pub widened: Vec<Grant>,
-    /// The first holds the whole policy; then one per grant, without it.
+    /// The first holds the whole policy; then one per grant, without it (a grant whose resource
+    /// moto cannot check, of an action granted on several resources, gets none; instead one
+    /// principal lacks the action on all of them, its `without` resource being `*`).
     pub principals: Vec<Principal>,
 }
 
