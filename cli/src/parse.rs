@@ -60,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if pretty {
         serde_json::to_writer_pretty(&mut out, &email)?;
     } else {
-        serde_json::to_writer(&mut out, &email)?;
+        out.write_all(&email.to_json()?)?;
     }
     writeln!(out)?;
     out.flush()?;
