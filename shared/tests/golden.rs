@@ -180,6 +180,9 @@ fn to_json_writes_what_serde_json_writes() {
         let parsed = parse(&raw, &name);
         let sized = parsed.email.to_json().expect("to_json");
         let plain = serde_json::to_vec(&parsed.email).expect("to_vec");
-        assert!(sized == plain, "{name}: Email::to_json differs from serde_json");
+        assert!(
+            sized == plain,
+            "{name}: Email::to_json differs from serde_json"
+        );
     }
 }
