@@ -14,6 +14,17 @@ const MAIL: &[u8] = b"From: Jane <jane@sender.example.net>\r\nTo: info@example.c
     Subject: hello\r\nDate: Wed, 15 Jan 2025 10:00:00 +0000\r\nMessage-ID: <h1@sender.example.net>\r\n\
     \r\nHello.\r\n";
 
+/// The usual case: Jane writes to info@example.com.
+fn jane_to_info(raw: &[u8]) -> mailroom::SesEvent {
+    event(
+        ID,
+        raw,
+        "jane@sender.example.net",
+        &["info@example.com"],
+        &[],
+    )
+}
+
 fn skipped_reason(o: &Outcome) -> &str {
     match o {
         Outcome::Skipped { reason, .. } => reason,
@@ -142,13 +153,7 @@ async fn a_loop_stops_at_the_hop_limit_and_is_counted() {
     );
     let once = {
         let w = World::new(&cfg, Store::with_raw(ID, MAIL), Outbox::default());
-        let ev = event(
-            ID,
-            MAIL,
-            "jane@sender.example.net",
-            &["info@example.com"],
-            &[],
-        );
+        let ev = jane_to_info(MAIL);
         handle(&ev, &cfg, w.deps()).await.unwrap();
         w.outbox.sent()[0].raw.to_vec()
     };
@@ -189,13 +194,7 @@ async fn throttling_fails_the_invocation_and_the_retry_sends_only_what_is_left()
         )),
     ]);
     let w = World::new(&cfg, Store::with_raw(ID, MAIL), outbox);
-    let ev = event(
-        ID,
-        MAIL,
-        "jane@sender.example.net",
-        &["info@example.com"],
-        &[],
-    );
+    let ev = jane_to_info(MAIL);
     let err = handle(&ev, &cfg, w.deps()).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert!(
@@ -222,13 +221,7 @@ async fn an_account_problem_fails_the_invocation_for_the_dead_letter_queue() {
         "MessageRejected: Email address is not verified.",
     ))]);
     let w = World::new(&cfg, Store::with_raw(ID, MAIL), outbox);
-    let ev = event(
-        ID,
-        MAIL,
-        "jane@sender.example.net",
-        &["info@example.com"],
-        &[],
-    );
+    let ev = jane_to_info(MAIL);
     let err = handle(&ev, &cfg, w.deps()).await.unwrap_err();
     assert!(matches!(err, ForwardError::Send { .. }));
     assert_eq!(Diagnostic::from(err).error_type, "Forward.Permanent.Send");
@@ -247,13 +240,7 @@ async fn a_permanent_rejection_is_logged_counted_noticed_once_and_never_retried(
         "MessageRejected: content rejected",
     ))]);
     let w = World::new(&cfg, Store::with_raw(ID, MAIL), outbox);
-    let ev = event(
-        ID,
-        MAIL,
-        "jane@sender.example.net",
-        &["info@example.com"],
-        &[],
-    );
+    let ev = jane_to_info(MAIL);
     let report = handle(&ev, &cfg, w.deps()).await.unwrap();
     let d = deliveries(&report.outcomes[0]);
     let Delivery::Rejected { reason, notice, .. } = &d[0] else {
@@ -286,13 +273,7 @@ async fn a_permanent_rejection_is_logged_counted_noticed_once_and_never_retried(
 async fn missing_raw_mail_setup_probes_and_unmapped_recipients() {
     let cfg = config("info@example.com=a@gmail.com", &[]);
     let w = World::new(&cfg, Store::default(), Outbox::default());
-    let ev = event(
-        ID,
-        MAIL,
-        "jane@sender.example.net",
-        &["info@example.com"],
-        &[],
-    );
+    let ev = jane_to_info(MAIL);
     let report = handle(&ev, &cfg, w.deps()).await.unwrap();
     assert!(
         matches!(&report.outcomes[0], Outcome::RawMissing { raw, .. } if raw == &format!("s3://mail/raw/{ID}"))
