@@ -60,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if pretty {
         serde_json::to_writer_pretty(&mut out, &email)?;
     } else {
-        out.write_all(&email.to_json()?)?;
+        serde_json::to_writer(&mut out, &email)?;
     }
     writeln!(out)?;
     out.flush()?;

@@ -171,18 +171,3 @@ fn expected_json_deserializes_back_into_the_model() {
         assert_eq!(email.schema, mailroom::email::SCHEMA);
     }
 }
-
-#[test]
-fn to_json_writes_what_serde_json_writes() {
-    for eml in fixtures() {
-        let raw = std::fs::read(&eml).unwrap_or_default();
-        let name = eml.display().to_string();
-        let parsed = parse(&raw, &name);
-        let sized = parsed.email.to_json().expect("to_json");
-        let plain = serde_json::to_vec(&parsed.email).expect("to_vec");
-        assert!(
-            sized == plain,
-            "{name}: Email::to_json differs from serde_json"
-        );
-    }
-}

@@ -40,40 +40,6 @@ pub struct Email {
     pub flags: Vec<String>,
 }
 
-impl Email {
-    /// Compact JSON in a buffer sized up front from the model, so that it is written once
-    /// instead of grown and copied a dozen times on the way to its size.
-    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let strings = |v: &[String]| v.iter().map(|s| s.len() + 4).sum::<usize>();
-        let addresses = |v: &[Address]| {
-            v.iter()
-                .map(|a| a.address.len() + a.name.as_ref().map_or(0, String::len) + 32)
-                .sum::<usize>()
-        };
-        // Escapes (`\n`, `\"`) make the text a little longer than the model's strings.
-        let body = |t: &Option<String>| t.as_ref().map_or(0, |t| t.len() + t.len() / 16);
-        let estimate = 1024
-            + self
-                .headers
-                .iter()
-                .map(|h| h.name.len() + h.value.len() + 28)
-                .sum::<usize>()
-            + addresses(&self.from)
-            + addresses(&self.reply_to)
-            + addresses(&self.to)
-            + addresses(&self.cc)
-            + addresses(&self.bcc)
-            + strings(&self.in_reply_to)
-            + strings(&self.references)
-            + body(&self.text)
-            + body(&self.html)
-            + self.attachments.len() * 512;
-        let mut out = Vec::with_capacity(estimate);
-        serde_json::to_writer(&mut out, self)?;
-        Ok(out)
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope {
