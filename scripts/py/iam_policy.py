@@ -36,6 +36,11 @@ ADMIN_VAR = "MAILROOM_TEST_MOTO_IAM_ADMIN"
 PSEUDO = {"AWS::AccountId": "123456789012", "AWS::Region": "us-east-1", "AWS::Partition": "aws",
           "AWS::StackName": "mailroom", "AWS::URLSuffix": "amazonaws.com"}
 RESOURCE_AWARE = {"s3", "sqs"}
+
+
+def resource_blind(action):
+    """Whether moto checks this action against "*" only, whatever the statement names."""
+    return action.split(":", 1)[0] not in RESOURCE_AWARE
 NO_VALUE = object()
 
 
@@ -128,7 +133,7 @@ def moto_view(doc):
     """The document as moto must see it (see the module docs), and the grants widened for it."""
     out, widened = [], []
     for st in doc["Statement"]:
-        blind = [a for a in st["Action"] if a.split(":", 1)[0] not in RESOURCE_AWARE]
+        blind = [a for a in st["Action"] if resource_blind(a)]
         aware = [a for a in st["Action"] if a not in blind]
         if aware:
             out.append({**st, "Action": aware})
@@ -150,8 +155,7 @@ def create_users(endpoint, fn, sts):
     # nothing it sees (the rest still widens to "*"): such a grant gets no run of its own, and the
     # action gets one without any of its resources instead. Its resources are checked by the
     # caller (`widened`).
-    blind = lambda g: g["action"].split(":", 1)[0] not in RESOURCE_AWARE
-    shared = {(g["statement"], g["action"]) for g in gs if blind(g)
+    shared = {(g["statement"], g["action"]) for g in gs if resource_blind(g["action"])
               and sum(1 for h in gs if (h["statement"], h["action"]) == (g["statement"], g["action"])) > 1}
     runs = [g for g in gs if (g["statement"], g["action"]) not in shared]
     runs += [{"statement": i, "action": a, "resource": "*"} for i, a in sorted(shared)]
