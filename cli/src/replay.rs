@@ -7,12 +7,18 @@
 
 use anyhow::Context;
 use clap::Parser;
+#[cfg(feature = "aws")]
 use mailroom::aws::{S3Store, SqsQueue};
 use mailroom::config::{self, ProcessEnv};
 use mailroom::layout::Locations;
+#[cfg(feature = "aws")]
 use mailroom::webhook::http::ReqwestSender;
-use mailroom_api::replay::{Options, replay};
-use mailroom_api::{Config, DLQ_VAR, Deps, PER_RECIPIENT_VAR, RETRY_QUEUE_VAR};
+use mailroom_api::replay::Options;
+#[cfg(feature = "aws")]
+use mailroom_api::replay::replay;
+#[cfg(feature = "aws")]
+use mailroom_api::{Config, Deps};
+use mailroom_api::{DLQ_VAR, PER_RECIPIENT_VAR, RETRY_QUEUE_VAR};
 
 #[derive(Debug, Parser)]
 pub struct Args {
@@ -66,9 +72,19 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         per_recipient: config::flag(&ProcessEnv, PER_RECIPIENT_VAR, false)?,
         mailboxes: mailroom_api::mailboxes(&ProcessEnv)?,
     };
+    redrive(args.now, args.dry_run, opts).await
+}
+
+#[cfg(not(feature = "aws"))]
+async fn redrive(_now: bool, _dry_run: bool, _opts: Options) -> anyhow::Result<()> {
+    anyhow::bail!("{}", mailroom_emulator::NO_AWS)
+}
+
+#[cfg(feature = "aws")]
+async fn redrive(now: bool, dry_run: bool, opts: Options) -> anyhow::Result<()> {
     let sdk = mailroom::aws::sdk_config().await;
     let queue = SqsQueue::from_conf(&sdk);
-    let items = if args.now && !args.dry_run {
+    let items = if now && !dry_run {
         let config = Config::from_env(&ProcessEnv).context("reading the api configuration")?;
         let config = Config {
             dlq_url: opts.dlq_url.clone(),
@@ -90,11 +106,7 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     for item in &items {
         println!("{}", serde_json::to_string(item)?);
     }
-    let verb = if args.dry_run {
-        "would replay"
-    } else {
-        "replayed"
-    };
+    let verb = if dry_run { "would replay" } else { "replayed" };
     let skipped = items.iter().filter(|i| i.action == "skipped").count();
     eprintln!(
         "mailroom: {verb} {} dead letter(s), skipped {skipped}",

@@ -348,7 +348,7 @@ async fn starttls_lets_tls_required_recipients_in() {
     for c in CertificateDer::pem_file_iter(&cert).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -227,6 +227,7 @@ fn webhook_secret(state: &std::path::Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+#[cfg(feature = "aws")]
 async fn aws_ports(sink: Arc<sink::WebhookSink>) -> anyhow::Result<ports::Ports> {
     let config = mailroom::aws::sdk_config().await;
     Ok(ports::Ports {
@@ -243,3 +244,13 @@ async fn aws_ports(sink: Arc<sink::WebhookSink>) -> anyhow::Result<ports::Ports>
         sink,
     })
 }
+
+#[cfg(not(feature = "aws"))]
+async fn aws_ports(_sink: Arc<sink::WebhookSink>) -> anyhow::Result<ports::Ports> {
+    anyhow::bail!("{NO_AWS}")
+}
+
+/// What a build without the `aws` feature answers when asked to call AWS.
+pub const NO_AWS: &str = "this mailroom was built without AWS support (the `aws` feature); \
+     run it as `cargo run --ignore-rust-version -p mailroom-cli -- ...` (`cargo mailroom` leaves \
+     the AWS SDK out to build faster)";

@@ -20,6 +20,7 @@
 //! - [`ses`]: the SES adapter of [`RuleSets`]; [`respond`]: answering CloudFormation.
 
 pub mod respond;
+#[cfg(feature = "aws")]
 pub mod ses;
 
 use async_trait::async_trait;
@@ -28,6 +29,7 @@ use mailroom::ports::PortError;
 use serde::{Deserialize, Serialize};
 
 pub use respond::{HttpResponder, Responder};
+#[cfg(feature = "aws")]
 pub use ses::SesRuleSets;
 
 /// It reads no `MAILROOM_*` variable: everything comes with the CloudFormation request.

@@ -3,9 +3,13 @@
 //! rotating). A JSON secret `{"secret": "whsec_…"}` (the Secrets Manager console's key/value
 //! form) is read too.
 
-use crate::{Config, SECRET_ARN_VAR, Secrets};
+use crate::SECRET_ARN_VAR;
+#[cfg(feature = "aws")]
+use crate::{Config, Secrets};
 use mailroom::ports::PortError;
-use mailroom::webhook::signing::{Secret, SigningError};
+#[cfg(feature = "aws")]
+use mailroom::webhook::signing::Secret;
+use mailroom::webhook::signing::SigningError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -35,6 +39,7 @@ pub fn secret_text(value: &str) -> String {
     v.to_string()
 }
 
+#[cfg(feature = "aws")]
 /// Loads the secrets an ARN names; a config with secrets already loaded is returned as is.
 pub async fn resolve(
     mut config: Config,

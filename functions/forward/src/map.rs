@@ -343,9 +343,11 @@ pub trait Parameters: Send + Sync {
     async fn get(&self, arn: &str) -> Result<String, mailroom::ports::PortError>;
 }
 
+#[cfg(feature = "aws")]
 /// SSM Parameter Store through the shared reader (the api function's secrets use it too).
 pub struct SsmParameters(pub aws_config::SdkConfig);
 
+#[cfg(feature = "aws")]
 #[async_trait::async_trait]
 impl Parameters for SsmParameters {
     async fn get(&self, arn: &str) -> Result<String, mailroom::ports::PortError> {

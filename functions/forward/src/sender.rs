@@ -12,6 +12,7 @@
 //! on-failure queue and can be replayed once it is fixed.
 
 use async_trait::async_trait;
+#[cfg(feature = "aws")]
 use aws_sdk_sesv2::error::ProvideErrorMetadata;
 use bytes::Bytes;
 
@@ -68,11 +69,13 @@ pub trait MailSender: Send + Sync {
 }
 
 /// SES API v2 `SendEmail` with `Content::Raw`.
+#[cfg(feature = "aws")]
 #[derive(Debug, Clone)]
 pub struct SesV2Sender {
     client: aws_sdk_sesv2::Client,
 }
 
+#[cfg(feature = "aws")]
 impl SesV2Sender {
     pub fn new(client: aws_sdk_sesv2::Client) -> Self {
         SesV2Sender { client }
@@ -83,6 +86,7 @@ impl SesV2Sender {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl MailSender for SesV2Sender {
     async fn send(&self, mail: &OutgoingMail) -> Result<String, SendError> {

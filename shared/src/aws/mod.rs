@@ -4,21 +4,37 @@
 //! per-service `AWS_ENDPOINT_URL_S3` etc.) is honoured by the SDK itself, which is how tests and
 //! `mailroom serve --aws` point the same code at a local emulator; [`ENDPOINT_VAR`] does the same
 //! under `sam local invoke`.
+//!
+//! The adapters need the crate's `aws` feature (the Lambda functions turn it on); without it only
+//! what reads no SDK type is here: the endpoint variable, the timeouts, ARN and error-code rules.
 
+#[cfg(feature = "aws")]
 pub mod s3;
 pub mod secrets;
+#[cfg(feature = "aws")]
 pub mod ses;
+#[cfg(feature = "aws")]
 pub mod sns;
+#[cfg(feature = "aws")]
 pub mod sqs;
 
+#[cfg(feature = "aws")]
 pub use s3::S3Store;
+#[cfg(feature = "aws")]
 pub use ses::SesBouncer;
+#[cfg(feature = "aws")]
 pub use sns::SnsPublisher;
+#[cfg(feature = "aws")]
 pub use sqs::SqsQueue;
 
-use crate::ports::{ErrorKind, PortError};
+use crate::ports::ErrorKind;
+#[cfg(feature = "aws")]
+use crate::ports::PortError;
+#[cfg(feature = "aws")]
 use aws_sdk_s3::error::ProvideErrorMetadata;
+#[cfg(feature = "aws")]
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+#[cfg(feature = "aws")]
 use aws_smithy_runtime_api::client::result::SdkError;
 use std::time::Duration;
 
@@ -36,6 +52,7 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
 /// for the calls it makes one after another (the api function budgets for them per job).
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 
+#[cfg(feature = "aws")]
 /// The timeouts every client of [`sdk_config`] applies to every call: without them a call to a
 /// service that stops answering waits until Lambda kills the invocation, and nothing is logged.
 pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
@@ -46,6 +63,7 @@ pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
+#[cfg(feature = "aws")]
 /// The shared SDK configuration from the standard provider chain (and [`ENDPOINT_VAR`]), with
 /// [`timeouts`].
 pub async fn sdk_config() -> aws_config::SdkConfig {
@@ -57,6 +75,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     }
 }
 
+#[cfg(feature = "aws")]
 /// True when the SDK is pointed at a custom endpoint (an emulator), where path-style S3 is needed.
 pub fn custom_endpoint() -> bool {
     [ENDPOINT_VAR, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
@@ -64,12 +83,14 @@ pub fn custom_endpoint() -> bool {
         .any(|v| non_empty_var(v).is_some())
 }
 
+#[cfg(feature = "aws")]
 fn non_empty_var(name: &str) -> Option<String> {
     let value = std::env::var(name).ok()?;
     let value = value.trim();
     (!value.is_empty()).then(|| value.to_string())
 }
 
+#[cfg(feature = "aws")]
 /// Maps an SDK error onto the retry-relevant [`ErrorKind`] every port speaks.
 pub fn classify<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> PortError
 where

@@ -1,7 +1,9 @@
 //! Reading a secret string by ARN from AWS Secrets Manager or SSM Parameter Store, once at cold
 //! start (the api function's webhook signing secrets).
 
+#[cfg(feature = "aws")]
 use super::classify;
+#[cfg(feature = "aws")]
 use crate::ports::{ErrorKind, PortError};
 
 /// Which service an ARN names.
@@ -44,6 +46,7 @@ impl SecretService {
     }
 }
 
+#[cfg(feature = "aws")]
 /// The secret's current string value (`SecretString`, or the decrypted parameter value).
 pub async fn fetch(config: &aws_config::SdkConfig, arn: &str) -> Result<String, PortError> {
     match SecretService::of(arn) {
