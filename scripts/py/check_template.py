@@ -71,10 +71,10 @@ def env_vars():
                 _ENV_VARS = json.load(f)
         else:
             root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-            out = subprocess.run(
-                ["cargo", "run", "--quiet", "--locked", "--ignore-rust-version", "-p", "mailroom-cli",
-                 "--", "template", "env-vars"],
-                cwd=root, check=True, stdout=subprocess.PIPE, text=True)
+            dev = subprocess.run([os.path.join(root, "scripts", "dev-build")], cwd=root, check=True,
+                                 stdout=subprocess.PIPE, text=True).stdout.strip()
+            out = subprocess.run([os.path.join(dev, "mailroom"), "template", "env-vars"],
+                                 cwd=root, check=True, stdout=subprocess.PIPE, text=True)
             _ENV_VARS = json.loads(out.stdout)
     return _ENV_VARS
 
