@@ -27,6 +27,9 @@ from cfn_template import Template  # noqa: E402
 from peak_rss import SHAPES  # noqa: E402
 
 FUNCTIONS = ["store", "fanout", "api"]
+# What each handler reports when it did its whole job; anything else fails the run, however little
+# memory it took (a handler that gave up early proves no bound).
+DONE = {"store": "stored", "fanout": "published", "api": "delivered"}
 SHARE = 0.75
 TIMEOUT_S = 300
 
@@ -74,9 +77,9 @@ def run(binary, function, raw_path, state, url):
         return None, "timeout"
     text = out.stdout.decode(errors="replace")
     fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-    if out.returncode != 0 or "peak_kib" not in fields:
+    if out.returncode != 0 or not fields.get("peak_kib", "").isdigit():
         err = out.stderr.decode(errors="replace").strip().splitlines()
-        return None, f"exit {out.returncode}: {(err or ['?'])[-1][:100]}"
+        return None, f"exit {out.returncode}, no measurement: {(err or ['?'])[-1][:100]}"
     try:
         outcomes = json.loads(fields.get("result", "[]"))
         status = outcomes[0].get("status", "?") if outcomes else "-"
@@ -121,6 +124,8 @@ def main():
                         statuses.append(result)
                         if peak > limits[function]:
                             problems.append(f"{function} OVER")
+                        if result != DONE[function]:
+                            problems.append(f"{function} did not finish ({result}, not {DONE[function]})")
                 failed |= bool(problems)
                 print(f"{name:<22}{size / 1e6:>9.1f}" + "".join(f"{c:>9}" for c in cells)
                       + "  " + ("; ".join(problems) or "ok") + f" ({', '.join(statuses)})")

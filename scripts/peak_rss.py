@@ -116,8 +116,9 @@ def peak_rss(binary, path):
         run = subprocess.run(["/usr/bin/time", "-f", "%M", binary, "parse", "--compact", path],
                              stdout=sink, stderr=subprocess.PIPE)
     lines = run.stderr.decode(errors="replace").strip().splitlines()
-    kib = int(lines[-1]) if lines and lines[-1].isdigit() else 0
-    return kib * 1024, run.returncode, " ".join(lines[:-1])
+    # No figure is a failed measurement, never a small peak.
+    kib = int(lines[-1]) if lines and lines[-1].isdigit() else None
+    return None if kib is None else kib * 1024, run.returncode, " ".join(lines[:-1])
 
 
 def main():
@@ -138,10 +139,16 @@ def main():
                 size = os.path.getsize(path)
                 peak, code, err = peak_rss(binary, path)
                 goal = 2.5 * size + 32 * MIB
-                ok = code == 0 and peak <= goal
+                ok = code == 0 and peak is not None and peak <= goal
                 failed |= not ok
-                verdict = "ok" if ok else ("exit %d: %s" % (code, err[:80]) if code else "OVER")
-                print(f"{name:<22}{size / 1e6:>9.1f}{peak / MIB:>10.1f}{goal / MIB:>10.1f}  {verdict}")
+                if code:
+                    verdict = "exit %d: %s" % (code, err[:80])
+                elif peak is None:
+                    verdict = "NO MEASUREMENT (/usr/bin/time printed no peak)"
+                else:
+                    verdict = "ok" if ok else "OVER"
+                shown = "-" if peak is None else f"{peak / MIB:.1f}"
+                print(f"{name:<22}{size / 1e6:>9.1f}{shown:>10}{goal / MIB:>10.1f}  {verdict}")
                 sys.stdout.flush()
     sys.exit(1 if failed else 0)
 
