@@ -96,8 +96,14 @@ def fetch_pip(src, work):
 
 
 def fetch_apt(src, work):
-    subprocess.run(["apt-get", "download", "-qq", f"{src['name']}={src['version']}"], cwd=work,
-                   check=True, stderr=subprocess.DEVNULL)
+    want = f"{src['name']}={src['version']}"
+    download = ["apt-get", "download", "-qq", want]
+    if subprocess.run(download, cwd=work, stderr=subprocess.DEVNULL).returncode != 0:
+        # A fresh machine's package index may be stale or empty: refresh it once and try again.
+        # The lock timeout waits out another apt run (the test command installs Docker meanwhile).
+        subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "update", "-qq"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(download, cwd=work, check=True, stderr=subprocess.DEVNULL)
     found = glob.glob(os.path.join(work, f"{src['name']}_*.deb"))
     if not found:
         raise RuntimeError("apt-get download left no .deb")
