@@ -1,10 +1,14 @@
 # Builds the Lambda functions for `sam build` (every function has `BuildMethod: makefile`).
 #
 # SAM runs `make build-<LogicalId>` once per function with ARTIFACTS_DIR set. Every such target
-# depends on one cargo lambda build of all seven binaries into one target directory, so the
+# depends on one cargo lambda build of all the binaries into one target directory, so the
 # dependencies are compiled once for all functions (and not again on the next `sam build`); the
-# target then copies its binary to ARTIFACTS_DIR/bootstrap. With `sam build --parallel` the six
+# target then copies its binary to ARTIFACTS_DIR/bootstrap. With `sam build --parallel` the seven
 # makes start together; the first one builds while the others wait for it.
+#
+# The functions come from template.yaml alone (scripts/template-functions.awk): each
+# AWS::Serverless::Function's logical id and its Metadata.BuildProperties.Binary, so a new
+# function needs no line here.
 #
 #   LAMBDA_ARCH        arm64 (default, what the template deploys) or x86_64: must equal the
 #                      template's Architecture parameter (sam local on an x86_64 machine).
@@ -31,7 +35,12 @@ else
 $(error LAMBDA_ARCH must be arm64 or x86_64, not '$(LAMBDA_ARCH)')
 endif
 
-BINARIES := stop bounce store fanout api activate-ruleset forward
+# LogicalId:binary, one word per function.
+FUNCTIONS := $(shell awk -f "$(ROOT)/scripts/template-functions.awk" "$(ROOT)/template.yaml")
+ifneq ($(.SHELLSTATUS),0)
+$(error cannot list the functions of $(ROOT)/template.yaml)
+endif
+BINARIES := $(foreach f,$(FUNCTIONS),$(word 2,$(subst :, ,$(f))))
 LAMBDA_DIR := $(LAMBDA_TARGET_DIR)/lambda/$(LAMBDA_ARCH)
 
 .PHONY: lambda lambda-sizes
@@ -48,18 +57,11 @@ lambda:
 lambda-sizes: lambda
 	@cd "$(LAMBDA_DIR)" && for b in $(BINARIES); do printf '%-18s %9d bytes\n' $$b $$(stat -c %s $$b/bootstrap); done
 
-# build-<LogicalId>: <binary>
-define function
-.PHONY: build-$(1)
-build-$(1): lambda
-	@test -n "$$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)" >&2; exit 2; }
-	cp "$(LAMBDA_DIR)/$(2)/bootstrap" "$$(ARTIFACTS_DIR)/bootstrap"
-endef
+# build-<LogicalId>: the function's binary as ARTIFACTS_DIR/bootstrap. A pattern rule (not
+# .PHONY, which would skip it) so that any function of the template has its target.
+build-%: lambda
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)" >&2; exit 2; }
+	@test -n "$(call binary_of,$*)" || { echo "template.yaml has no function $* (with a Metadata.BuildProperties.Binary)" >&2; exit 2; }
+	cp "$(LAMBDA_DIR)/$(call binary_of,$*)/bootstrap" "$(ARTIFACTS_DIR)/bootstrap"
 
-$(eval $(call function,StopFunction,stop))
-$(eval $(call function,BounceFunction,bounce))
-$(eval $(call function,StoreFunction,store))
-$(eval $(call function,FanoutFunction,fanout))
-$(eval $(call function,ApiFunction,api))
-$(eval $(call function,ActivateRuleSetFunction,activate-ruleset))
-$(eval $(call function,ForwardFunction,forward))
+binary_of = $(word 2,$(subst :, ,$(filter $(1):%,$(FUNCTIONS))))
