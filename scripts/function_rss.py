@@ -1,14 +1,14 @@
-"""Peak resident memory of store, fanout and api on every hostile shape, against 75 % of each
-function's MemorySize in the template.
+"""Peak resident memory of every function that reads the raw mail on every hostile shape, against
+75 % of each function's MemorySize in the template.
 
 Usage: function_rss.py FUNCTION_RSS_BINARY TEMPLATE [SIZE_MB ...]   (sizes default to 10 20 39)
 
 The shapes are peak_rss.py's. For each shape, size and function, a fresh process of the
 `function_rss` example (emulator/examples/function_rss.rs) builds the function from the template
 as the emulator does and runs its real handler once against the local adapters (a folder for S3
-and SQS, JSON lines for SNS); api posts its webhook over loopback HTTP to a receiver here that
+and SQS, JSON lines for SNS, an outbox folder for SES); api posts its webhook over loopback HTTP to a receiver here that
 reads and discards it. The process reports its own high-water mark (VmHWM); the result column
-ends with each handler's outcome (`stored`, `published`, `delivered`, or why not). Lambda's
+ends with each handler's outcome (`stored`, `published`, `delivered`, `forwarded`, or why not). Lambda's
 MemorySize is in MiB. Exits 1 when a run fails or a function goes over 75 % of its MemorySize.
 """
 
@@ -26,28 +26,38 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"
 from cfn_template import Template  # noqa: E402
 from peak_rss import SHAPES  # noqa: E402
 
-FUNCTIONS = ["store", "fanout", "api"]
+# The functions measured are those whose environment in the template names the raw bucket: the
+# ones that read the raw mail. stop is not among them: it only asks the object's size (a HEAD, for
+# its MAILROOM_MAX_SIZE rule), and the template gives it no bucket.
+RAW_BUCKET_VAR = "MAILROOM_RAW_BUCKET"
 # What each handler reports when it did its whole job; anything else fails the run, however little
-# memory it took (a handler that gave up early proves no bound).
-DONE = {"store": "stored", "fanout": "published", "api": "delivered"}
+# memory it took (a handler that gave up early proves no bound). A function that reads the raw mail
+# and has no entry here is an error, not a function left unmeasured.
+DONE = {"store": "stored", "fanout": "published", "api": "delivered", "forward": "forwarded"}
+# Template parameters a function needs to do its job on the event function_rss.rs sends
+# (events/lambda/store-event.json, to support@example.com): forward forwards nothing without a map.
+PARAMS = {"forward": ["ForwardMap=support@example.com=owner@gmail.example"]}
 SHARE = 0.75
 TIMEOUT_S = 300
 
 
 def memory_sizes(template_path):
-    """MemorySize (MiB) per binary, from the function's own property or Globals.Function."""
+    """MemorySize (MiB) of each function that reads the raw mail, by binary, from the function's
+    own property or Globals.Function."""
     t = Template(template_path)
     sizes = {}
     for logical in t.of_type("AWS::Serverless::Function"):
-        binary = ((t.resources[logical].get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
+        if RAW_BUCKET_VAR not in t.function_env(logical):
+            continue
+        binary = t.function_binary(logical)
         size = t.function_prop(logical, "MemorySize")
-        if binary in FUNCTIONS:
-            if not isinstance(size, int):
-                sys.exit(f"{logical}: MemorySize {size!r} is not a number")
-            sizes[binary] = size
-    missing = [f for f in FUNCTIONS if f not in sizes]
-    if missing:
-        sys.exit(f"{template_path}: no function runs {', '.join(missing)}")
+        if not isinstance(size, int):
+            sys.exit(f"{logical}: MemorySize {size!r} is not a number")
+        if binary not in DONE:
+            sys.exit(f"{logical} ({binary}) reads the raw mail but {__file__} has no DONE status for it")
+        sizes[binary] = size
+    if not sizes:
+        sys.exit(f"{template_path}: no function has {RAW_BUCKET_VAR}")
     return sizes
 
 
@@ -70,7 +80,7 @@ class Discard(http.server.BaseHTTPRequestHandler):
 
 
 def run(binary, function, raw_path, state, url):
-    cmd = [binary, function, raw_path, state, f"WebhookUrl={url}"]
+    cmd = [binary, function, raw_path, state, f"WebhookUrl={url}", *PARAMS.get(function, [])]
     try:
         out = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -83,6 +93,10 @@ def run(binary, function, raw_path, state, url):
     try:
         outcomes = json.loads(fields.get("result", "[]"))
         status = outcomes[0].get("status", "?") if outcomes else "-"
+        # forward's outcome is "forwarded" even when SES refused a destination: that is not done.
+        refused = {d.get("status") for o in outcomes for d in o.get("deliveries", [])} - {"sent"}
+        if refused:
+            status += "/" + ",".join(sorted(refused))
     except (ValueError, AttributeError):
         status = "?"
     return int(fields["peak_kib"]) / 1024, status
@@ -94,15 +108,16 @@ def main():
     binary, template_path = sys.argv[1], sys.argv[2]
     sizes_mb = [int(s) for s in sys.argv[3:]] or [10, 20, 39]
     memory = memory_sizes(template_path)
-    limits = {f: SHARE * memory[f] for f in FUNCTIONS}
+    functions = list(memory)
+    limits = {f: SHARE * memory[f] for f in functions}
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Discard)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
 
     print("peak RSS in MiB per function; limit = 75 % of MemorySize: "
-          + ", ".join(f"{f} {limits[f]:.0f} (of {memory[f]})" for f in FUNCTIONS))
-    print(f"{'shape':<22}{'input MB':>9}" + "".join(f"{f:>9}" for f in FUNCTIONS) + "  result")
+          + ", ".join(f"{f} {limits[f]:.0f} (of {memory[f]})" for f in functions))
+    print(f"{'shape':<22}{'input MB':>9}" + "".join(f"{f:>9}" for f in functions) + "  result")
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         raw_path = os.path.join(tmp, "msg.eml")
@@ -112,7 +127,7 @@ def main():
                     f.write(make(mb * 1000 * 1000))
                 size = os.path.getsize(raw_path)
                 cells, problems, statuses = [], [], []
-                for function in FUNCTIONS:
+                for function in functions:
                     state = tempfile.mkdtemp(dir=tmp)
                     peak, result = run(binary, function, raw_path, state, url)
                     subprocess.run(["rm", "-rf", state], check=False)

@@ -5,9 +5,10 @@
 //! `cargo run --ignore-rust-version -p mailroom-emulator --example function_rss -- \
 //!     BINARY RAW_FILE STATE_DIR [Param=Value ...]`
 //!
-//! BINARY is the function's cargo-lambda binary (`store`, `fanout`, `api`); RAW_FILE is copied to
-//! the function's raw location under STATE_DIR (a kernel-side copy, so its bytes never count);
-//! the parameters override the template's (e.g. `WebhookUrl=http://127.0.0.1:8080/hook`). Prints
+//! BINARY is the function's cargo-lambda binary (`store`, `fanout`, `api`, `forward`); RAW_FILE is
+//! copied to the function's raw location under STATE_DIR (a kernel-side copy, so its bytes never
+//! count); the parameters override the template's (e.g. `WebhookUrl=http://127.0.0.1:8080/hook`,
+//! `ForwardMap=support@example.com=me@gmail.example`: the event is addressed to support@). Prints
 //! `peak_kib=` and `result=` (the handler's report). `scripts/function-rss` runs it on every
 //! hostile shape and compares the figure with the function's `MemorySize`.
 
