@@ -230,3 +230,21 @@ impl Function for Forward {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn functions_are_the_templates_binaries() {
+        let (template, _) = crate::template::project_functions();
+        let template: BTreeSet<&str> = template.values().map(String::as_str).collect();
+        let ours: BTreeSet<&str> = FUNCTIONS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            ours, template,
+            "FUNCTIONS and the template's Binary properties must name the same functions"
+        );
+        assert_eq!(ours.len(), FUNCTIONS.len(), "a binary listed twice");
+    }
+}
