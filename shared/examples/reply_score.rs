@@ -6,12 +6,18 @@
 //! Prints per corpus: talon_std exact matches and mean token F1; forge detection accuracy and
 //! line-level precision, recall and F1. `--record` writes them to
 //! `tests/corpora/reply/scores.json`, the floor `shared/tests/reply_scores.rs` holds them to.
+//! `--peers FILE` also scores other parsers' outputs on the same items (written by
+//! `scripts/reply-peers`) with the same code, in one table.
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use mailroom::email::reply::reply;
-use mailroom_testkit::reply_corpus::{corpus_dir, items, our_scores};
+use mailroom_testkit::reply_corpus::{
+    Item, corpus_dir, items, our_reply, our_scores, our_signature, score_replies, score_signatures,
+    select,
+};
+use serde_json::Value;
 
 fn main() {
     let all = items();
@@ -50,6 +56,15 @@ fn main() {
         println!("recorded {}", path.display());
     }
 
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(file) = args
+        .iter()
+        .position(|a| a == "--peers")
+        .and_then(|i| args.get(i + 1))
+    {
+        peers(&all, file);
+    }
+
     let corpus: Vec<String> = all.iter().map(|i| i.input.clone()).collect();
     speed("corpus (204 items)", &corpus, None);
     speed("100,000 '>' lines", &[quoted_lines(100_000)], None);
@@ -57,6 +72,70 @@ fn main() {
     speed("1 MB of 'On 1 wrote:'", &[attributions(1 << 20)], None);
     speed("10,000 nested blockquotes", &[], Some(&nested(10_000)));
     speed("1 MB of '<' ", &[], Some(&"<".repeat(1 << 20)));
+}
+
+/// A tool's reply for an item.
+type ReplyOf<'a> = dyn Fn(&Item) -> String + 'a;
+/// A tool's signature for an item, if it found one.
+type SignatureOf<'a> = dyn Fn(&Item) -> Option<String> + 'a;
+
+/// One table row per tool: ours, then each peer in `file` ({tool: {version, reply, signature,
+/// items: {"corpus/id": {reply, signature}}}}); `—` where a tool gives no such output.
+fn peers(all: &[Item], file: &str) {
+    let raw = std::fs::read(file).unwrap_or_else(|e| panic!("reading {file}: {e}"));
+    let tools: Value = serde_json::from_slice(&raw).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let talon = select(all, &["talon_std"]);
+    let forge = select(all, &["forge_P", "forge_N"]);
+    println!();
+    println!(
+        "| tool | talon_std exact | talon_std token F1 | forge detection | forge line P | R | F1 |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let row = |name: &str, reply: Option<&ReplyOf>, sig: Option<&SignatureOf>| {
+        let (exact, f1) = reply.map_or(("—".into(), "—".into()), |r| {
+            let s = score_replies(&talon, r);
+            (
+                format!("{}/{}", s.exact, s.items),
+                format!("{:.3}", s.mean_token_f1),
+            )
+        });
+        let cells = sig.map_or(vec!["—".to_string(); 4], |g| {
+            let s = score_signatures(&forge, g);
+            vec![
+                format!("{}/{}", s.detected_right, s.items),
+                format!("{:.3}", s.precision),
+                format!("{:.3}", s.recall),
+                format!("{:.3}", s.f1),
+            ]
+        });
+        println!("| {name} | {exact} | {f1} | {} |", cells.join(" | "));
+    };
+    row(
+        "mailroom (ours)",
+        Some(&|i: &Item| our_reply(&i.input, &i.sender)),
+        Some(&|i: &Item| our_signature(&i.input, &i.sender)),
+    );
+    for (name, tool) in tools.as_object().into_iter().flatten() {
+        let out = |i: &Item, field: &str| -> Option<String> {
+            let key = format!("{}/{}", i.corpus, i.id);
+            tool["items"][&key][field].as_str().map(str::to_string)
+        };
+        let reply = |i: &Item| out(i, "reply").unwrap_or_default();
+        let sig = |i: &Item| out(i, "signature");
+        let label = format!("{name} {}", tool["version"].as_str().unwrap_or("?"));
+        row(
+            &label,
+            tool["reply"]
+                .as_bool()
+                .unwrap_or(false)
+                .then_some(&reply as _),
+            tool["signature"]
+                .as_bool()
+                .unwrap_or(false)
+                .then_some(&sig as _),
+        );
+    }
+    println!();
 }
 
 fn quoted_lines(n: usize) -> String {
