@@ -15,7 +15,7 @@ use std::time::Instant;
 use mailroom::email::reply::reply;
 use mailroom_testkit::reply_corpus::{
     Item, corpus_dir, items, our_reply, our_scores, our_signature, score_replies, score_signatures,
-    select,
+    select, signature_lines,
 };
 use serde_json::Value;
 
@@ -57,6 +57,9 @@ fn main() {
     }
 
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--misses") {
+        misses(&all);
+    }
     if let Some(file) = args
         .iter()
         .position(|a| a == "--peers")
@@ -72,6 +75,35 @@ fn main() {
     speed("1 MB of 'On 1 wrote:'", &[attributions(1 << 20)], None);
     speed("10,000 nested blockquotes", &[], Some(&nested(10_000)));
     speed("1 MB of '<' ", &[], Some(&"<".repeat(1 << 20)));
+}
+
+/// Prints each forge item whose signature lines we get wrong, for looking into.
+fn misses(all: &[Item]) {
+    for item in select(all, &["forge_P", "forge_N"]) {
+        let sig = our_signature(&item.input, &item.sender);
+        let got = sig
+            .as_deref()
+            .map(|s| signature_lines(&item.input, s))
+            .unwrap_or_default();
+        if got != item.sig_lines {
+            println!(
+                "--- {}/{} from {:?}: labelled {:?}, ours {:?}",
+                item.corpus, item.id, item.sender, item.sig_lines, got
+            );
+            let lines: Vec<&str> = item.input.lines().collect();
+            let from = item.sig_lines.iter().chain(&got).min().copied();
+            let from = from.unwrap_or(lines.len()).saturating_sub(3);
+            for (i, line) in lines.iter().enumerate().skip(from) {
+                let mark = match (item.sig_lines.contains(&i), got.contains(&i)) {
+                    (true, true) => "=",
+                    (true, false) => "-",
+                    (false, true) => "+",
+                    _ => " ",
+                };
+                println!("{mark}{i:>3}| {line}");
+            }
+        }
+    }
 }
 
 /// A tool's reply for an item.

@@ -793,7 +793,7 @@ fn block_start(lines: &[&str], names: &Names) -> Option<usize> {
         let signoff = sign_off(line);
         let anchored = match signoff {
             // "Thanks, Ben" / "Regards, Bert Meyers"
-            Some(rest) if !rest.is_empty() => names.matches_start(rest) || is_name(rest),
+            Some(rest) if !rest.is_empty() => names.signs(rest) || is_name(rest),
             // "Thanks," then a name below.
             Some(_) => block.get(k + 1).is_some_and(|&j| {
                 let next = lines[j].trim();
@@ -804,13 +804,68 @@ fn block_start(lines: &[&str], names: &Names) -> Option<usize> {
             None => {
                 names.matches_start(line)
                     || (after_blank_or_signoff && is_name(line) && name_words(line) == 1)
+                    || (after_blank_or_signoff && is_name(line) && titled_below(lines, &block[k..]))
             }
         };
         if anchored {
-            return Some(i);
+            // A rule right above the block belongs to it.
+            return Some(match block.get(k.wrapping_sub(1)) {
+                Some(&r) if is_rule(lines[r]) => r,
+                _ => match (0..i).rev().find(|&j| !lines[j].trim().is_empty()) {
+                    Some(r) if is_rule(lines[r]) && i - r <= 2 => r,
+                    _ => i,
+                },
+            });
         }
     }
     None
+}
+
+/// Words of job titles, which mark the line below a name as a signature's.
+const TITLE_WORDS: &[&str] = &[
+    "manager",
+    "director",
+    "president",
+    "vp",
+    "analyst",
+    "engineer",
+    "specialist",
+    "coordinator",
+    "assistant",
+    "officer",
+    "ceo",
+    "cto",
+    "cfo",
+    "coo",
+    "founder",
+    "partner",
+    "consultant",
+    "associate",
+    "counsel",
+    "attorney",
+    "head",
+    "lead",
+    "supervisor",
+    "recruiter",
+];
+
+/// `block[0]` (a name) has lines below it, and they hold a job title or contact details: the
+/// shape of a signature, where a bare capitalised line would be as often a heading.
+fn titled_below(lines: &[&str], block: &[usize]) -> bool {
+    block.len() >= 2
+        && block[1..].iter().any(|&j| {
+            let t = lines[j].trim();
+            let lower = t.to_lowercase();
+            let digits = t.chars().filter(char::is_ascii_digit).count();
+            digits >= 7
+                || t.contains('@')
+                || lower.contains("http")
+                || lower.contains("www.")
+                || lower
+                    .split(|c: char| !c.is_alphabetic())
+                    .next()
+                    .is_some_and(|w| TITLE_WORDS.contains(&w))
+        })
 }
 
 /// A line short enough and unlike prose enough to be part of a signature block.
@@ -936,18 +991,60 @@ fn sender_names(sender: &str) -> Names {
 impl Names {
     /// The first word of `line` is one of the sender's names or their initials.
     fn matches_start(&self, line: &str) -> bool {
-        let Some(first) = line
-            .split(|c: char| !c.is_alphabetic())
-            .find(|w| !w.is_empty())
-        else {
+        let t = line.trim();
+        let Some(first) = t.split_whitespace().next() else {
             return false;
         };
-        let first = first.to_lowercase();
-        let capitalised = line.trim_start().starts_with(char::is_uppercase);
-        capitalised
-            && (self.parts.contains(&first)
-                || self.initials.as_deref() == Some(first.as_str()) && first.len() >= 2)
-            && line.split_whitespace().count() <= 8
+        let first_word = first
+            .trim_end_matches(['.', ',', ';', ':', '-'])
+            .to_lowercase();
+        // The sender's own address opening a contact block.
+        let address = first.split_once('@').is_some_and(|(local, _)| {
+            local
+                .split(|c: char| !c.is_alphabetic())
+                .any(|w| self.parts.contains(&w.to_lowercase()))
+        });
+        if address {
+            return true;
+        }
+        let capitalised = t.starts_with(char::is_uppercase);
+        if !capitalised || t.split_whitespace().count() > 8 {
+            return false;
+        }
+        // Initials alone on a line ("PL", "BT") are as often a short note's last word; with a
+        // sign-off before them or a number after them they sign.
+        let initials = self.initials.as_deref() == Some(first_word.as_str())
+            && t.len() > first.len()
+            && t.contains(|c: char| c.is_ascii_digit());
+        let first_name = first_word
+            .split(|c: char| !c.is_alphabetic())
+            .next()
+            .is_some_and(|w| {
+                first.chars().all(|c| c.is_alphabetic() || c == '.')
+                    && self.parts.iter().any(|p| p == w)
+            });
+        initials || first_name || self.names_a_line(t)
+    }
+
+    /// `t` is nothing but a few name-like words, one of them the sender's ("Bert Meyers" from
+    /// "Meyers", "BERT MEYERS").
+    fn names_a_line(&self, t: &str) -> bool {
+        let words: Vec<&str> = t.split_whitespace().collect();
+        (1..=4).contains(&words.len())
+            && words.iter().all(|w| {
+                w.chars()
+                    .all(|c| c.is_alphabetic() || matches!(c, '.' | '-' | '\'' | ','))
+            })
+            && words.iter().any(|w| {
+                let w = w.trim_matches(|c: char| !c.is_alphabetic()).to_lowercase();
+                self.parts.contains(&w)
+            })
+    }
+
+    /// `rest` (what follows a sign-off on its line) is the sender's name or initials.
+    fn signs(&self, rest: &str) -> bool {
+        let word = rest.trim_end_matches(['.', ',']).to_lowercase();
+        self.initials.as_deref() == Some(word.as_str()) || self.matches_start(rest)
     }
 }
 
@@ -1240,6 +1337,52 @@ mod tests {
         );
         let (_, sig) = split_signature("We cancel today.\n\nThanks. BT", "Barry Tycholiz");
         assert_eq!(sig.as_deref(), Some("Thanks. BT"));
+    }
+
+    #[test]
+    fn names_initials_titles_and_rules() {
+        let cases = [
+            ("Call me.\n\nBert Meyers", "Meyers", Some("Bert Meyers")),
+            (
+                "Call me.\n\nREGARDS,\n\nBERT MEYERS",
+                "Meyers",
+                Some("REGARDS,\n\nBERT MEYERS"),
+            ),
+            (
+                "Call me.\n\nBT   3-1587.",
+                "Barry Tycholiz",
+                Some("BT   3-1587."),
+            ),
+            ("Call me.\n\nBT", "Barry Tycholiz", None),
+            (
+                "Details:\n\nSC_ID: ECT\nMKT_TYPE: 2",
+                "Schedule Crawler",
+                None,
+            ),
+            (
+                "Call us.\n\nStella Yu\nManager - Rate Systems",
+                "CustomerNotices",
+                Some("Stella Yu\nManager - Rate Systems"),
+            ),
+            (
+                "The list:\n\nData Copy\nCertification Document",
+                "Ops",
+                None,
+            ),
+            (
+                "Thank you.\n\n______________\nGary Hewitt\ntel: 202-715-7098",
+                "Hewitt, Gary",
+                Some("______________\nGary Hewitt\ntel: 202-715-7098"),
+            ),
+            (
+                "Talk soon.\n\nleslie.ferron-jones@neg.pge.com\n503-833-4350",
+                "Ferron-Jones Leslie",
+                Some("leslie.ferron-jones@neg.pge.com\n503-833-4350"),
+            ),
+        ];
+        for (body, sender, want) in cases {
+            assert_eq!(split_signature(body, sender).1.as_deref(), want, "{body}");
+        }
     }
 
     #[test]
