@@ -12,7 +12,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use mailroom::email::reply::reply;
+use mailroom::email::reply::{Context, reply};
 use mailroom_testkit::reply_corpus::{
     Item, corpus_dir, items, our_reply, our_scores, our_signature, score_replies, score_signatures,
     select, signature_lines,
@@ -193,10 +193,14 @@ fn speed(label: &str, texts: &[String], html: Option<&str>) {
     let mut passes = 0u32;
     while passes == 0 || started.elapsed().as_secs_f64() < 1.0 {
         for t in texts {
-            black_box(reply(Some(t), None, "Bob Example <bob@example.com>"));
+            let cx = Context {
+                sender: "Bob Example <bob@example.com>",
+                subject: "Re: hello",
+            };
+            black_box(reply(Some(t), None, cx));
         }
         if let Some(h) = html {
-            black_box(reply(None, Some(h), ""));
+            black_box(reply(None, Some(h), Context::default()));
         }
         passes += 1;
     }

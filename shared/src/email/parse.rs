@@ -304,7 +304,16 @@ impl Walk {
         };
         // The first From is the one MTAs and DMARC judge.
         let from = first_addresses(HeaderName::From);
-        let reply = body_reply(text.as_deref(), html.as_deref(), from.first());
+        let subject = headers_view
+            .all(HeaderName::Subject)
+            .next()
+            .map(|h| decoded_value(h.raw_value()));
+        let reply = body_reply(
+            text.as_deref(),
+            html.as_deref(),
+            from.first(),
+            subject.as_deref(),
+        );
         let to = every_address(HeaderName::To);
         let cc = every_address(HeaderName::Cc);
         let bcc = every_address(HeaderName::Bcc);
@@ -314,10 +323,7 @@ impl Walk {
             message_id: message.message_id().map(|s| s.trim().to_string()),
             date: rfc3339_date(message),
             // The first Subject, decoded exactly as its entry in `headers`.
-            subject: headers_view
-                .all(HeaderName::Subject)
-                .next()
-                .map(|h| decoded_value(h.raw_value())),
+            subject,
             from,
             sender: first_addresses(HeaderName::Sender).into_iter().next(),
             reply_to: every_address(HeaderName::ReplyTo),
@@ -478,17 +484,26 @@ fn uudecode(part: MessagePart<'_>) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The reply in a body no larger than [`REPLY_MAX_BODY`]; the sender's name and mailbox help to
-/// recognise a signature that is only a name.
-fn body_reply(text: Option<&str>, html: Option<&str>, from: Option<&Address>) -> Option<Reply> {
+/// The reply in a body no larger than [`REPLY_MAX_BODY`].
+pub(crate) fn body_reply(
+    text: Option<&str>,
+    html: Option<&str>,
+    from: Option<&Address>,
+    subject: Option<&str>,
+) -> Option<Reply> {
     let size = text.map_or(0, str::len).max(html.map_or(0, str::len));
     if size > REPLY_MAX_BODY {
         return None;
     }
+    // The sender's name and mailbox: a signature may be only the name.
     let sender = from.map_or(String::new(), |a| {
         format!("{} {}", a.name.as_deref().unwrap_or(""), a.address)
     });
-    reply::reply(text, html, &sender)
+    let cx = reply::Context {
+        sender: &sender,
+        subject: subject.unwrap_or(""),
+    };
+    reply::reply(text, html, cx)
 }
 
 /// Body lines that a header block without its blank line swallowed: from the first line that is

@@ -54,21 +54,31 @@ impl Reply {
     }
 }
 
+/// What, besides its bodies, tells where a message's reply ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// The From (name and address, any form): a signature may be only the sender's name.
+    pub sender: &'a str,
+    /// The Subject: under `Fw:` a header block or `-----Original Message-----` opens the message
+    /// being forwarded, which is content, not a quote.
+    pub subject: &'a str,
+}
+
 /// The reply in a body. `html` is used when it holds a quote element; otherwise `text` (or, with
-/// no text, the HTML's text). `sender` (the From name and address, any form) helps recognise a
-/// signature that is only the sender's name. `None` when there is no body at all.
-pub fn reply(text: Option<&str>, html: Option<&str>, sender: &str) -> Option<Reply> {
-    let from_html = html.and_then(strip_html_quotes);
+/// no text, the HTML's text). `None` when there is no body at all.
+pub fn reply(text: Option<&str>, html: Option<&str>, cx: Context<'_>) -> Option<Reply> {
+    let forward = is_forward_subject(cx.subject);
+    let from_html = html.and_then(|h| strip_html_quotes(h, forward));
     let (body, method) = match (from_html, text) {
         (Some(rest), _) => {
             // What is left of the HTML may still carry a quote its client did not mark up.
-            let (body, _) = strip_quotes(&rest);
+            let (body, _) = strip_quotes(&rest, forward);
             (body, Method::HtmlQuote)
         }
-        (None, Some(text)) => strip_quotes(text),
-        (None, None) => strip_quotes(&html_to_text(html?)),
+        (None, Some(text)) => strip_quotes(text, forward),
+        (None, None) => strip_quotes(&html_to_text(html?), forward),
     };
-    let (text, signature) = split_signature(&body, sender);
+    let (text, signature) = split_signature(&body, cx.sender);
     Some(Reply {
         text,
         signature,
@@ -76,8 +86,41 @@ pub fn reply(text: Option<&str>, html: Option<&str>, sender: &str) -> Option<Rep
     })
 }
 
-/// Removes the quoted part of a plain-text body; returns what is left and what decided.
-pub fn strip_quotes(text: &str) -> (String, Method) {
+/// Subject prefixes of a forward (en, de, fr, es, it, pt, nl, pl, sv, da/no, fi, ru, zh).
+const FORWARD_PREFIXES: &[&str] = &[
+    "fw",
+    "fwd",
+    "wg",
+    "tr",
+    "rv",
+    "i",
+    "inoltro",
+    "enc",
+    "doorst",
+    "pd",
+    "vb",
+    "vs",
+    "vl",
+    "пересл",
+    "fwd",
+    "转发",
+    "轉寄",
+];
+
+/// The subject's first prefix says the message is a forward (`Fwd: Re: x` is; `Re: Fwd: x`, a
+/// reply to one, is not).
+pub fn is_forward_subject(subject: &str) -> bool {
+    let t = subject.trim_start();
+    let Some(end) = t.find([':', '：']) else {
+        return false;
+    };
+    let prefix = t[..end].trim().to_lowercase();
+    FORWARD_PREFIXES.contains(&prefix.as_str())
+}
+
+/// Removes the quoted part of a plain-text body; returns what is left and what decided. In a
+/// `forward`, a separator or header block opens the forwarded message and is kept with it.
+pub fn strip_quotes(text: &str, forward: bool) -> (String, Method) {
     let lines: Vec<&str> = text.lines().collect();
     let mut kept: Vec<&str> = Vec::with_capacity(lines.len());
     let mut method = Method::None;
@@ -90,14 +133,15 @@ pub fn strip_quotes(text: &str) -> (String, Method) {
     while i < lines.len() {
         let line = lines[i];
         let t = line.trim();
-        if is_forward_marker(t) {
-            kept.extend_from_slice(&lines[i..]);
-            break;
-        }
+        // Before the forward check: a forward inside the quoted message is part of the quote.
         if is_quoted(line) {
             decide(Method::QuotePrefix);
             i += 1;
             continue;
+        }
+        if is_forward_marker(t) {
+            kept.extend_from_slice(&lines[i..]);
+            break;
         }
         if let Some(len) = attribution_at(&lines, i) {
             decide(Method::Attribution);
@@ -109,7 +153,11 @@ pub fn strip_quotes(text: &str) -> (String, Method) {
             break;
         }
         if is_separator(t) || header_block_at(&lines, i) || rule_above_header_block(&lines, i) {
-            decide(Method::Separator);
+            if forward {
+                kept.extend_from_slice(&lines[i..]);
+            } else {
+                decide(Method::Separator);
+            }
             break;
         }
         kept.push(line);
@@ -455,7 +503,7 @@ const QUOTE_TAIL_IDS: &[&str] = &[
 const FORWARD_PROBE: usize = 4096;
 
 /// The text of `html` without its quote elements, or `None` when it has none.
-fn strip_html_quotes(html: &str) -> Option<String> {
+fn strip_html_quotes(html: &str, forward: bool) -> Option<String> {
     let mut kept = String::with_capacity(html.len());
     let mut copied = 0;
     let mut found = false;
@@ -466,9 +514,11 @@ fn strip_html_quotes(html: &str) -> Option<String> {
             continue;
         }
         let attrs = tag.attrs.to_ascii_lowercase();
-        if QUOTE_TAIL_IDS
-            .iter()
-            .any(|id| has_attr_word(&attrs, "id", id))
+        // Outlook marks a forwarded message as it marks a quoted one.
+        if !forward
+            && QUOTE_TAIL_IDS
+                .iter()
+                .any(|id| has_attr_word(&attrs, "id", id))
         {
             kept.push_str(&html[copied..tag.start]);
             copied = html.len();
@@ -1052,13 +1102,17 @@ impl Names {
 mod tests {
     use super::*;
 
+    fn quotes(text: &str) -> (String, Method) {
+        strip_quotes(text, false)
+    }
+
     fn text_reply(text: &str) -> Reply {
-        reply(Some(text), None, "").expect("a body")
+        reply(Some(text), None, Context::default()).expect("a body")
     }
 
     /// The new text and the method, for a reply written above `quote`.
     fn above(quote: &str) -> (String, Method) {
-        strip_quotes(&format!(
+        quotes(&format!(
             "Sounds good.\n\n{quote}\n> Earlier text\n> more\n"
         ))
     }
@@ -1142,7 +1196,7 @@ mod tests {
 
     #[test]
     fn attribution_without_a_quote_prefix_cuts_everything_below() {
-        let (text, method) = strip_quotes(
+        let (text, method) = quotes(
             "Yes\n\nOn Tue, Jan 14, 2025 at 9:00 AM Bob <b@x.com>\nwrote:\n\nThe old text\n",
         );
         assert_eq!((text.as_str(), method), ("Yes", Method::Attribution));
@@ -1151,7 +1205,7 @@ mod tests {
     #[test]
     fn prose_that_says_wrote_is_kept() {
         let t = "He wrote:\nthat it was fine.\nShe writes: novels";
-        assert_eq!(strip_quotes(t), (t.to_string(), Method::None));
+        assert_eq!(quotes(t), (t.to_string(), Method::None));
     }
 
     #[test]
@@ -1173,7 +1227,7 @@ mod tests {
             "------------------ 原始邮件 ------------------",
             "-----元のメッセージ-----",
         ] {
-            let (text, method) = strip_quotes(&format!("Fine.\n\n{sep}\nFrom: a\nold\n"));
+            let (text, method) = quotes(&format!("Fine.\n\n{sep}\nFrom: a\nold\n"));
             assert_eq!(
                 (text.as_str(), method),
                 ("Fine.", Method::Separator),
@@ -1199,7 +1253,7 @@ mod tests {
             "发件人: Bob <b@x.com>\n发送时间: 2012年4月2日\n收件人: 我\n主题: Test",
             "差出人: Bob <b@x.com>\n送信日時: 2012年4月2日\n宛先: 私\n件名: Test",
         ] {
-            let (text, method) = strip_quotes(&format!("Fine.\n\n{block}\n\nold text\n"));
+            let (text, method) = quotes(&format!("Fine.\n\n{block}\n\nold text\n"));
             assert_eq!(
                 (text.as_str(), method),
                 ("Fine.", Method::Separator),
@@ -1211,16 +1265,52 @@ mod tests {
     #[test]
     fn a_lone_from_line_is_not_a_header_block() {
         let t = "From: the team\nWe shipped it.";
-        assert_eq!(strip_quotes(t).1, Method::None);
+        assert_eq!(quotes(t).1, Method::None);
     }
 
     #[test]
     fn forwarded_messages_are_kept() {
         let t = "See below.\n\n---------- Forwarded message ---------\nFrom: Bob <b@x.com>\n\
                  Date: Mon, Apr 2, 2012\nSubject: Test\nTo: Me\n\nThe forwarded text";
-        assert_eq!(strip_quotes(t), (t.to_string(), Method::None));
+        assert_eq!(quotes(t), (t.to_string(), Method::None));
         let apple = "FYI\n\nBegin forwarded message:\n\n> From: Bob\n> Subject: Hi\n>\n> Body";
-        assert_eq!(strip_quotes(apple).0, apple);
+        assert_eq!(quotes(apple).0, apple);
+    }
+
+    #[test]
+    fn a_forward_inside_the_quote_is_quoted() {
+        let t = "Oui.\n\nLe lun. 13 janv. 2025 à 10:00, Support <s@x.com> a\nécrit :\n\n> Quand ?\n>\n\
+                 > ---------- Forwarded message ---------\n> De : Entrepôt";
+        assert_eq!(quotes(t), ("Oui.".to_string(), Method::Attribution));
+    }
+
+    #[test]
+    fn under_a_forward_subject_the_header_block_is_kept() {
+        let body = "FYI\n\n________________________________\nFrom: Bob <b@x.com>\nSent: Monday\n\
+                    To: Me\nSubject: Numbers\n\nThe numbers";
+        let cx = |subject| Context {
+            sender: "",
+            subject,
+        };
+        for subject in [
+            "FW: Numbers",
+            "Fwd: Re: Numbers",
+            "WG: Zahlen",
+            "TR : Chiffres",
+        ] {
+            let r = reply(Some(body), None, cx(subject)).expect("a body");
+            assert_eq!(
+                (r.text.as_str(), r.method),
+                (body, Method::None),
+                "{subject}"
+            );
+        }
+        let r = reply(Some(body), None, cx("Re: FW: Numbers")).expect("a body");
+        assert_eq!((r.text.as_str(), r.method), ("FYI", Method::Separator));
+        let html =
+            r#"<div>FYI</div><div id="divRplyFwdMsg"><b>From:</b> Bob</div><div>The numbers</div>"#;
+        let r = reply(None, Some(html), cx("FW: Numbers")).expect("a body");
+        assert!(r.text.contains("The numbers"), "{r:?}");
     }
 
     #[test]
@@ -1228,7 +1318,7 @@ mod tests {
         let t = "On Mon, 2 Apr 2012, Bob <b@x.com> wrote:\n> Can you come?\nYes.\n\n\
                  > At what time?\nNine.\n> Bye\n";
         assert_eq!(
-            strip_quotes(t),
+            quotes(t),
             ("Yes.\n\nNine.".to_string(), Method::Attribution)
         );
     }
@@ -1236,7 +1326,7 @@ mod tests {
     #[test]
     fn quote_prefix_alone() {
         assert_eq!(
-            strip_quotes("Agreed\n> old\n>> older"),
+            quotes("Agreed\n> old\n>> older"),
             ("Agreed".to_string(), Method::QuotePrefix)
         );
     }
@@ -1271,7 +1361,8 @@ mod tests {
             ("generic", "<p>New text</p><blockquote>old</blockquote>"),
         ];
         for (client, html) in cases {
-            let r = reply(Some("New text\n\n> old"), Some(html), "").expect("a body");
+            let r =
+                reply(Some("New text\n\n> old"), Some(html), Context::default()).expect("a body");
             assert_eq!(
                 (r.text.as_str(), r.method),
                 ("New text", Method::HtmlQuote),
@@ -1283,14 +1374,14 @@ mod tests {
     #[test]
     fn html_attribution_left_outside_the_quote_is_cut() {
         let html = r#"<div>New text</div><div>On 2 Apr 2012, at 16:19, Bob wrote:</div><blockquote>old</blockquote>"#;
-        let r = reply(None, Some(html), "").expect("a body");
+        let r = reply(None, Some(html), Context::default()).expect("a body");
         assert_eq!(r.text, "New text");
     }
 
     #[test]
     fn gmail_forward_in_a_quote_container_is_kept() {
         let html = r#"<div>FYI</div><div class="gmail_quote"><div class="gmail_attr">---------- Forwarded message ---------<br>From: Bob</div><div>the forwarded text</div></div>"#;
-        let r = reply(None, Some(html), "").expect("a body");
+        let r = reply(None, Some(html), Context::default()).expect("a body");
         assert_eq!(r.method, Method::None);
         assert!(r.text.contains("the forwarded text"), "{}", r.text);
     }
@@ -1422,7 +1513,7 @@ mod tests {
 
     #[test]
     fn no_body_no_reply() {
-        assert_eq!(reply(None, None, "Bob"), None);
+        assert_eq!(reply(None, None, Context::default()), None);
         assert_eq!(text_reply("Just a note").method, Method::None);
     }
 
@@ -1458,14 +1549,16 @@ mod tests {
             "<blockquote type=\"cite\">".repeat(10_000),
             "</blockquote>".repeat(10_000)
         );
-        let r = reply(None, Some(&html), "").expect("a body");
+        let r = reply(None, Some(&html), Context::default()).expect("a body");
         assert_eq!(
             (r.text.as_str(), r.method),
             ("new\n\nafter", Method::HtmlQuote)
         );
         let unclosed = "<p>new</p>".to_string() + &"<blockquote><div>".repeat(10_000);
         assert_eq!(
-            reply(None, Some(&unclosed), "").map(|r| r.text).as_deref(),
+            reply(None, Some(&unclosed), Context::default())
+                .map(|r| r.text)
+                .as_deref(),
             Some("new")
         );
     }
@@ -1473,7 +1566,7 @@ mod tests {
     #[test]
     fn a_megabyte_of_angle_brackets() {
         let html = "<".repeat(1 << 20);
-        let r = reply(None, Some(&html), "").expect("a body");
+        let r = reply(None, Some(&html), Context::default()).expect("a body");
         assert_eq!(r.method, Method::None);
     }
 }

@@ -11,7 +11,7 @@
 //! Which attachments go inline is decided by [`plan_attachments`] (per-attachment and total
 //! limits) before the caller uploads and presigns the rest; [`build`] itself does no I/O.
 
-use crate::email::reply::reply;
+use crate::email::body_reply;
 use crate::email::{Address, Email, Envelope, Parsed, Reply, ReplyMethod};
 use crate::webhook::delivery::SesContext;
 use base64::Engine;
@@ -322,14 +322,16 @@ fn postmark(input: &Input<'_>) -> Value {
 /// model's [`Email::reply`] (worked out here for a model deserialized without one). `""` when no
 /// quote was found, as Postmark leaves it for mail that is not a reply.
 pub fn stripped_text_reply(email: &Email) -> String {
-    let sender = email.from.first().map_or(String::new(), |a| {
-        format!("{} {}", a.name.as_deref().unwrap_or(""), a.address)
-    });
     let computed;
     let found = match &email.reply {
         Some(r) => Some(r),
         None => {
-            computed = reply(email.text.as_deref(), email.html.as_deref(), &sender);
+            computed = body_reply(
+                email.text.as_deref(),
+                email.html.as_deref(),
+                email.from.first(),
+                email.subject.as_deref(),
+            );
             computed.as_ref()
         }
     };

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use mailroom::email::reply::reply;
+use mailroom::email::reply::{Context, reply};
 use serde_json::Value;
 
 use crate::workspace_root;
@@ -157,12 +157,19 @@ pub struct SignatureScore {
 
 /// What ours gives as the reply without its quote (signature kept, as talon's labels keep it).
 pub fn our_reply(input: &str, sender: &str) -> String {
-    reply(Some(input), None, sender).map_or(String::new(), |r| r.unquoted())
+    reply(Some(input), None, from(sender)).map_or(String::new(), |r| r.unquoted())
 }
 
 /// What ours gives as the signature.
 pub fn our_signature(input: &str, sender: &str) -> Option<String> {
-    reply(Some(input), None, sender).and_then(|r| r.signature)
+    reply(Some(input), None, from(sender)).and_then(|r| r.signature)
+}
+
+fn from(sender: &str) -> Context<'_> {
+    Context {
+        sender,
+        subject: "",
+    }
 }
 
 pub fn score_replies(items: &[&Item], predict: impl Fn(&Item) -> String) -> ReplyScore {
