@@ -291,3 +291,33 @@ fn small_limits_apply() {
     );
     assert_eq!(parsed.email.text.as_deref(), Some("x"));
 }
+
+#[test]
+fn hostile_replies_get_their_reply_worked_out() {
+    use mailroom::email::ReplyMethod;
+    let quoted = "> a quoted line of a long thread\r\n".repeat(100_000);
+    let raw = format!("From: a@x.com\r\nSubject: Re: x\r\n\r\nYes.\r\n{quoted}");
+    let reply = ok(raw.as_bytes()).email.reply.expect("a reply");
+    assert_eq!(
+        (reply.text.as_str(), reply.method),
+        ("Yes.", ReplyMethod::QuotePrefix)
+    );
+
+    let nested = format!(
+        "<p>Yes.</p>{}old{}",
+        "<blockquote>".repeat(10_000),
+        "</blockquote>".repeat(10_000)
+    );
+    let raw =
+        format!("From: a@x.com\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{nested}\r\n");
+    let reply = ok(raw.as_bytes()).email.reply.expect("a reply");
+    assert_eq!(
+        (reply.text.as_str(), reply.method),
+        ("Yes.", ReplyMethod::HtmlQuote)
+    );
+
+    // A body over the bound gets no reply rather than another copy of itself.
+    let long = "x".repeat(mailroom::email::REPLY_MAX_BODY + 1);
+    let raw = format!("From: a@x.com\r\n\r\n{long}\r\n");
+    assert_eq!(ok(raw.as_bytes()).email.reply, None);
+}

@@ -670,6 +670,7 @@ mod tests {
             text: Some(text.to_string()),
             text_from_html: false,
             html: Some(html.to_string()),
+            reply: None,
             attachments: (0..attachments)
                 .map(|i| Attachment {
                     index: i,

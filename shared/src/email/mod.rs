@@ -6,15 +6,22 @@
 mod html;
 pub mod model;
 mod parse;
+pub mod reply;
 mod ses;
 
 pub use html::html_to_text;
 pub use model::*;
+pub(crate) use parse::body_reply;
 pub use parse::flags;
+pub use reply::{Method as ReplyMethod, Reply};
 pub use ses::mailbox_hash;
 
 /// The version tag written into every serialized [`Email`].
 pub const SCHEMA: &str = "mailroom.email/1";
+
+/// Largest text or HTML body whose reply is computed. Replies are short; a body this large is a
+/// document, and another copy of it in [`Email::reply`] would only cost memory.
+pub const REPLY_MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// Bounds that keep hostile input from costing unbounded time or memory.
 /// SES's largest message for the S3 action, as it is received (docs/ses.md §3): larger mail is

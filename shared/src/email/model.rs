@@ -31,6 +31,10 @@ pub struct Email {
     /// True when `text` was synthesized from `html` because the message had no text part.
     pub text_from_html: bool,
     pub html: Option<String>,
+    /// The new text of a reply without the quoted message, and its signature apart (see
+    /// [`super::reply`]). `None` without a body, or with one over [`super::REPLY_MAX_BODY`].
+    #[serde(default)]
+    pub reply: Option<super::Reply>,
     pub attachments: Vec<Attachment>,
     /// SES verdicts, when the message came through SES.
     pub verdicts: Option<Verdicts>,

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::html::html_to_text;
 use super::{
-    Address, Attachment, Disposition, Email, Envelope, Header, Limits, ParseError, Parsed, SCHEMA,
+    Address, Attachment, Disposition, Email, Envelope, Header, Limits, ParseError, Parsed,
+    REPLY_MAX_BODY, Reply, SCHEMA, reply,
 };
 use crate::keys::safe_filename;
 
@@ -301,6 +302,18 @@ impl Walk {
                 .flat_map(|list| address_list(&list))
                 .collect()
         };
+        // The first From is the one MTAs and DMARC judge.
+        let from = first_addresses(HeaderName::From);
+        let subject = headers_view
+            .all(HeaderName::Subject)
+            .next()
+            .map(|h| decoded_value(h.raw_value()));
+        let reply = body_reply(
+            text.as_deref(),
+            html.as_deref(),
+            from.first(),
+            subject.as_deref(),
+        );
         let to = every_address(HeaderName::To);
         let cc = every_address(HeaderName::Cc);
         let bcc = every_address(HeaderName::Bcc);
@@ -310,12 +323,8 @@ impl Walk {
             message_id: message.message_id().map(|s| s.trim().to_string()),
             date: rfc3339_date(message),
             // The first Subject, decoded exactly as its entry in `headers`.
-            subject: headers_view
-                .all(HeaderName::Subject)
-                .next()
-                .map(|h| decoded_value(h.raw_value())),
-            // The first From is the one MTAs and DMARC judge.
-            from: first_addresses(HeaderName::From),
+            subject,
+            from,
             sender: first_addresses(HeaderName::Sender).into_iter().next(),
             reply_to: every_address(HeaderName::ReplyTo),
             mailbox_hash: super::ses::header_mailbox_hash(&to, &cc, &bcc),
@@ -328,6 +337,7 @@ impl Walk {
             text,
             text_from_html,
             html,
+            reply,
             attachments,
             verdicts: None,
             // The extent of this message within its source buffer.
@@ -472,6 +482,28 @@ fn uudecode(part: MessagePart<'_>) -> Option<Vec<u8>> {
         out.extend_from_slice(&decoded);
     }
     Some(out)
+}
+
+/// The reply in a body no larger than [`REPLY_MAX_BODY`].
+pub(crate) fn body_reply(
+    text: Option<&str>,
+    html: Option<&str>,
+    from: Option<&Address>,
+    subject: Option<&str>,
+) -> Option<Reply> {
+    let size = text.map_or(0, str::len).max(html.map_or(0, str::len));
+    if size > REPLY_MAX_BODY {
+        return None;
+    }
+    // The sender's name and mailbox: a signature may be only the name.
+    let sender = from.map_or(String::new(), |a| {
+        format!("{} {}", a.name.as_deref().unwrap_or(""), a.address)
+    });
+    let cx = reply::Context {
+        sender: &sender,
+        subject: subject.unwrap_or(""),
+    };
+    reply::reply(text, html, cx)
 }
 
 /// Body lines that a header block without its blank line swallowed: from the first line that is

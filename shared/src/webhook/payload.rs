@@ -11,7 +11,8 @@
 //! Which attachments go inline is decided by [`plan_attachments`] (per-attachment and total
 //! limits) before the caller uploads and presigns the rest; [`build`] itself does no I/O.
 
-use crate::email::{Address, Email, Envelope, Parsed};
+use crate::email::body_reply;
+use crate::email::{Address, Email, Envelope, Parsed, Reply, ReplyMethod};
 use crate::webhook::delivery::SesContext;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -306,7 +307,7 @@ fn postmark(input: &Input<'_>) -> Value {
         "Date": header(&email, "Date").map(str::to_string).or(email.date.clone()).unwrap_or_default(),
         "TextBody": text,
         "HtmlBody": email.html.clone().unwrap_or_default(),
-        "StrippedTextReply": stripped_reply(&text).unwrap_or_default(),
+        "StrippedTextReply": stripped_text_reply(&email),
         "Tag": "",
         "Headers": headers,
         "Attachments": attachments,
@@ -317,23 +318,27 @@ fn postmark(input: &Input<'_>) -> Value {
     v
 }
 
-/// The new text of a reply: everything above the first quote marker (`On … wrote:`,
-/// `-----Original Message-----`, an Outlook `From:` block, or `>`-quoted lines). `None` when the
-/// text has no such marker (it is not a reply, or one we cannot split).
-pub fn stripped_reply(text: &str) -> Option<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let cut = lines.iter().enumerate().position(|(i, line)| {
-        let l = line.trim();
-        let next = lines.get(i + 1).map_or("", |n| n.trim());
-        let prev_blank = i == 0 || lines[i - 1].trim().is_empty();
-        (l.starts_with("On ") && (l.ends_with("wrote:") || next.ends_with("wrote:")))
-            || (l.starts_with("-----") && l.to_ascii_lowercase().contains("original message"))
-            || (l.starts_with("________________") && next.starts_with("From:"))
-            || (prev_blank && l.starts_with("From:") && next.starts_with(['S', 'D', 'T']))
-            || l.starts_with('>')
-    })?;
-    let reply = lines[..cut].join("\n").trim_end().to_string();
-    Some(reply)
+/// Postmark's `StrippedTextReply`: the reply without its quote, signature included, from the
+/// model's [`Email::reply`] (worked out here for a model deserialized without one). `""` when no
+/// quote was found, as Postmark leaves it for mail that is not a reply.
+pub fn stripped_text_reply(email: &Email) -> String {
+    let computed;
+    let found = match &email.reply {
+        Some(r) => Some(r),
+        None => {
+            computed = body_reply(
+                email.text.as_deref(),
+                email.html.as_deref(),
+                email.from.first(),
+                email.subject.as_deref(),
+            );
+            computed.as_ref()
+        }
+    };
+    found
+        .filter(|r| r.method != ReplyMethod::None)
+        .map(Reply::unquoted)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -396,6 +401,7 @@ mod tests {
                 text: Some("Thanks!\n\nOn Tue, Jan 14, 2025 Bob wrote:\n> old".into()),
                 text_from_html: false,
                 html: Some("<p>Thanks!</p>".into()),
+                reply: None,
                 attachments: vec![att(0, "small.png", 3), att(1, "big.bin", 10)],
                 verdicts: None,
                 size: 1234,
@@ -519,18 +525,26 @@ mod tests {
 
     #[test]
     fn reply_stripping() {
-        assert_eq!(stripped_reply("Just a note"), None);
+        let stripped = |text: &str| {
+            let mut email = sample().email;
+            email.text = Some(text.to_string());
+            email.html = None;
+            stripped_text_reply(&email)
+        };
+        assert_eq!(stripped("Just a note"), "");
         assert_eq!(
-            stripped_reply("Yes.\n\n-----Original Message-----\nFrom: a").as_deref(),
-            Some("Yes.")
+            stripped("Yes.\n\n-----Original Message-----\nFrom: a"),
+            "Yes."
         );
         assert_eq!(
-            stripped_reply("Sure\nOn Mon, 1 Jan 2024 at 10:00, Bob <b@x>\nwrote:\n> hi").as_deref(),
-            Some("Sure")
+            stripped("Sure\nOn Mon, 1 Jan 2024 at 10:00, Bob <b@x>\nwrote:\n> hi"),
+            "Sure"
         );
+        assert_eq!(stripped("Ok\n\nFrom: Bob\nSent: Monday\nTo: me"), "Ok");
+        // The signature stays in Postmark's field.
         assert_eq!(
-            stripped_reply("Ok\n\nFrom: Bob\nSent: Monday\nTo: me").as_deref(),
-            Some("Ok")
+            stripped("Ok\n\nSent from my iPhone\n\n> hi"),
+            "Ok\n\nSent from my iPhone"
         );
         assert_eq!(mailbox_hash("a+b+c@x.com").as_deref(), Some("b+c"));
         assert_eq!(mailbox_hash("a@x.com"), None);

@@ -11,6 +11,7 @@ pub mod fakes;
 pub mod fault;
 pub mod iam;
 pub mod logs;
+pub mod reply_corpus;
 
 pub use fakes::{MemoryStore, RecordingBouncer, RecordingPublisher};
 pub use logs::LogCapture;
