@@ -26,6 +26,7 @@
 //!   "stored": {"bucket": "mailroom-mail", "prefix": "messages/2025-01-15/o3vr…/",  // parsed mail only
 //!              "messageJson": "…/message.json", "bodyText": "…/body.txt", "bodyHtml": "…/body.html"},
 //!   "bodies": "inline", "text": "Hello, …", "html": "<p>Hello, …</p>",
+//!   "reply": {"text": "Hello, …", "signature": null, "method": "none"},
 //!   "flags": []
 //! }
 //! ```
@@ -35,7 +36,7 @@
 //! (verdict strings), `has_attachments` (`"true"`/`"false"`), `size` (Number, raw bytes), `subject`
 //! (first 256 characters). Absent values are left out.
 
-use mailroom::email::{Address, Disposition, Email, Envelope, Verdicts};
+use mailroom::email::{Address, Disposition, Email, Envelope, Reply, Verdicts};
 use mailroom::layout::{Locations, MessageLayout};
 use mailroom::ports::{Attribute, Publication};
 use mailroom::ses::{SesMail, SesReceipt, Verdict};
@@ -138,6 +139,9 @@ pub struct Summary<'a> {
     pub text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub html: Option<&'a str>,
+    /// The new text of a reply and its signature (the model's `reply`); it travels with `text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<&'a Reply>,
     /// Parse flags, plus `attachments_omitted` / `addresses_omitted` when the summary was cut.
     pub flags: Vec<String>,
     /// Set when the raw message could not be parsed: the summary then comes from SES's headers.
@@ -235,6 +239,7 @@ pub fn publication_within(input: &Input<'_>, budget: usize) -> Result<Built, Too
     };
     for (t, h, mode) in candidates {
         let mut s = full.clone();
+        s.reply = if t.is_some() { full.reply } else { None };
         s.text = t;
         s.html = h;
         s.bodies = mode;
@@ -245,6 +250,7 @@ pub fn publication_within(input: &Input<'_>, budget: usize) -> Result<Built, Too
     let mut s = full;
     s.text = None;
     s.html = None;
+    s.reply = None;
     s.bodies = if has_bodies { "s3" } else { "none" };
     s.attachments.clear();
     s.flags.push("attachments_omitted".to_string());
@@ -394,6 +400,7 @@ pub fn summary<'a>(input: &Input<'a>) -> Summary<'a> {
                 bodies: "inline",
                 text: email.text.as_deref(),
                 html: email.html.as_deref(),
+                reply: email.reply.as_ref(),
                 flags: email.flags.clone(),
                 parse_error: None,
             }
@@ -430,6 +437,7 @@ pub fn summary<'a>(input: &Input<'a>) -> Summary<'a> {
                 bodies: "s3",
                 text: None,
                 html: None,
+                reply: None,
                 flags: vec!["unparsed".to_string()],
                 parse_error: Some(input.parse_error.unwrap_or("not parsed").to_string()),
             }
