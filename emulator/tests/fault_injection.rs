@@ -4,9 +4,13 @@
 //!
 //! - S3, SNS and SQS through the testkit's fault proxy (5xx, throttling, answers held past the SDK
 //!   timeout, connections dropped before or after moto applied the request);
+//! - SES v2 `SendEmail` through a proxy of its own with higher rates (5xx, 429
+//!   `TooManyRequestsException`, held answers, dropped connections): the run's forward map sends
+//!   the mail of one recipient on to two destinations with the real `SesV2Sender`;
 //! - the webhook endpoint (hangs, 500, 429 with `Retry-After`, 410, and slow 200s the client has
 //!   given up on), a few endpoints failing every attempt;
-//! - function crashes mid-handler (right after a side effect) and Lambda's timeout.
+//! - function crashes mid-handler (right after a side effect) and stalls that run into Lambda's
+//!   timeout.
 //!
 //! Lambda and SQS are modelled as AWS runs them, with the numbers read from `template.yaml`: an
 //! `Event` invocation that fails is retried `MaximumRetryAttempts` times and then goes to its
@@ -17,8 +21,11 @@
 //! ratios between timeouts stay those of production.
 //!
 //! At the end every message is accounted for, per consumer (webhook per recipient, the stored
-//! layout, the fanout summary): delivered once, delivered more than once, in a dead-letter queue
-//! with its raw mail still in S3, or lost. The test asserts nothing is lost.
+//! layout, the fanout summary, forward per destination as moto's SES sent it): delivered once,
+//! delivered more than once, in a dead-letter queue with its raw mail still in S3, or lost. The
+//! test asserts nothing is lost, and that every kind of fault it injects happened at least once:
+//! a kind the seed or a change stopped injecting fails the run by name, since what it tests would
+//! otherwise pass untested.
 //!
 //! `MAILROOM_FAULT_MESSAGES` sets the number of messages (default [`DEFAULT_MESSAGES`];
 //! `scripts/test.d/fault` runs 500), `MAILROOM_FAULT_SEED` the seed.
