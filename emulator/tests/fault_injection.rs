@@ -4,9 +4,13 @@
 //!
 //! - S3, SNS and SQS through the testkit's fault proxy (5xx, throttling, answers held past the SDK
 //!   timeout, connections dropped before or after moto applied the request);
+//! - SES v2 `SendEmail` through a proxy of its own with higher rates (5xx, 429
+//!   `TooManyRequestsException`, held answers, dropped connections): the run's forward map sends
+//!   the mail of one recipient on to two destinations with the real `SesV2Sender`;
 //! - the webhook endpoint (hangs, 500, 429 with `Retry-After`, 410, and slow 200s the client has
 //!   given up on), a few endpoints failing every attempt;
-//! - function crashes mid-handler (right after a side effect) and Lambda's timeout.
+//! - function crashes mid-handler (right after a side effect) and stalls that run into Lambda's
+//!   timeout.
 //!
 //! Lambda and SQS are modelled as AWS runs them, with the numbers read from `template.yaml`: an
 //! `Event` invocation that fails is retried `MaximumRetryAttempts` times and then goes to its
@@ -17,8 +21,11 @@
 //! ratios between timeouts stay those of production.
 //!
 //! At the end every message is accounted for, per consumer (webhook per recipient, the stored
-//! layout, the fanout summary): delivered once, delivered more than once, in a dead-letter queue
-//! with its raw mail still in S3, or lost. The test asserts nothing is lost.
+//! layout, the fanout summary, forward per destination as moto's SES sent it): delivered once,
+//! delivered more than once, in a dead-letter queue with its raw mail still in S3, or lost. The
+//! test asserts nothing is lost, and that every kind of fault it injects happened at least once:
+//! a kind the seed or a change stopped injecting fails the run by name, since what it tests would
+//! otherwise pass untested.
 //!
 //! `MAILROOM_FAULT_MESSAGES` sets the number of messages (default [`DEFAULT_MESSAGES`];
 //! `scripts/test.d/fault` runs 500), `MAILROOM_FAULT_SEED` the seed.
@@ -39,7 +46,8 @@ use mailroom_emulator::ports::Ports;
 use mailroom_emulator::receipt::{self, Envelope, Inbound, Verdicts};
 use mailroom_emulator::sink::WebhookSink;
 use mailroom_emulator::template;
-use mailroom_testkit::fault::{self, FaultProxy, Plan, Rates, draw};
+use mailroom_forward::sender::{MailSender, OutgoingMail, SendError, SesV2Sender};
+use mailroom_testkit::fault::{self, Fault, FaultProxy, Plan, Rates, draw};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
@@ -57,8 +65,15 @@ const DEFAULT_SEED: u64 = 11;
 const SCALE: u32 = 30;
 /// Per thousand function invocations: a crash right after one of its first side effects.
 const CRASH_PER_MILLE: u64 = 50;
+/// Per thousand function invocations: the handler stalls before one of its first port calls
+/// until Lambda's timeout ends it (a handler's own timeouts never outlast Lambda's, so without
+/// this the run would see no Lambda timeout at all).
+const STALL_PER_MILLE: u64 = 15;
 /// The run gives up (and fails) after this long.
 const DEADLINE: Duration = Duration::from_secs(900);
+/// The one recipient the run's forward map forwards, to two destinations: about two messages in
+/// seven reach it (see [`recipients_of`]), a share that keeps the run's length about what it was.
+const FORWARDED: &str = "user0@example.com";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -135,22 +150,32 @@ fn read_numbers(options: &template::Options) -> Numbers {
 }
 
 // ------------------------------------------------------------------------------------------
-// Crashes: ports that, at a chosen call, let the call land and then never return, while the
-// invocation is abandoned as Lambda abandons a crashed or timed-out one.
+// Crashes and stalls: ports that, at a chosen call, either let the call land and then never
+// return while the invocation is abandoned as Lambda abandons a crashed one, or never make the
+// call, so the invocation runs into Lambda's timeout.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Crash,
+    Stall,
+}
 
 struct Crash {
     calls: AtomicUsize,
-    at: Option<usize>,
+    at: Option<(usize, Stop)>,
     crashed: Notify,
     happened: AtomicBool,
 }
 
 impl Crash {
-    /// Runs one port call; at the chosen one, the call's effect lands and the handler stops.
+    /// Runs one port call; at the chosen one, the handler stops there.
     async fn around<T>(&self, call: impl Future<Output = T>) -> T {
         let i = self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.at == Some((i, Stop::Stall)) {
+            std::future::pending::<()>().await;
+        }
         let out = call.await;
-        if Some(i) == self.at {
+        if self.at == Some((i, Stop::Crash)) {
             self.happened.store(true, Ordering::SeqCst);
             self.crashed.notify_one();
             std::future::pending::<()>().await;
@@ -240,6 +265,13 @@ impl Bouncer for Crashing {
     }
 }
 
+#[async_trait]
+impl MailSender for Crashing {
+    async fn send(&self, mail: &OutgoingMail) -> Result<String, SendError> {
+        self.crash.around(self.inner.mailer.send(mail)).await
+    }
+}
+
 /// Decides crashes per invocation and counts what Lambda saw.
 struct Lambda {
     seed: u64,
@@ -259,8 +291,12 @@ impl Lambda {
             *n - 1
         };
         let roll = draw(self.seed, &["crash", identity], n);
-        let at =
-            (roll % 1000 < CRASH_PER_MILLE).then(|| usize::try_from((roll >> 20) % 4).unwrap());
+        let call = usize::try_from((roll >> 20) % 4).unwrap();
+        let at = match roll % 1000 {
+            r if r < CRASH_PER_MILLE => Some((call, Stop::Crash)),
+            r if r < CRASH_PER_MILLE + STALL_PER_MILLE => Some((call, Stop::Stall)),
+            _ => None,
+        };
         let crash = Arc::new(Crash {
             calls: AtomicUsize::new(0),
             at,
@@ -276,10 +312,8 @@ impl Lambda {
             publisher: c.clone(),
             bouncer: c.clone(),
             queue: c.clone(),
-            http: c,
-            // The forward function's ports stay as they are: the template's map is empty by
-            // default, so it sends nothing here.
-            mailer: ports.mailer.clone(),
+            http: c.clone(),
+            mailer: c,
             parameters: ports.parameters.clone(),
             metrics: ports.metrics.clone(),
             state: None,
@@ -354,12 +388,15 @@ struct Endpoint {
     answers: BTreeMap<&'static str, u64>,
 }
 
+/// Every answer [`webhook_answer`] gives; each must be given at least once in a run.
+const ANSWERS: [&str; 7] = ["200", "500 always", "410", "500", "429", "hang", "slow 200"];
+
 fn webhook_answer(seed: u64, id: &str, n: u64) -> &'static str {
     let per_id = draw(seed, &["endpoint", id], 0) % 1000;
     if per_id < 15 {
         return "500 always";
     }
-    if per_id < 25 {
+    if per_id < 40 {
         return "410";
     }
     match draw(seed, &["answer", id], n) % 1000 {
@@ -441,9 +478,19 @@ fn recipients_of(seed: u64, i: usize) -> Vec<String> {
         .collect()
 }
 
+const SUBJECT: &str = "fault run ";
+
+/// Which of the run's messages a forwarded one is, by the subject the rewrite keeps.
+fn index_in_subject(raw: &str) -> Option<usize> {
+    raw.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("Subject: ")?.strip_prefix(SUBJECT))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 fn raw_message(i: usize, to: &[String]) -> Vec<u8> {
     format!(
-        "From: Sender {i} <sender{i}@sender.example.net>\r\nTo: {}\r\nSubject: fault run {i}\r\n\
+        "From: Sender {i} <sender{i}@sender.example.net>\r\nTo: {}\r\nSubject: {SUBJECT}{i}\r\n\
          Message-ID: <fault-{i}@sender.example.net>\r\nDate: Mon, 1 Dec 2025 10:00:00 +0000\r\n\
          MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
          Message {i} of the fault-injection run.\r\n",
@@ -644,8 +691,23 @@ async fn no_mail_is_lost_under_injected_faults() {
     let stack = mailroom_testkit::unique("flt");
     let webhook_timeout = scaled(15.0);
     let (webhook_url, endpoint) = start_endpoint(seed, webhook_timeout).await;
+    let forward_domain = mailroom_testkit::verified_domain("flt").await;
+    let destinations: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|d| format!("{stack}-{d}@outside.example.org"))
+        .collect();
     let options = template::Options {
-        params: HashMap::from([("WebhookUrl".to_string(), webhook_url)]),
+        params: HashMap::from([
+            ("WebhookUrl".to_string(), webhook_url),
+            (
+                "ForwardMap".to_string(),
+                format!("{FORWARDED}={}", destinations.join(",")),
+            ),
+            (
+                "ForwardFrom".to_string(),
+                format!("forwarder@{forward_domain}"),
+            ),
+        ]),
         stack: stack.clone(),
         ..template::Options::default()
     };
@@ -741,6 +803,25 @@ async fn no_mail_is_lost_under_injected_faults() {
     .await
     .unwrap();
     let conf = fault::sdk_config(&proxy.endpoint, sdk).await;
+    // SES v2 gets a proxy of its own with higher rates: it sees a few requests per forwarded
+    // message where S3 sees dozens, and every kind must still happen in a short run.
+    let ses_proxy = FaultProxy::start(
+        &moto.endpoint,
+        Plan {
+            seed,
+            rates: Rates {
+                server_error: 60,
+                throttle: 80,
+                slow: 50,
+                reset_before: 50,
+                reset_after: 50,
+            },
+            slow: sdk.attempt_timeout + Duration::from_millis(100),
+        },
+    )
+    .await
+    .unwrap();
+    let ses_conf = fault::sdk_config(&ses_proxy.endpoint, sdk).await;
     let state = tempfile::tempdir().unwrap();
     let sink = Arc::new(WebhookSink::new(state.path(), false));
     let local = Ports::local(state.path(), sink.clone()).unwrap();
@@ -750,7 +831,7 @@ async fn no_mail_is_lost_under_injected_faults() {
         bouncer: Arc::new(mailroom::aws::SesBouncer::from_conf(&conf)),
         queue: Arc::new(mailroom::aws::SqsQueue::from_conf(&conf)),
         http: Arc::new(mailroom::webhook::http::ReqwestSender::new().unwrap()),
-        mailer: local.mailer.clone(),
+        mailer: Arc::new(SesV2Sender::from_conf(&ses_conf)),
         parameters: local.parameters.clone(),
         metrics: local.metrics.clone(),
         state: None,
@@ -808,7 +889,7 @@ async fn no_mail_is_lost_under_injected_faults() {
         };
         let function = functions::build(&def.logical_id, &def.binary, env, &overrides).unwrap();
         let function: Box<dyn Function> =
-            if ["store", "fanout", "api"].contains(&def.binary.as_str()) {
+            if ["store", "fanout", "api", "forward"].contains(&def.binary.as_str()) {
                 Box::new(Faulty {
                     logical_id: def.logical_id.clone(),
                     inner: function,
@@ -863,7 +944,7 @@ async fn no_mail_is_lost_under_injected_faults() {
     for i in 0..messages {
         let id = message_id(seed, i);
         let to = recipients_of(seed, i);
-        sent.push((id.clone(), to.len()));
+        sent.push((id.clone(), to.clone()));
         let inbound = Inbound {
             raw: raw_message(i, &to),
             envelope: Envelope {
@@ -970,8 +1051,24 @@ async fn no_mail_is_lost_under_injected_faults() {
         }
     }
 
+    // What moto's SES sent for this run (the destinations are the run's own), per message and
+    // destination.
+    let mut forwarded: HashMap<(String, String), u64> = HashMap::new();
+    for m in mailroom_testkit::ses_sent() {
+        let Some(dest) = destinations.iter().find(|d| m.destinations.contains(d)) else {
+            continue;
+        };
+        let i = index_in_subject(&m.raw)
+            .filter(|i| *i < sent.len())
+            .unwrap_or_else(|| panic!("a forward that is none of the run's messages: {}", m.raw));
+        *forwarded
+            .entry((sent[i].0.clone(), dest.clone()))
+            .or_insert(0) += 1;
+    }
+
     let accepted = endpoint.lock().unwrap().accepted.clone();
     let (mut webhook, mut store, mut fanout) = (Row::default(), Row::default(), Row::default());
+    let mut forward = Row::default();
     let mut lost = Vec::new();
     for (id, recipients) in &sent {
         let kept = raw_kept.contains(id);
@@ -983,7 +1080,7 @@ async fn no_mail_is_lost_under_injected_faults() {
         if !fanout.delivered(times, letter("fanout"), kept) {
             lost.push(format!("fanout {id}"));
         }
-        for i in 0..*recipients {
+        for i in 0..recipients.len() {
             let wid = format!("{id}-{i}");
             let times = accepted.get(&wid).copied().unwrap_or(0);
             let in_dlq = webhook_letters.contains(&wid) || letter("api");
@@ -991,9 +1088,21 @@ async fn no_mail_is_lost_under_injected_faults() {
                 lost.push(format!("webhook {wid}"));
             }
         }
+        if recipients.iter().any(|r| r == FORWARDED) {
+            for dest in &destinations {
+                let times = forwarded
+                    .get(&(id.clone(), dest.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                if !forward.delivered(times, letter("forward"), kept) {
+                    lost.push(format!("forward {id} to {dest}"));
+                }
+            }
+        }
     }
 
-    let faults = proxy.counts();
+    let mut faults = proxy.counts();
+    faults.extend(ses_proxy.counts());
     let answers = endpoint.lock().unwrap().answers.clone();
     println!("fault injection: {messages} messages, seed {seed}, time scale 1/{SCALE}");
     println!(
@@ -1029,16 +1138,17 @@ async fn no_mail_is_lost_under_injected_faults() {
     );
     println!();
     println!(
-        "  {:<22} {:>6} {:>15} {:>10} {:>10} {:>16} {:>5}",
+        "  {:<25} {:>6} {:>15} {:>10} {:>10} {:>16} {:>5}",
         "", "sent", "delivered once", "more once", "duplicates", "DLQ, raw kept", "lost"
     );
     for (name, r) in [
         ("webhook (per recipient)", webhook),
         ("store (message.json)", store),
         ("fanout (SNS summary)", fanout),
+        ("forward (per destination)", forward),
     ] {
         println!(
-            "  {:<22} {:>6} {:>15} {:>10} {:>10} {:>16} {:>5}",
+            "  {:<25} {:>6} {:>15} {:>10} {:>10} {:>16} {:>5}",
             name, r.sent, r.once, r.more_than_once, r.duplicates, r.dlq_raw_kept, r.lost
         );
     }
@@ -1056,33 +1166,66 @@ async fn no_mail_is_lost_under_injected_faults() {
         );
     }
 
+    // Every kind of fault the run injects, counted: a kind that never happened is a gate that
+    // was not tested, so the run fails naming it.
+    let mut kinds: Vec<(String, u64)> = Vec::new();
+    let count_of = |service: Option<&str>, f: Fault| -> u64 {
+        faults
+            .iter()
+            .filter(|((s, g), _)| *g == f && service.is_none_or(|want| s == want))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    for f in Fault::INJECTED {
+        kinds.push((format!("AWS {}", f.name()), count_of(None, f)));
+    }
+    for f in Fault::INJECTED {
+        kinds.push((format!("SES v2 {}", f.name()), count_of(Some("sesv2"), f)));
+    }
+    for a in ANSWERS {
+        let n = answers.get(a).copied().unwrap_or(0);
+        kinds.push((format!("webhook {a}"), n));
+    }
+    kinds.push((
+        "Lambda crash".into(),
+        lambda.crashes.load(Ordering::Relaxed),
+    ));
+    kinds.push((
+        "Lambda timeout".into(),
+        lambda.timeouts.load(Ordering::Relaxed),
+    ));
+    println!("  fault kinds:");
+    for (kind, n) in &kinds {
+        println!("    {kind:<22} {n:>6}");
+    }
+    if forward.duplicates > 0 {
+        println!(
+            "  note: {} forward(s) sent more than once ({} extra): SES's answer was lost after it \
+             sent, or the function stopped before its marker",
+            forward.more_than_once, forward.duplicates
+        );
+    }
+
     assert!(lost.is_empty(), "lost: {lost:#?}");
-    for f in [
-        "5xx",
-        "throttle",
-        "slow",
-        "reset-before",
-        "reset-after",
-        "pass",
-    ] {
-        assert!(
-            by_fault.get(f).copied().unwrap_or(0) > 0,
-            "no {f} injected: {faults:?}"
-        );
-    }
+    let missing: Vec<&str> = kinds
+        .iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(k, _)| k.as_str())
+        .collect();
     assert!(
-        lambda.crashes.load(Ordering::Relaxed) > 0,
-        "no crash injected"
+        missing.is_empty(),
+        "these injected fault kinds never happened: {}; the seed or a change stopped injecting \
+         them, and what they test went untested (AWS requests: {faults:?})",
+        missing.join(", ")
     );
-    for a in ["200", "500", "429", "hang", "slow 200"] {
-        assert!(
-            answers.get(a).copied().unwrap_or(0) > 0,
-            "endpoint never answered {a}"
-        );
-    }
+    assert!(
+        by_fault.get("pass").copied().unwrap_or(0) > 0,
+        "no AWS request passed: {faults:?}"
+    );
+    assert!(forward.sent > 0, "nothing was routed to forward");
     assert_eq!(
         webhook.sent,
-        sent.iter().map(|(_, n)| *n as u64).sum::<u64>()
+        sent.iter().map(|(_, to)| to.len() as u64).sum::<u64>()
     );
     assert_eq!(store.sent, messages as u64);
 }

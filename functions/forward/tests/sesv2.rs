@@ -12,59 +12,10 @@ use mailroom::diagnostic::FunctionError;
 use mailroom::ports::{ObjectMeta, ObjectStore};
 use mailroom_forward::sender::{SendErrorKind, SesV2Sender};
 use mailroom_forward::{Config, Delivery, Deps, ForwardError, Outcome, handle, ses_rules};
-use std::io::{Read, Write};
+use mailroom_testkit::SentMail;
 
 fn ses() -> aws_sdk_sesv2::Client {
     aws_sdk_sesv2::Client::new(&mailroom_testkit::sdk_config())
-}
-
-/// A domain verified in moto (SES sends only from verified identities).
-async fn verified_domain() -> String {
-    let domain = format!("{}.example.com", mailroom_testkit::unique("fwd"));
-    ses()
-        .create_email_identity()
-        .email_identity(&domain)
-        .send()
-        .await
-        .expect("create identity");
-    domain
-}
-
-/// Every raw message moto's SES has accepted: (message id, destinations, raw data).
-fn moto_sent() -> Vec<(String, Vec<String>, String)> {
-    let endpoint = &mailroom_testkit::moto().endpoint;
-    let addr = endpoint.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).expect("moto");
-    write!(
-        s,
-        "GET /moto-api/data.json HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = Vec::new();
-    s.read_to_end(&mut body).unwrap();
-    let at = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let v: serde_json::Value = serde_json::from_slice(&body[at..]).expect("moto model JSON");
-    v["ses"]["RawMessage"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|m| {
-            let dest = m["destinations"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|d| d.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            (
-                m["id"].as_str().unwrap_or_default().to_string(),
-                dest,
-                m["raw_data"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
 }
 
 struct Setup {
@@ -120,7 +71,7 @@ fn raw_fixture(name: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn forwards_through_sesv2_and_marks_the_destination() {
-    let domain = verified_domain().await;
+    let domain = mailroom_testkit::verified_domain("fwd").await;
     let from = format!("forwarder@{domain}");
     let id = "fwdmoto00000000000000000000000000000001";
     let raw = raw_fixture("dkim-signatures.eml");
@@ -151,10 +102,14 @@ async fn forwards_through_sesv2_and_marks_the_destination() {
     let Delivery::Sent { ses_message_id, .. } = &deliveries[0] else {
         panic!("{deliveries:?}")
     };
-    let sent = moto_sent();
-    let (_, dest, data) = sent
+    let sent = mailroom_testkit::ses_sent();
+    let SentMail {
+        destinations: dest,
+        raw: data,
+        ..
+    } = sent
         .iter()
-        .find(|(mid, _, _)| mid == ses_message_id)
+        .find(|m| &m.id == ses_message_id)
         .expect("moto has the message");
     assert!(dest.iter().any(|d| d.contains("me@gmail.com")), "{dest:?}");
     assert_eq!(ses_rules::validate_for(data.as_bytes(), &from), vec![]);
@@ -172,7 +127,13 @@ async fn forwards_through_sesv2_and_marks_the_destination() {
         panic!("{again:?}")
     };
     assert!(matches!(deliveries[0], Delivery::AlreadySent { .. }));
-    assert_eq!(moto_sent().iter().filter(|(_, _, d)| d == data).count(), 1);
+    assert_eq!(
+        mailroom_testkit::ses_sent()
+            .iter()
+            .filter(|m| &m.raw == data)
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -208,7 +169,7 @@ async fn an_unverified_sender_fails_the_invocation_and_leaves_the_raw_mail() {
 
 #[tokio::test]
 async fn a_message_ses_rejects_is_reported_to_the_notice_address() {
-    let domain = verified_domain().await;
+    let domain = mailroom_testkit::verified_domain("fwd").await;
     let from = format!("forwarder@{domain}");
     let admin = format!("admin@{domain}");
     let id = "fwdmoto00000000000000000000000000000003";
@@ -248,11 +209,11 @@ async fn a_message_ses_rejects_is_reported_to_the_notice_address() {
         notice.as_deref().is_some_and(|n| n.starts_with("sent")),
         "{notice:?}"
     );
-    let noticed = moto_sent()
+    let noticed = mailroom_testkit::ses_sent()
         .into_iter()
-        .find(|(_, d, data)| d.iter().any(|x| x.contains(&admin)) && data.contains(id))
+        .find(|m| m.destinations.iter().any(|x| x.contains(&admin)) && m.raw.contains(id))
         .expect("the notice reached SES");
-    assert!(noticed.2.contains(&format!("s3://{}/raw/{id}", s.bucket)));
+    assert!(noticed.raw.contains(&format!("s3://{}/raw/{id}", s.bucket)));
     assert!(
         s.store
             .size(&s.bucket, &format!("forwarded/{id}/me@gmail.com"))

@@ -22,7 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Rates {
     /// 500 `InternalError`.
     pub server_error: u32,
-    /// Throttling: S3 503 `SlowDown`, SNS 400 `Throttling`, SQS 400 `ThrottlingException`.
+    /// Throttling: S3 503 `SlowDown`, SNS 400 `Throttling`, SQS 400 `ThrottlingException`,
+    /// SES v2 429 `TooManyRequestsException`.
     pub throttle: u32,
     /// Forwarded, but the answer is held for [`Plan::slow`] (past the client's timeout).
     pub slow: u32,
@@ -52,6 +53,15 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// Every fault the proxy injects (all but [`Fault::Pass`]).
+    pub const INJECTED: [Fault; 5] = [
+        Fault::ServerError,
+        Fault::Throttle,
+        Fault::Slow,
+        Fault::ResetBefore,
+        Fault::ResetAfter,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::Pass => "pass",
@@ -298,13 +308,19 @@ fn is_framing(name: &str) -> bool {
     .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-/// The service a request is signed for (`Credential=<key>/<date>/<region>/<service>/aws4_request`).
+/// The service a request is signed for (`Credential=<key>/<date>/<region>/<service>/aws4_request`),
+/// with SES API v2 told apart from v1 by its REST paths: both are signed for `ses`, but they fail
+/// in different wire formats and a run counts their faults apart.
 fn service_of(req: &Request) -> String {
-    req.header("authorization")
+    let signed = req
+        .header("authorization")
         .and_then(|a| a.split("Credential=").nth(1))
         .and_then(|c| c.split('/').nth(3))
-        .unwrap_or("unknown")
-        .to_string()
+        .unwrap_or("unknown");
+    if signed == "ses" && req.path.starts_with("/v2/") {
+        return "sesv2".to_string();
+    }
+    signed.to_string()
 }
 
 /// The operation: SQS's JSON target, SNS's query `Action`, else the HTTP method (S3).
@@ -318,10 +334,31 @@ fn operation_of(req: &Request) -> String {
         .map_or_else(|| req.method.clone(), str::to_string)
 }
 
-/// The answer a service gives when it fails on its side or throttles, in its wire format.
-fn error_response(service: &str, fault: Fault) -> (u16, &'static str, String) {
+/// The answer a service gives when it fails on its side or throttles, in its wire format:
+/// status, headers, body.
+fn error_response(service: &str, fault: Fault) -> (u16, Vec<(String, String)>, String) {
+    let (status, content_type, body) = error_body(service, fault);
+    let mut headers = vec![("content-type".to_string(), content_type.to_string())];
+    if service == "sesv2" {
+        // REST-JSON services name the error in a header; the SDK reads the code from there.
+        let code = if fault == Fault::Throttle {
+            "TooManyRequestsException"
+        } else {
+            "InternalFailure"
+        };
+        headers.push(("x-amzn-errortype".to_string(), code.to_string()));
+    }
+    (status, headers, body)
+}
+
+fn error_body(service: &str, fault: Fault) -> (u16, &'static str, String) {
     let throttle = fault == Fault::Throttle;
     match service {
+        "sesv2" => {
+            let status = if throttle { 429 } else { 500 };
+            let body = "{\"message\":\"injected by the fault proxy\"}".to_string();
+            (status, "application/json", body)
+        }
         "s3" => {
             let (status, code) = if throttle {
                 (503, "SlowDown")
@@ -449,8 +486,7 @@ impl Forwarder {
             let written = match fault {
                 Fault::ResetBefore => return,
                 Fault::ServerError | Fault::Throttle => {
-                    let (status, content_type, body) = error_response(&service, fault);
-                    let headers = [("content-type".to_string(), content_type.to_string())];
+                    let (status, headers, body) = error_response(&service, fault);
                     write_response(&mut stream, status, &headers, body.as_bytes(), head).await
                 }
                 Fault::Pass | Fault::Slow | Fault::ResetAfter => {
@@ -583,13 +619,7 @@ mod tests {
         assert_ne!(a, other);
         let passes = a.iter().filter(|f| **f == Fault::Pass).count();
         assert!((60..=140).contains(&passes), "about half pass: {passes}");
-        for f in [
-            Fault::ServerError,
-            Fault::Throttle,
-            Fault::Slow,
-            Fault::ResetBefore,
-            Fault::ResetAfter,
-        ] {
+        for f in Fault::INJECTED {
             assert!(a.contains(&f), "{f:?} never drawn");
         }
     }
@@ -629,5 +659,33 @@ mod tests {
         };
         assert_eq!(operation_of(&sns), "Publish");
         assert_eq!(service_of(&sns), "unknown");
+        let signed_for_ses = |path: &str| Request {
+            method: "POST".into(),
+            path: path.into(),
+            headers: vec![(
+                "authorization".into(),
+                "AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/ses/aws4_request".into(),
+            )],
+            body: Vec::new(),
+        };
+        assert_eq!(
+            service_of(&signed_for_ses("/v2/email/outbound-emails")),
+            "sesv2"
+        );
+        assert_eq!(service_of(&signed_for_ses("/")), "ses");
+    }
+
+    #[test]
+    fn sesv2_throttles_with_a_429_named_in_a_header() {
+        let (status, headers, body) = error_response("sesv2", Fault::Throttle);
+        assert_eq!(status, 429);
+        assert!(headers.contains(&(
+            "x-amzn-errortype".to_string(),
+            "TooManyRequestsException".to_string()
+        )));
+        assert!(body.starts_with('{'), "{body}");
+        let (status, headers, _) = error_response("sqs", Fault::ServerError);
+        assert_eq!(status, 500);
+        assert_eq!(headers.len(), 1);
     }
 }

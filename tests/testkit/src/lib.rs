@@ -159,6 +159,71 @@ pub fn ses() -> aws_sdk_ses::Client {
     aws_sdk_ses::Client::new(&sdk_config())
 }
 
+/// A domain verified in moto's SES (v1 and v2 share moto's identities): SES sends only from a
+/// verified identity.
+pub async fn verified_domain(prefix: &str) -> String {
+    let domain = format!("{}.example.com", unique(prefix));
+    ses()
+        .verify_domain_identity()
+        .domain(&domain)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("verify domain {domain}: {e:?}"));
+    domain
+}
+
+/// One message moto's SES accepted (`SendRawEmail`, or SES v2 `SendEmail` with raw content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMail {
+    /// The message id SES answered with.
+    pub id: String,
+    /// The envelope destinations, then (moto adds them) the addresses of the message's own
+    /// `To` and `Cc`.
+    pub destinations: Vec<String>,
+    pub raw: String,
+}
+
+/// Every raw message moto's SES has accepted since it started, read from its model dump (SES
+/// keeps no API to list sent mail). Other tests on the same moto send too: filter by destination.
+pub fn ses_sent() -> Vec<SentMail> {
+    let endpoint = &moto().endpoint;
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("moto at {addr}: {e}"));
+    write!(
+        s,
+        "GET /moto-api/data.json HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .and_then(|()| s.flush())
+    .unwrap_or_else(|e| panic!("asking moto for its model dump: {e}"));
+    let mut body = Vec::new();
+    s.read_to_end(&mut body)
+        .unwrap_or_else(|e| panic!("reading moto's model dump: {e}"));
+    let at = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(body.len(), |p| p + 4);
+    let v: serde_json::Value = serde_json::from_slice(&body[at..])
+        .unwrap_or_else(|e| panic!("moto's model dump is not JSON: {e}"));
+    let text = |m: &serde_json::Value, k: &str| m[k].as_str().unwrap_or_default().to_string();
+    v["ses"]["RawMessage"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|m| SentMail {
+            id: text(m, "id"),
+            destinations: m["destinations"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect(),
+            raw: text(m, "raw_data"),
+        })
+        .collect()
+}
+
 /// A name no other test in this run uses (buckets, topics and queues share one moto).
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
