@@ -74,6 +74,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
+/// The warning for a listener other hosts can reach: `serve` accepts mail for any recipient the
+/// template's rules name, relays nothing but runs every function on it, and has no
+/// authentication, so it should not face a network by accident.
+fn exposure_warning(addr: SocketAddr) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "mailroom: warning: listening on {addr}, reachable from other hosts: anyone who can \
+             connect can send mail through the emulator's rule set (no authentication). Use \
+             --listen 127.0.0.1:PORT unless that is what you want."
+        )
+    })
+}
+
 /// What every session shares.
 struct Server {
     emulator: Emulator,
@@ -95,6 +108,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    if let Some(warning) = exposure_warning(addr) {
+        eprintln!("{warning}");
+    }
     {
         let mut out = std::io::stdout().lock();
         writeln!(
@@ -454,6 +470,17 @@ impl Spool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_listener_off_the_loopback_is_warned_about() {
+        for quiet in ["127.0.0.1:2525", "127.8.9.10:25", "[::1]:2525"] {
+            assert_eq!(exposure_warning(quiet.parse().unwrap()), None, "{quiet}");
+        }
+        for open in ["0.0.0.0:2525", "[::]:25", "192.0.2.7:2525"] {
+            let w = exposure_warning(open.parse().unwrap()).expect(open);
+            assert!(w.contains("reachable from other hosts"), "{w}");
+        }
+    }
 
     #[tokio::test]
     async fn lines_are_bounded() {
