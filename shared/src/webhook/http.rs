@@ -39,12 +39,26 @@ fn kind_of(e: &reqwest::Error) -> TransportErrorKind {
     }
 }
 
+/// A path segment that may be a credential: 16 characters or more of the URL-safe alphabet with
+/// both letters and digits in it. Readable names (`inbound`, `mail-events`) and short ids
+/// (`T0123ABCD`) stay, so a redacted URL still says which endpoint failed.
+fn token_like(segment: &str) -> bool {
+    segment.len() >= 16
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'%'))
+        && segment.bytes().any(|b| b.is_ascii_digit())
+        && segment.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
 /// Put in place of what [`redact_url`] removes.
 pub const REDACTED: &str = "<redacted>";
 
-/// `url` without what may be a secret: its userinfo (`user:password@`), query (`?token=…`) and
-/// fragment. Webhook URLs often carry a token there, and a transport error's message ends up in
-/// logs, retry jobs and dead letters.
+/// `url` without what may be a secret: its userinfo (`user:password@`), query (`?token=…`),
+/// fragment, and any path segment that looks like a token (see [`token_like`]). Webhook URLs often
+/// carry a token in one of those places (Slack's `/services/T…/B…/<secret>`, Discord's
+/// `/api/webhooks/<id>/<token>`), and a transport error's message ends up in logs, retry jobs and
+/// dead letters.
 pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
@@ -66,7 +80,16 @@ pub fn redact_url(url: &str) -> String {
         out.push_str("://");
     }
     out.push_str(&host);
-    out.push_str(path);
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if token_like(segment) {
+            REDACTED
+        } else {
+            segment
+        });
+    }
     if cut {
         out.push('?');
         out.push_str(REDACTED);
@@ -152,6 +175,18 @@ mod tests {
             (
                 "https://a@b@host/p#frag",
                 "https://<redacted>@host/p?<redacted>",
+            ),
+            (
+                "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/XXsecretXX1234567890abcd",
+                "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/<redacted>",
+            ),
+            (
+                "https://discord.com/api/webhooks/1234567890123456789/aB3dEf-GhIjK_lMn0pQrStUvWxYz",
+                "https://discord.com/api/webhooks/1234567890123456789/<redacted>",
+            ),
+            (
+                "https://api.example.com/v1/inbound-mail-events/9b2f6c1e-0d7a-4c8e-a1f3-5e6d7c8b9a0f",
+                "https://api.example.com/v1/inbound-mail-events/<redacted>",
             ),
         ] {
             assert_eq!(redact_url(url), want, "{url}");
