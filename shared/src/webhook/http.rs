@@ -55,7 +55,7 @@ fn token_like(segment: &str) -> bool {
 pub const REDACTED: &str = "<redacted>";
 
 /// `url` without what may be a secret: its userinfo (`user:password@`), query (`?token=…`),
-/// fragment, and any path segment that looks like a token (see [`token_like`]). Webhook URLs often
+/// fragment, and any path segment that looks like a token (see `token_like`). Webhook URLs often
 /// carry a token in one of those places (Slack's `/services/T…/B…/<secret>`, Discord's
 /// `/api/webhooks/<id>/<token>`), and a transport error's message ends up in logs, retry jobs and
 /// dead letters.
