@@ -288,6 +288,29 @@ impl Mailboxes {
             .map(Mailboxes)
     }
 
+    /// `MAILROOM_MAILBOXES`, when set: every function that acts for recipients (api, fanout,
+    /// forward) reads the same list the bounce function gates on.
+    pub fn from_env(env: &(impl Env + ?Sized)) -> Result<Option<Mailboxes>, ConfigError> {
+        let entries = config::list(env, MAILBOXES_VAR);
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        Mailboxes::parse(&entries)
+            .map(Some)
+            .map_err(|bad| ConfigError::Invalid {
+                name: MAILBOXES_VAR.to_string(),
+                value: bad,
+                reason: "expected user@domain or @domain entries".to_string(),
+            })
+    }
+
+    /// The recipients of `all` that exist (all of them when there is no list).
+    pub fn existing<'a>(list: Option<&Mailboxes>, all: &'a [String]) -> Vec<&'a String> {
+        all.iter()
+            .filter(|r| list.is_none_or(|m| m.contains(r)))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

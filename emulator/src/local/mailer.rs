@@ -51,6 +51,7 @@ impl MailSender for LocalMailer {
             "FromEmailAddress": mail.from,
             "Destination": {"ToAddresses": [mail.to]},
             "ConfigurationSetName": mail.configuration_set,
+            "FromEmailAddressIdentityArn": mail.identity_arn,
             "Content": {"Raw": {"File": eml.display().to_string()}},
         });
         let json = eml.with_extension("json");
@@ -75,6 +76,7 @@ mod tests {
             to: "me@gmail.com".into(),
             raw: bytes::Bytes::from_static(b"From: f@example.com\r\nDate: x\r\n\r\nhi\r\n"),
             configuration_set: None,
+            identity_arn: None,
         };
         let path = m.send(&mail).await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), &mail.raw[..]);

@@ -204,17 +204,7 @@ impl Config {
 
 /// `MAILROOM_MAILBOXES`, when set.
 pub fn mailboxes(env: &(impl Env + ?Sized)) -> Result<Option<Mailboxes>, ConfigError> {
-    let entries = config::list(env, MAILBOXES_VAR);
-    if entries.is_empty() {
-        return Ok(None);
-    }
-    Mailboxes::parse(&entries).map(Some).map_err(|bad| {
-        invalid(
-            MAILBOXES_VAR,
-            &bad,
-            "expected user@domain or @domain entries",
-        )
-    })
+    Mailboxes::from_env(env)
 }
 
 /// Every `MAILROOM_*` variable [`Config::from_env`] may read: the template may set no other on

@@ -25,6 +25,7 @@ use crate::summary::{Input, TooLarge};
 use mailroom::config::{self, ConfigError, Env};
 use mailroom::diagnostic::FunctionError;
 use mailroom::layout::{self, Locations};
+use mailroom::policy::Mailboxes;
 use mailroom::ports::{ErrorKind, ObjectStore, PortError, Publisher};
 use mailroom::{Email, Limits, SesEvent, SesRecord};
 use serde::Serialize;
@@ -40,6 +41,9 @@ pub struct Config {
     /// FIFO topics: a fixed `MessageGroupId` (one ordered stream); default is per recipient domain.
     pub group_id: Option<String>,
     pub limits: Limits,
+    /// The recipients that exist (`MAILROOM_MAILBOXES`): the summary names no other, because
+    /// the gate bounced them.
+    pub mailboxes: Option<mailroom::policy::Mailboxes>,
 }
 
 impl Config {
@@ -65,6 +69,7 @@ impl Config {
                 max_size,
                 ..defaults
             },
+            mailboxes: mailroom::policy::Mailboxes::from_env(env)?,
         })
     }
 }
@@ -74,7 +79,12 @@ impl Config {
 pub fn env_vars() -> Vec<&'static str> {
     [
         layout::ENV_VARS,
-        &[TOPIC_ARN_VAR, GROUP_ID_VAR, MAX_MESSAGE_BYTES_VAR],
+        &[
+            TOPIC_ARN_VAR,
+            GROUP_ID_VAR,
+            MAX_MESSAGE_BYTES_VAR,
+            mailroom::policy::MAILBOXES_VAR,
+        ],
     ]
     .concat()
 }
@@ -101,6 +111,10 @@ pub enum Outcome {
     BadRecord {
         message_id: String,
         reason: String,
+    },
+    /// No recipient is on the mailbox list: the gate bounced them all, so nothing is published.
+    NoMailbox {
+        message_id: String,
     },
 }
 
@@ -185,6 +199,28 @@ pub async fn fanout_record(
             reason,
         });
     }
+    // Recipients the gate bounced ("does not exist") are not announced as having received it.
+    let all = &record.ses.receipt.recipients;
+    let existing = Mailboxes::existing(config.mailboxes.as_ref(), all);
+    if existing.is_empty() && !all.is_empty() {
+        tracing::info!(
+            message_id = id,
+            "no recipient is on the mailbox list (the gate bounced them): nothing to publish"
+        );
+        return Ok(Outcome::NoMailbox {
+            message_id: id.to_string(),
+        });
+    }
+    let filtered;
+    let ses = if existing.len() == all.len() {
+        &record.ses
+    } else {
+        let mut m = record.ses.clone();
+        m.receipt.recipients = existing.into_iter().cloned().collect();
+        filtered = m;
+        &filtered
+    };
+    let mail = &ses.mail;
     let loc = &config.locations;
     let raw_url = loc.raw_url(id);
     let raw = match store.get(&loc.raw_bucket, &loc.raw_key(id)).await {
@@ -206,7 +242,7 @@ pub async fn fanout_record(
     };
     let (email, parse_error): (Option<Email>, Option<String>) =
         match Email::parse(&raw, &config.limits) {
-            Ok(parsed) => (Some(parsed.email.with_ses(&record.ses)), None),
+            Ok(parsed) => (Some(parsed.email.with_ses(ses)), None),
             Err(e) => {
                 tracing::warn!(message_id = id, raw = %raw_url, error = %e,
                     "message could not be parsed: publishing a summary from SES's headers");
@@ -217,7 +253,7 @@ pub async fn fanout_record(
 
     let input = Input {
         mail,
-        receipt: &record.ses.receipt,
+        receipt: &ses.receipt,
         email: email.as_ref(),
         parse_error: parse_error.as_deref(),
         locations: loc,

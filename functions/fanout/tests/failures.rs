@@ -16,6 +16,7 @@ fn setup(fail: Vec<ErrorKind>) -> (SesEvent, Config, MemoryStore, RecordingPubli
         topic_arn: "arn:aws:sns:us-east-1:123456789012:mail.fifo".into(),
         group_id: None,
         limits: mailroom::Limits::default(),
+        mailboxes: None,
     };
     let raw = MemoryStore::read_only().with(
         "mail",
@@ -63,4 +64,35 @@ async fn access_denied_is_permanent() {
         lambda_runtime::Diagnostic::from(err).error_type,
         "Fanout.Permanent.Publish"
     );
+}
+
+#[tokio::test]
+async fn recipients_the_gate_bounced_are_not_announced() {
+    let (event, mut config, raw, publisher) = setup(vec![]);
+    // The event's recipients are support@ and sales@; only support@ exists.
+    config.mailboxes =
+        Some(mailroom::policy::Mailboxes::parse(&["support@example.com"]).expect("list"));
+    handle(&event, &config, &raw, &publisher)
+        .await
+        .expect("published");
+    let published = publisher.published();
+    let summary: serde_json::Value = serde_json::from_str(&published[0].message).expect("JSON");
+    assert_eq!(
+        summary["envelope"]["recipients"],
+        serde_json::json!(["support@example.com"])
+    );
+    assert!(
+        !published[0].message.contains("sales@example.com"),
+        "{}",
+        published[0].message
+    );
+
+    // None exists: nothing is published.
+    config.mailboxes = Some(mailroom::policy::Mailboxes::parse(&["@other.org"]).expect("list"));
+    let report = handle(&event, &config, &raw, &publisher).await.expect("ok");
+    assert!(
+        matches!(report.outcomes[0], Outcome::NoMailbox { .. }),
+        "{report:?}"
+    );
+    assert_eq!(publisher.published().len(), 1);
 }

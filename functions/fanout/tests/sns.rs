@@ -218,6 +218,7 @@ fn config(bucket: &str, topic_arn: &str) -> Config {
         topic_arn: topic_arn.to_string(),
         group_id: None,
         limits: mailroom::Limits::default(),
+        mailboxes: None,
     }
 }
 

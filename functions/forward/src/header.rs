@@ -35,13 +35,54 @@ const FOLD_AT: usize = 78;
 /// UTF-8 bytes per encoded word: 45 bytes are 60 base64 characters, 72 with `=?UTF-8?B?…?=`.
 const WORD_BYTES: usize = 45;
 
+/// The longest run without a blank written as is: [`field`] folds only at blanks, so a longer
+/// run (a 2,000-character Subject with no space) is written as encoded words, which fold.
+const MAX_RUN: usize = 64;
+
+/// Whether `text` can be written as is: printable ASCII, nothing an encoded word could be
+/// mistaken for, and no run too long to fold.
+fn plain(text: &str) -> bool {
+    text.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !text.contains("=?")
+        && text.split(' ').all(|w| w.len() <= MAX_RUN)
+}
+
 /// `text` as one or more `=?UTF-8?B?…?=` words separated by folding blanks, or as is when it is
-/// printable ASCII that holds nothing an encoded word could be mistaken for.
+/// [`plain`].
 pub fn encode_text(text: &str, eol: Eol) -> String {
-    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) && !text.contains("=?") {
+    if plain(text) {
         return text.to_string();
     }
     encoded_words(text, eol)
+}
+
+/// `text` cut to at most `max` characters, an ellipsis marking the cut: what a sender controls
+/// (a display name, a line we quote) never grows what we write without bound.
+pub fn capped(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// `text` broken at blanks into lines of at most `width` columns (a longer word stays whole:
+/// a URL is worth more unbroken, and no word we quote is near SES's line limit).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 fn encoded_words(text: &str, eol: Eol) -> String {
@@ -69,10 +110,11 @@ fn encoded_words(text: &str, eol: Eol) -> String {
         .join(&format!("{} ", eol.as_str()))
 }
 
-/// A display name as a phrase: a quoted string when ASCII, encoded words otherwise.
+/// A display name as a phrase: a quoted string when short [`plain`] ASCII, encoded words
+/// otherwise (they fold; a long quoted string would be one line).
 pub fn phrase(name: &str, eol: Eol) -> String {
     let name = name.trim();
-    if name.bytes().all(|b| (0x20..0x7f).contains(&b)) && !name.contains("=?") {
+    if plain(name) && name.len() <= MAX_RUN {
         let mut q = String::with_capacity(name.len() + 2);
         q.push('"');
         for c in name.chars() {
@@ -197,5 +239,27 @@ mod tests {
         assert!(f.split("\r\n").all(|l| l.len() <= 78), "{f}");
         let unfolded: String = f.replace("\r\n", "");
         assert_eq!(unfolded, format!("References: {}", value.join(" ")));
+    }
+
+    #[test]
+    fn long_text_and_names_fold_whatever_the_sender_wrote() {
+        // A 2,000-character run without a blank, and a long quoted name: both used to be one
+        // line of over 1,000 bytes.
+        for text in ["x".repeat(2000), "Jane ".repeat(400)] {
+            for value in [encode_text(&text, Eol::Crlf), phrase(&text, Eol::Crlf)] {
+                let f = field("Subject", &value, Eol::Crlf);
+                assert!(f.split("\r\n").all(|l| l.len() <= 100), "{f}");
+                let parsed = HeaderForm::Text.parse(&f.as_bytes()["Subject:".len()..]);
+                let back = parsed.value().as_text().unwrap_or_default().to_string();
+                assert_eq!(
+                    back.split_whitespace().collect::<String>(),
+                    text.split_whitespace().collect::<String>()
+                );
+            }
+        }
+        assert_eq!(capped("abcdef", 3), "abc…");
+        assert_eq!(capped("abc", 3), "abc");
+        let lines = wrap(&"word ".repeat(100), 76);
+        assert!(lines.iter().all(|l| l.len() <= 76) && lines.len() > 5);
     }
 }

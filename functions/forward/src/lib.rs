@@ -63,6 +63,8 @@ pub const MAX_HOPS_VAR: &str = "MAILROOM_FORWARD_MAX_HOPS";
 pub const CONFIGURATION_SET_VAR: &str = "MAILROOM_FORWARD_CONFIGURATION_SET";
 pub const NOTICE_TO_VAR: &str = "MAILROOM_FORWARD_NOTICE_TO";
 pub const MARKER_PREFIX_VAR: &str = "MAILROOM_FORWARD_MARKER_PREFIX";
+pub const UNVERIFIED_VAR: &str = "MAILROOM_FORWARD_UNVERIFIED";
+pub const IDENTITY_ARN_VAR: &str = "MAILROOM_FORWARD_IDENTITY_ARN";
 
 const OWN_VARS: &[&str] = &[
     MAP_VAR,
@@ -75,7 +77,19 @@ const OWN_VARS: &[&str] = &[
     CONFIGURATION_SET_VAR,
     NOTICE_TO_VAR,
     MARKER_PREFIX_VAR,
+    UNVERIFIED_VAR,
+    IDENTITY_ARN_VAR,
+    mailroom::policy::MAILBOXES_VAR,
 ];
+
+/// What becomes of mail SES could not vouch for (see [`unverified`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unverified {
+    /// Sent on in the attachment mode, marked, never under the sender's name.
+    Attach,
+    /// Not sent: logged, counted (`mailroom/ForwardHeld`), left in S3.
+    Hold,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -91,6 +105,12 @@ pub struct Config {
     pub marker_prefix: String,
     /// The stop function's policy, evaluated again on the same verdicts.
     pub policy: FilterPolicy,
+    pub unverified: Unverified,
+    /// `FromEmailAddressIdentityArn`: with it set, SES ignores `X-SES-*` fields in the content
+    /// (they are dropped before sending too).
+    pub identity_arn: Option<String>,
+    /// The recipients that exist; the others were bounced by the gate and are not forwarded.
+    pub mailboxes: Option<mailroom::policy::Mailboxes>,
 }
 
 fn invalid(name: &str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -170,6 +190,23 @@ impl Config {
             marker_prefix: config::optional(env, MARKER_PREFIX_VAR)
                 .unwrap_or_else(|| "forwarded/".to_string()),
             policy: FilterPolicy::from_env(env)?,
+            unverified: match config::choice(env, UNVERIFIED_VAR, &["attach", "hold"], "attach")?
+                .as_str()
+            {
+                "hold" => Unverified::Hold,
+                _ => Unverified::Attach,
+            },
+            identity_arn: match config::optional(env, IDENTITY_ARN_VAR) {
+                Some(arn) if !arn.starts_with("arn:") || !arn.contains(":identity/") => {
+                    return Err(invalid(
+                        IDENTITY_ARN_VAR,
+                        &arn,
+                        "expected arn:<partition>:ses:<region>:<account>:identity/<identity>",
+                    ));
+                }
+                arn => arn,
+            },
+            mailboxes: mailroom::policy::Mailboxes::from_env(env)?,
         })
     }
 
@@ -332,7 +369,20 @@ pub async fn forward_record(
         ));
     }
     let map = deps.maps.get(deps.parameters).await?;
-    let routes = map.routes(&msg.receipt.recipients, config.tags);
+    // A recipient that is not a mailbox was bounced by the gate ("does not exist"): forwarding
+    // it anyway would deliver what its sender was told did not arrive.
+    let recipients: Vec<String> =
+        mailroom::policy::Mailboxes::existing(config.mailboxes.as_ref(), &msg.receipt.recipients)
+            .into_iter()
+            .cloned()
+            .collect();
+    if recipients.is_empty() && !msg.receipt.recipients.is_empty() {
+        return Ok(skipped(
+            id,
+            "no recipient is on the mailbox list (the gate bounced them)",
+        ));
+    }
+    let routes = map.routes(&recipients, config.tags);
     if routes.is_empty() {
         return Ok(skipped(id, "no forward map entry for its recipients"));
     }
@@ -347,6 +397,16 @@ pub async fn forward_record(
         .or_else(|| mailroom::automated::headers(&msg.mail.headers))
     {
         return Ok(skipped(id, format!("sent by a machine: {why}")));
+    }
+    let suspicion = unverified(&msg.receipt);
+    if let (Some(why), Unverified::Hold) = (&suspicion, config.unverified) {
+        deps.metrics.count(metrics::HELD, 1);
+        tracing::warn!(message_id = id, raw = %config.locations.raw_url(id), reason = %why,
+            "not forwarded: SES could not verify the sender; the raw message stays in S3");
+        return Ok(skipped(
+            id,
+            format!("held: SES could not verify the sender ({why})"),
+        ));
     }
 
     let loc = &config.locations;
@@ -390,6 +450,65 @@ pub async fn forward_record(
     })
 }
 
+/// SES's verdicts as one header value (`spf=PASS dkim=PASS dmarc=FAIL (p=quarantine) spam=PASS
+/// virus=PASS`); verdicts SES did not give are left out.
+pub fn verdicts(r: &mailroom::ses::SesReceipt) -> String {
+    let clean = |v: &mailroom::ses::Verdict| {
+        let s = v.as_str();
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+            s.to_string()
+        } else {
+            "OTHER".to_string()
+        }
+    };
+    let mut parts = Vec::new();
+    for (name, v) in [
+        ("spf", r.spf()),
+        ("dkim", r.dkim()),
+        ("dmarc", r.dmarc()),
+        ("spam", r.spam()),
+        ("virus", r.virus()),
+    ] {
+        if let Some(v) = v {
+            let mut part = format!("{name}={}", clean(v));
+            if name == "dmarc"
+                && let Some(p) = &r.dmarc_policy
+                && p.as_str().bytes().all(|b| b.is_ascii_alphabetic())
+            {
+                part.push_str(&format!(" (p={})", p.as_str()));
+            }
+            parts.push(part);
+        }
+    }
+    parts.join(" ")
+}
+
+/// Why SES could not vouch for the sender, if it could not: SPF or DMARC failed (whatever the
+/// domain's policy: `p=none` is no permission to send under our name), or the spam or virus scan
+/// did not come back clean. Such mail is never re-authored as ours.
+pub fn unverified(r: &mailroom::ses::SesReceipt) -> Option<String> {
+    use mailroom::ses::Verdict;
+    let mut why = Vec::new();
+    if r.spf() == Some(&Verdict::Fail) {
+        why.push("SPF FAIL".to_string());
+    }
+    if r.dmarc() == Some(&Verdict::Fail) {
+        why.push(match &r.dmarc_policy {
+            Some(p) if p.as_str().bytes().all(|b| b.is_ascii_alphabetic()) => {
+                format!("DMARC FAIL, p={}", p.as_str())
+            }
+            Some(_) => "DMARC FAIL".to_string(),
+            None => "DMARC FAIL".to_string(),
+        });
+    }
+    for (name, v) in [("spam", r.spam()), ("virus", r.virus())] {
+        if let Some(v @ (Verdict::Fail | Verdict::Gray | Verdict::ProcessingFailed)) = v {
+            why.push(format!("{name} verdict {}", v.as_str()));
+        }
+    }
+    (!why.is_empty()).then(|| why.join(", "))
+}
+
 /// The message for one route, in the route's mode, with the reason when the rewrite fell back.
 fn build(
     raw: &[u8],
@@ -397,6 +516,14 @@ fn build(
     hop: &Hop<'_>,
     route: &Route,
 ) -> (Vec<u8>, Mode, Option<String>) {
+    if let Some(why) = hop.unverified {
+        let why = format!("SES could not verify the sender: {why}");
+        return (
+            rewrite::attach(raw, &config.identity, hop, &why),
+            Mode::Attach,
+            None,
+        );
+    }
     if route.mode == Mode::Attach {
         let why = format!(
             "the forward map asks for the attachment mode for {}",
@@ -449,11 +576,15 @@ async fn deliver(
         Err(e) => return Err(marker_error(e)),
     }
 
+    let verdicts = verdicts(&record.ses.receipt);
+    let suspicion = unverified(&record.ses.receipt);
     let hop = Hop {
         recipient: &route.recipient,
         envelope_sender: &record.ses.mail.source,
         received: &record.ses.mail.timestamp,
         raw_url,
+        verdicts: &verdicts,
+        unverified: suspicion.as_deref(),
     };
     let (message, mode, fallback) = build(raw, config, &hop, route);
     if let Some(why) = &fallback {
@@ -468,6 +599,7 @@ async fn deliver(
             to: route.destination.clone(),
             raw: Bytes::from(message),
             configuration_set: config.configuration_set.clone(),
+            identity_arn: config.identity_arn.clone(),
         };
         deps.sender.send(&mail).await
     } else {
@@ -546,6 +678,7 @@ async fn notify(
         to: to.clone(),
         raw: Bytes::from(raw),
         configuration_set: config.configuration_set.clone(),
+        identity_arn: config.identity_arn.clone(),
     };
     match deps.sender.send(&mail).await {
         Ok(id) => Some(format!("sent to {to} ({id})")),

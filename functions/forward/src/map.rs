@@ -233,10 +233,27 @@ fn normalize_key(key: &str) -> Option<String> {
     ((!local.is_empty() || !domain.is_empty()) && ok_part(local) && ok_part(domain)).then_some(k)
 }
 
-/// `me@gmail.com` + `orders` → `me+orders@gmail.com`, unless the destination has a tag already.
+/// Whether a sender's `+tag` may be copied into a destination: letters, digits, `.`, `_` and `-`,
+/// no leading, trailing or doubled dot, and short. Anything else (`%`, `!`, quotes, `@`, a
+/// second `+`) is routing syntax or a way to make the address invalid, so it is dropped.
+pub fn tag_is_safe(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 32
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !tag.starts_with('.')
+        && !tag.ends_with('.')
+        && !tag.contains("..")
+}
+
+/// `me@gmail.com` + `orders` → `me+orders@gmail.com`, unless the destination has a tag already,
+/// the tag is not [safe](tag_is_safe), or the local part would pass RFC 5321's 64 octets.
 fn with_tag(destination: &str, tag: &str) -> String {
     match destination.rsplit_once('@') {
-        Some((local, domain)) if !local.contains('+') && !tag.is_empty() => {
+        Some((local, domain))
+            if !local.contains('+') && tag_is_safe(tag) && local.len() + 1 + tag.len() <= 64 =>
+        {
             format!("{local}+{tag}@{domain}")
         }
         _ => destination.to_string(),
@@ -284,6 +301,29 @@ mod tests {
             routes(map, &["info+vip@example.com"], TagPolicy::Keep)[0].1,
             "vip@gmail.com"
         );
+    }
+
+    #[test]
+    fn a_tag_is_kept_only_when_it_is_plain() {
+        let map = "info@example.com=me@gmail.com";
+        for (rcpt, expected) in [
+            ("info+orders.2024@example.com", "me+orders.2024@gmail.com"),
+            ("info+a%evil.org@example.com", "me@gmail.com"),
+            ("info+x!y@example.com", "me@gmail.com"),
+            ("info+\"q\"@example.com", "me@gmail.com"),
+            ("info+a+b@example.com", "me@gmail.com"),
+            ("info+..@example.com", "me@gmail.com"),
+            (
+                &format!("info+{}@example.com", "t".repeat(40)),
+                "me@gmail.com",
+            ),
+        ] {
+            assert_eq!(
+                routes(map, &[rcpt], TagPolicy::Keep)[0].1,
+                expected,
+                "{rcpt}"
+            );
+        }
     }
 
     #[test]

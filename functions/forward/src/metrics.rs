@@ -46,6 +46,8 @@ impl Metrics for Emf {
 /// Metric names.
 pub const REJECTED: &str = "ForwardRejected";
 pub const LOOP: &str = "ForwardLoop";
+/// Mail SES could not vouch for, held instead of forwarded (`MAILROOM_FORWARD_UNVERIFIED=hold`).
+pub const HELD: &str = "ForwardHeld";
 pub const FORWARDED: &str = "Forwarded";
 pub const FALLBACK: &str = "ForwardAttachedFallback";
 

@@ -14,13 +14,22 @@
 //! - [`attach`]: a new message that says where the mail came from, with the original attached
 //!   unchanged as `message/rfc822` (signed mail keeps its signature).
 
-use crate::header::{Eol, address_list, encode_text, field, mailbox};
+use crate::header::{Eol, address_list, capped, encode_text, field, mailbox, wrap};
 use crate::ses_rules;
 use mail_parser::{HeaderForm, MessageParser, MessageRef};
 use sha2::{Digest, Sha256};
 
-/// The header this function adds to everything it sends; loop protection counts them.
+/// The header this function adds to everything it sends; loop protection counts them. The
+/// attachment mode copies the original's own ones to the new message, so the count survives
+/// being wrapped.
 pub const HOP_HEADER: &str = "X-Mailroom-Forwarded";
+
+/// SES's verdicts on the original, written on everything this function sends (a sender's own
+/// field of that name is dropped), so the destination sees what SES saw.
+pub const VERDICTS_HEADER: &str = "X-Mailroom-Verdicts";
+
+/// The longest display name taken from a sender.
+const MAX_NAME_CHARS: usize = 64;
 
 /// Who the forwarded mail is from and what it is about, the same for both modes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +55,11 @@ impl Identity {
             } else {
                 sender_address
             });
+        let name = capped(name, MAX_NAME_CHARS);
+        let sender_address = capped(sender_address, MAX_NAME_CHARS);
         self.name_format
-            .replace("{name}", name)
-            .replace("{address}", sender_address)
+            .replace("{name}", &name)
+            .replace("{address}", &sender_address)
             .replace("{domain}", self.domain())
     }
 }
@@ -64,6 +75,11 @@ pub struct Hop<'a> {
     pub received: &'a str,
     /// Where the raw original stays, for the attachment mode's text.
     pub raw_url: &'a str,
+    /// The value of [`VERDICTS_HEADER`] (`spf=PASS dkim=FAIL …`).
+    pub verdicts: &'a str,
+    /// Why SES could not vouch for the sender (SPF or DMARC failed, spam or virus scanning was
+    /// not clean), when it could not: such mail is never re-authored as ours.
+    pub unverified: Option<&'a str>,
 }
 
 /// Why the rewrite cannot be trusted for this message; the attachment mode is used instead.
@@ -81,6 +97,10 @@ pub enum Refusal {
     Invalid(String),
     #[error("the header section holds a line that is not a field ({0}): readers disagree on it")]
     Malformed(String),
+    #[error("the message has a lone CR: readers disagree on where its lines end")]
+    LoneCr,
+    #[error("SES could not verify the sender ({0}): the mail is not sent under our name")]
+    Unverified(String),
 }
 
 /// Fields never passed on: they name the original's sending path or would be false after the
@@ -97,7 +117,13 @@ const DROPPED: &[&str] = &[
     "arc-message-signature",
     "arc-authentication-results",
     "bcc",
+    // Ours: written anew from SES's verdicts, never taken from the sender.
+    "x-mailroom-verdicts",
 ];
+
+/// Fields SES itself reads from a raw message (`X-SES-CONFIGURATION-SET`, `X-SES-SOURCE-ARN`,
+/// `X-SES-MESSAGE-TAGS`, …): from a sender they would steer our sending, so none is passed on.
+const DROPPED_PREFIX: &str = "x-ses-";
 
 /// Fields SES takes once whose later occurrences are merged into the first.
 const MERGED: &[&str] = &["references", "in-reply-to", "keywords"];
@@ -170,15 +196,74 @@ pub fn hops(raw: &[u8]) -> usize {
     parse(raw).map_or(0, |m| m.headers().all(HOP_HEADER).count())
 }
 
-fn hop_field(identity: &Identity, hop: &Hop<'_>, eol: Eol) -> String {
-    field(
+/// Our own fields: the hop and the verdicts.
+fn hop_fields(identity: &Identity, hop: &Hop<'_>, eol: Eol) -> String {
+    let mut out = field(
         HOP_HEADER,
-        &format!("for <{}>; by <{}>", hop.recipient, identity.address),
+        &format!(
+            "for <{}>; by <{}>",
+            capped(hop.recipient, 200),
+            identity.address
+        ),
         eol,
-    )
+    );
+    if !hop.verdicts.is_empty() {
+        out.push_str(&field(VERDICTS_HEADER, hop.verdicts, eol));
+    }
+    out
 }
 
-fn from_field(identity: &Identity, name: Option<&str>, address: &str, eol: Eol) -> String {
+/// Whether `raw` has a CR not followed by LF.
+pub fn has_lone_cr(raw: &[u8]) -> bool {
+    raw.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && raw.get(i + 1) != Some(&b'\n'))
+}
+
+/// Whether every line of `raw` ends with CRLF (a final line without a break is fine).
+fn crlf_only(raw: &[u8]) -> bool {
+    !has_lone_cr(raw)
+        && raw
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b != b'\n' || (i > 0 && raw[i - 1] == b'\r'))
+}
+
+/// `body` with every bare LF made CRLF (lone CRs are refused before this), as SMTP carries it.
+pub fn to_crlf(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 32);
+    for (i, &b) in body.iter().enumerate() {
+        if b == b'\n' && (i == 0 || body[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+fn from_field(
+    identity: &Identity,
+    name: Option<&str>,
+    address: &str,
+    unverified: bool,
+    eol: Eol,
+) -> String {
+    // A sender SES could not verify keeps no display name of its choosing ("PayPal"): the
+    // destination sees the address it claimed, marked.
+    let marked;
+    let name = if unverified {
+        marked = format!(
+            "unverified: {}",
+            if address.is_empty() {
+                "unknown sender"
+            } else {
+                address
+            }
+        );
+        Some(marked.as_str())
+    } else {
+        name
+    };
     let display = identity.display_name(name, address);
     let value = mailbox(Some(&display), &identity.address, eol)
         .unwrap_or_else(|| format!("<{}>", identity.address));
@@ -253,8 +338,14 @@ fn rebuilt(name: &str, lower: &str, value: &[u8], eol: Eol) -> Result<Option<Str
 
 /// The rewritten message, or why the attachment mode must be used.
 pub fn rewrite(raw: &[u8], identity: &Identity, hop: &Hop<'_>) -> Result<Vec<u8>, Refusal> {
+    if let Some(why) = hop.unverified {
+        return Err(Refusal::Unverified(why.to_string()));
+    }
     if let Some(kind) = protected(raw) {
         return Err(Refusal::Protected(kind));
+    }
+    if has_lone_cr(raw) {
+        return Err(Refusal::LoneCr);
     }
     let (_, _, problems) = ses_rules::fields(raw);
     if let Some(first) = problems.first() {
@@ -262,7 +353,8 @@ pub fn rewrite(raw: &[u8], identity: &Identity, hop: &Hop<'_>) -> Result<Vec<u8>
     }
     let parsed = parse(raw).ok_or(Refusal::Unparseable)?;
     let msg = parsed.root();
-    let eol = Eol::of(raw);
+    // What is sent has CRLF line ends only, whatever was stored.
+    let eol = Eol::Crlf;
     let body_at = (msg.root_part().offset_body() as usize).min(raw.len());
 
     // (lowercased name, index in `kept`, raw value of the first occurrence)
@@ -275,7 +367,7 @@ pub fn rewrite(raw: &[u8], identity: &Identity, hop: &Hop<'_>) -> Result<Vec<u8>
             continue;
         }
         let lower = name.to_ascii_lowercase();
-        if DROPPED.contains(&lower.as_str()) {
+        if DROPPED.contains(&lower.as_str()) || lower.starts_with(DROPPED_PREFIX) {
             continue;
         }
         let value = h.raw_value();
@@ -328,11 +420,12 @@ pub fn rewrite(raw: &[u8], identity: &Identity, hop: &Hop<'_>) -> Result<Vec<u8>
     let (sender_name, sender_address) = sender(&msg, hop.envelope_sender);
     let reply_to = reply_to(&msg, &sender_name, &sender_address, eol)?;
     let mut head = String::new();
-    head.push_str(&hop_field(identity, hop, eol));
+    head.push_str(&hop_fields(identity, hop, eol));
     head.push_str(&from_field(
         identity,
         sender_name.as_deref(),
         &sender_address,
+        false,
         eol,
     ));
     if let Some(r) = reply_to {
@@ -348,7 +441,11 @@ pub fn rewrite(raw: &[u8], identity: &Identity, hop: &Hop<'_>) -> Result<Vec<u8>
     let body = &raw[body_at..];
     let mut out = Vec::with_capacity(head.len() + body.len());
     out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(body);
+    if crlf_only(body) {
+        out.extend_from_slice(body);
+    } else {
+        out.extend_from_slice(&to_crlf(body));
+    }
     let violations = ses_rules::validate_for(&out, &identity.address);
     if !violations.is_empty() {
         let text: Vec<String> = violations.iter().take(3).map(ToString::to_string).collect();
@@ -435,13 +532,14 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// How the original travels inside the new message: `7bit`/`8bit` keep it byte for byte (RFC
-/// 2046 allows nothing else for `message/rfc822`); only an original with a line SES would refuse
-/// is base64-encoded.
+/// 2046 allows nothing else for `message/rfc822`); only an original with a line SES would refuse,
+/// or line ends other than CRLF (what is sent has CRLF only), is base64-encoded, which keeps its
+/// bytes exactly too.
 fn transfer_encoding(raw: &[u8]) -> &'static str {
     let long = raw
         .split(|&b| b == b'\n')
         .any(|l| l.len() + 1 > ses_rules::MAX_LINE_BYTES);
-    if long || raw.contains(&0) {
+    if long || raw.contains(&0) || !crlf_only(raw) {
         "base64"
     } else if raw.is_ascii() {
         "7bit"
@@ -454,7 +552,7 @@ fn transfer_encoding(raw: &[u8]) -> &'static str {
 pub fn attach(raw: &[u8], identity: &Identity, hop: &Hop<'_>, reason: &str) -> Vec<u8> {
     let parsed = parse(raw);
     let msg = parsed.as_ref().map(|p| p.root());
-    let eol = Eol::of(raw);
+    let eol = Eol::Crlf;
     let e = eol.as_str();
     let (sender_name, sender_address) = match &msg {
         Some(m) => sender(m, hop.envelope_sender),
@@ -485,21 +583,42 @@ pub fn attach(raw: &[u8], identity: &Identity, hop: &Hop<'_>, reason: &str) -> V
     let cte = transfer_encoding(raw);
 
     let mut head = String::new();
-    head.push_str(&hop_field(identity, hop, eol));
+    // The original's hops travel with it: without them a loop through the attachment mode
+    // would count one hop forever.
+    if let Some(m) = &msg {
+        for h in m.headers().iter() {
+            if h.raw_name().trim().eq_ignore_ascii_case(HOP_HEADER) {
+                let value = h.raw_value();
+                let value = if value.is_ascii() {
+                    String::from_utf8_lossy(value)
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                } else {
+                    "an earlier hop".to_string()
+                };
+                head.push_str(&field(HOP_HEADER, &capped(&value, 200), eol));
+            }
+        }
+    }
+    head.push_str(&hop_fields(identity, hop, eol));
     head.push_str(&from_field(
         identity,
         sender_name.as_deref(),
         &sender_address,
+        hop.unverified.is_some(),
         eol,
     ));
     if let Some(r) = reply {
         head.push_str(&r);
     }
     head.push_str(&field("To", &format!("<{}>", hop.recipient), eol));
-    let subject = if subject.is_empty() {
-        "Fwd: (no subject)".to_string()
-    } else {
-        format!("Fwd: {subject}")
+    let subject = capped(&subject, 998);
+    let subject = match (subject.is_empty(), hop.unverified.is_some()) {
+        (true, false) => "Fwd: (no subject)".to_string(),
+        (false, false) => format!("Fwd: {subject}"),
+        (true, true) => "[unverified sender] Fwd: (no subject)".to_string(),
+        (false, true) => format!("[unverified sender] Fwd: {subject}"),
     };
     head.push_str(&field("Subject", &encode_text(&subject, eol), eol));
     head.push_str(&field("Date", &now_rfc2822(), eol));
@@ -516,15 +635,38 @@ pub fn attach(raw: &[u8], identity: &Identity, hop: &Hop<'_>, reason: &str) -> V
     let from_text = if sender_address.is_empty() {
         "an unknown sender".to_string()
     } else {
-        sender_address.clone()
+        capped(&sender_address, 200)
     };
-    let note = format!(
-        "Forwarded by mailroom: mail from {from_text} to {}, received {}.{e}\
-         The original is attached unchanged ({reason}).{e}\
-         It is also kept at {}.{e}",
-        hop.recipient, hop.received, hop.raw_url
-    );
-    let note = note.replace(|c: char| !c.is_ascii(), "?");
+    let mut paragraphs = Vec::new();
+    if let Some(why) = hop.unverified {
+        paragraphs.push(format!(
+            "WARNING: SES could not verify that this mail comes from {from_text} ({}). \
+             It may be forged; it is attached as received, not sent on as if from its sender.",
+            capped(why, 200)
+        ));
+    }
+    paragraphs.push(format!(
+        "Forwarded by mailroom: mail from {from_text} to {}, received {}.",
+        capped(hop.recipient, 200),
+        capped(hop.received, 64)
+    ));
+    paragraphs.push(format!(
+        "The original is attached unchanged ({}).",
+        capped(reason, 300)
+    ));
+    paragraphs.push(format!("It is also kept at {}.", hop.raw_url));
+    // Wrapped, so nothing a sender wrote (a reason quoting a 950-byte line) makes a line SES
+    // refuses.
+    let mut note = String::new();
+    for p in paragraphs {
+        for line in wrap(
+            &p.replace(|c: char| !c.is_ascii() || c.is_control(), "?"),
+            76,
+        ) {
+            note.push_str(&line);
+            note.push_str(e);
+        }
+    }
     head.push_str(&format!(
         "--{boundary}{e}Content-Type: text/plain; charset=us-ascii{e}\
          Content-Transfer-Encoding: 7bit{e}{e}{note}{e}--{boundary}{e}\
@@ -570,6 +712,8 @@ mod tests {
             envelope_sender: "bounce@sender.org",
             received: "2024-01-01T00:00:00.000Z",
             raw_url: "s3://mail/raw/m1",
+            verdicts: "spf=PASS dkim=PASS dmarc=PASS",
+            unverified: None,
         }
     }
 
@@ -587,6 +731,7 @@ mod tests {
         assert!(
             out.starts_with(
                 "X-Mailroom-Forwarded: for <info@example.com>; by <forwarder@example.com>\r\n\
+             X-Mailroom-Verdicts: spf=PASS dkim=PASS dmarc=PASS\r\n\
              From: \"Jane Doe via example.com\" <forwarder@example.com>\r\n\
              Reply-To: \"Jane Doe\" <jane@sender.org>\r\n"
             ),
@@ -603,9 +748,9 @@ mod tests {
         let raw = b"From: a@x.org\nDelivered-To: one@example.com\nDelivered-To: two@example.com\n\
             References: <a@x>\nReferences: <b@x> <a@x>\nDate: x\n\nbody\n";
         let out = text(&rewrite(raw, &identity(), &hop()).unwrap());
-        assert!(out.contains("Delivered-To: one@example.com\n"));
+        assert!(out.contains("Delivered-To: one@example.com\r\n"));
         assert!(!out.contains("two@example.com"));
-        assert!(out.contains("References: <a@x> <b@x>\n"), "{out}");
+        assert!(out.contains("References: <a@x> <b@x>\r\n"), "{out}");
         let raw = b"From: a@x.org\nContent-Type: text/plain\nContent-Type: text/html\n\nx\n";
         assert!(matches!(
             rewrite(raw, &identity(), &hop()),
@@ -674,6 +819,124 @@ mod tests {
             .find(|p| p.is_content_type("message", "rfc822"))
             .unwrap();
         assert_eq!(part.decoded().as_ref(), &raw[..]);
+    }
+
+    /// Forwarding `raw` `rounds` times in `mode`, each output the next input, as a loop between
+    /// two forwarders does; the hop count after each round.
+    fn loop_counts(raw: &[u8], attach_mode: bool, rounds: usize) -> Vec<usize> {
+        let mut msg = raw.to_vec();
+        let mut counts = Vec::new();
+        for _ in 0..rounds {
+            msg = if attach_mode {
+                attach(&msg, &identity(), &hop(), "test")
+            } else {
+                rewrite(&msg, &identity(), &hop()).unwrap()
+            };
+            counts.push(hops(&msg));
+        }
+        counts
+    }
+
+    #[test]
+    fn the_hop_count_survives_the_attachment_mode() {
+        let raw = b"From: a@x.org\r\nDate: x\r\nSubject: s\r\n\r\nhi\r\n";
+        // Before, every attach-mode round counted 1, so a loop never stopped.
+        assert_eq!(loop_counts(raw, true, 4), [1, 2, 3, 4]);
+        assert_eq!(loop_counts(raw, false, 4), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_senders_ses_fields_and_verdicts_are_dropped() {
+        let raw = b"From: a@x.org\r\nDate: x\r\nX-SES-CONFIGURATION-SET: theirs\r\n\
+            X-SES-SOURCE-ARN: arn:aws:ses:us-east-1:1:identity/evil.org\r\nx-ses-message-tags: a=b\r\n\
+            X-Mailroom-Verdicts: spf=PASS\r\nX-Other: kept\r\n\r\nhi\r\n";
+        let out = text(&rewrite(raw, &identity(), &hop()).unwrap());
+        assert!(!out.to_ascii_lowercase().contains("x-ses-"), "{out}");
+        assert_eq!(out.matches("X-Mailroom-Verdicts").count(), 1, "{out}");
+        assert!(out.contains("X-Mailroom-Verdicts: spf=PASS dkim=PASS dmarc=PASS\r\n"));
+        assert!(out.contains("X-Other: kept\r\n"));
+    }
+
+    #[test]
+    fn what_is_sent_has_crlf_only() {
+        // A lone CR in a header: one reader sees a second From after it.
+        let lone = b"From: a@x.org\r\nDate: x\r\nSubject: hi\rFrom: ceo@example.com\r\n\r\nhi\r\n";
+        assert_eq!(rewrite(lone, &identity(), &hop()), Err(Refusal::LoneCr));
+        let bare = b"From: a@x.org\nDate: x\nSubject: hi\n\nline one\nline two\n";
+        for out in [
+            rewrite(bare, &identity(), &hop()).unwrap(),
+            attach(bare, &identity(), &hop(), "test"),
+            attach(lone, &identity(), &hop(), "test"),
+        ] {
+            assert_eq!(ses_rules::validate(&out), vec![], "{}", text(&out));
+        }
+        let out = rewrite(bare, &identity(), &hop()).unwrap();
+        assert!(text(&out).ends_with("\r\n\r\nline one\r\nline two\r\n"));
+        // The attachment keeps the original's bytes exactly (base64).
+        let out = attach(lone, &identity(), &hop(), "test");
+        let back = MessageParser::new().parse(&out).unwrap();
+        let part = back
+            .parts()
+            .find(|p| p.is_content_type("message", "rfc822"))
+            .unwrap();
+        assert_eq!(part.decoded().as_ref(), &lone[..]);
+    }
+
+    #[test]
+    fn unverified_mail_is_attached_marked_and_not_under_its_senders_name() {
+        let raw = b"From: \"PayPal\" <service@paypal.com>\r\nDate: x\r\nSubject: Your account\r\n\r\nhi\r\n";
+        let mut h = hop();
+        h.unverified = Some("SPF FAIL, DMARC FAIL, p=none");
+        h.verdicts = "spf=FAIL dkim=PASS dmarc=FAIL (p=none)";
+        assert!(matches!(
+            rewrite(raw, &identity(), &h),
+            Err(Refusal::Unverified(_))
+        ));
+        let out = attach(raw, &identity(), &h, "unverified");
+        assert_eq!(ses_rules::validate_for(&out, "example.com"), vec![]);
+        let back = MessageParser::new().parse(&out).unwrap();
+        assert_eq!(
+            back.subject(),
+            Some("[unverified sender] Fwd: Your account")
+        );
+        let from = back.from().unwrap().first().unwrap();
+        assert_eq!(
+            from.name(),
+            Some("unverified: service@paypal.com via example.com")
+        );
+        assert!(!text(&out).contains("\"PayPal via"), "{}", text(&out));
+        assert!(
+            text(&out).contains("X-Mailroom-Verdicts: spf=FAIL dkim=PASS dmarc=FAIL (p=none)\r\n")
+        );
+        assert!(text(&out).contains("WARNING: SES could not verify"));
+    }
+
+    #[test]
+    fn no_sender_can_make_a_line_too_long() {
+        let long_name = "A".repeat(2000);
+        let words = "=?utf-8?q?a?=".repeat(160);
+        let junk = "j".repeat(950);
+        let cases = [
+            format!("From: \"{long_name}\" <a@x.org>\r\nDate: x\r\n\r\nhi\r\n"),
+            format!("From: a@x.org\r\nDate: x\r\nSubject: {words}\r\n\r\nhi\r\n"),
+            format!("From: a@x.org\r\nDate: x\r\nSubject: {long_name}\r\n\r\nhi\r\n"),
+            format!("From: a@x.org\r\nDate: x\r\n{junk}\r\n\r\nhi\r\n"),
+        ];
+        for raw in &cases {
+            let out = match rewrite(raw.as_bytes(), &identity(), &hop()) {
+                Ok(out) => out,
+                Err(e) => attach(raw.as_bytes(), &identity(), &hop(), &e.to_string()),
+            };
+            assert_eq!(
+                ses_rules::validate_for(&out, "example.com"),
+                vec![],
+                "{}",
+                &raw[..80]
+            );
+            assert!(!text(&out).contains(&"A".repeat(100)), "the name is capped");
+            let always = attach(raw.as_bytes(), &identity(), &hop(), &"r".repeat(2000));
+            assert_eq!(ses_rules::validate_for(&always, "example.com"), vec![]);
+        }
     }
 
     #[test]

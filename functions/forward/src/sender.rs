@@ -27,6 +27,9 @@ pub struct OutgoingMail {
     pub raw: Bytes,
     /// SES configuration set for event publishing and suppression.
     pub configuration_set: Option<String>,
+    /// `FromEmailAddressIdentityArn`: the identity SES sends as, named outright, so no
+    /// `X-SES-FROM-ARN` or `X-SES-SOURCE-ARN` in the content can choose another.
+    pub identity_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +105,7 @@ impl MailSender for SesV2Sender {
             .destination(Destination::builder().to_addresses(&mail.to).build())
             .content(EmailContent::builder().raw(raw).build())
             .set_configuration_set_name(mail.configuration_set.clone())
+            .set_from_email_address_identity_arn(mail.identity_arn.clone())
             .send()
             .await
             .map_err(|e| {

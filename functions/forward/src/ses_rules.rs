@@ -108,6 +108,9 @@ pub enum Violation {
     TooLarge { bytes: usize },
     /// `From` is not an address at the identity SES may send from.
     UnverifiedFrom { from: String, identity: String },
+    /// A line that does not end in CRLF (a bare LF, or a lone CR inside a line, which one
+    /// reader takes for a line end and another does not).
+    LineEnd { line: usize },
 }
 
 impl std::fmt::Display for Violation {
@@ -115,6 +118,8 @@ impl std::fmt::Display for Violation {
         match self {
             Violation::NoBody => write!(f, "no empty line between header and body"),
             Violation::BadField { line, text } => {
+                // Quoted in part: the line is the sender's and may be 1,000 bytes long.
+                let text = crate::header::capped(text, 60);
                 write!(f, "line {line} of the header is not a field: {text:?}")
             }
             Violation::BadName { name } => write!(f, "header name {name:?} is not printable ASCII"),
@@ -131,6 +136,9 @@ impl std::fmt::Display for Violation {
             }
             Violation::UnverifiedFrom { from, identity } => {
                 write!(f, "From {from:?} is not at the sending identity {identity}")
+            }
+            Violation::LineEnd { line } => {
+                write!(f, "line {line} does not end in CRLF")
             }
         }
     }
@@ -231,11 +239,19 @@ pub fn validate(raw: &[u8]) -> Vec<Violation> {
             v.push(Violation::Missing { name: required });
         }
     }
+    let mut bad_end = None;
     for (i, line) in raw.split_inclusive(|&b| b == b'\n').enumerate() {
         let bytes = trim_eol(line).len() + 2;
         if bytes > MAX_LINE_BYTES {
             v.push(Violation::LongLine { line: i + 1, bytes });
         }
+        let content = line.strip_suffix(b"\r\n").unwrap_or(line);
+        if bad_end.is_none() && (content.contains(&b'\r') || content.ends_with(b"\n")) {
+            bad_end = Some(i + 1);
+        }
+    }
+    if let Some(line) = bad_end {
+        v.push(Violation::LineEnd { line });
     }
     v
 }
@@ -353,6 +369,17 @@ mod tests {
         assert!(matches!(v[0], Violation::UnverifiedFrom { .. }), "{v:?}");
         let v = validate_for(b"From: \"Eve\" <eve@x.com>\r\nDate: x\r\n\r\n", "x.com");
         assert_eq!(v, vec![]);
+        for bad in [
+            &b"From: a@x.com\r\nDate: x\n\r\n"[..],
+            b"From: a@x.com\rFrom: b\r\nDate: x\r\n\r\n",
+        ] {
+            assert!(
+                validate(bad)
+                    .iter()
+                    .any(|v| matches!(v, Violation::LineEnd { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -146,6 +146,145 @@ async fn nothing_the_gate_would_drop_or_a_machine_sent_is_forwarded() {
 }
 
 #[tokio::test]
+async fn mail_ses_could_not_verify_is_never_sent_under_its_senders_name() {
+    const PAYPAL: &[u8] = b"From: \"PayPal\" <service@paypal.com>\r\nTo: info@example.com\r\n\
+        Subject: Your account\r\nDate: Wed, 15 Jan 2025 10:00:00 +0000\r\n\r\nVerify now.\r\n";
+    for verdicts in [
+        vec![("spf", "FAIL")],
+        vec![("dmarc", "FAIL"), ("dmarcPolicy", "none")],
+        vec![("dmarc", "FAIL"), ("dmarcPolicy", "quarantine")],
+        vec![("spam", "GRAY")],
+        vec![("virus", "PROCESSING_FAILED")],
+    ] {
+        let cfg = config("@example.com=me@gmail.com", &[]);
+        let w = World::new(&cfg, Store::with_raw(ID, PAYPAL), Outbox::default());
+        let ev = event(
+            ID,
+            PAYPAL,
+            "service@paypal.com",
+            &["info@example.com"],
+            &verdicts,
+        );
+        let report = handle(&ev, &cfg, w.deps()).await.unwrap();
+        let Outcome::Forwarded { deliveries, .. } = &report.outcomes[0] else {
+            // The gate's own policy may drop it outright; then nothing is sent either.
+            assert!(
+                skipped_reason(&report.outcomes[0]).contains("stop policy"),
+                "{verdicts:?}"
+            );
+            assert!(w.outbox.sent().is_empty());
+            continue;
+        };
+        assert!(
+            matches!(
+                &deliveries[0],
+                Delivery::Sent {
+                    mode: mailroom_forward::map::Mode::Attach,
+                    ..
+                }
+            ),
+            "{verdicts:?}: {deliveries:?}"
+        );
+        let sent = String::from_utf8(w.outbox.sent()[0].raw.to_vec()).unwrap();
+        let head = &sent[..sent.find("\r\n\r\n").unwrap()];
+        assert!(
+            head.contains("unverified: service@paypal.com via example.com"),
+            "{head}"
+        );
+        assert!(!head.contains("PayPal via"), "{head}");
+        assert!(
+            head.contains("Subject: [unverified sender] Fwd: Your account"),
+            "{head}"
+        );
+        assert!(head.contains("X-Mailroom-Verdicts: "), "{head}");
+
+        // Held instead, when the operator asks for it: nothing sent, counted, raw left in S3.
+        let cfg = config(
+            "@example.com=me@gmail.com",
+            &[("MAILROOM_FORWARD_UNVERIFIED", "hold")],
+        );
+        let w = World::new(&cfg, Store::with_raw(ID, PAYPAL), Outbox::default());
+        let report = handle(&ev, &cfg, w.deps()).await.unwrap();
+        assert!(
+            skipped_reason(&report.outcomes[0]).starts_with("held"),
+            "{verdicts:?}"
+        );
+        assert!(w.outbox.sent().is_empty());
+        assert_eq!(w.counts.of(metrics::HELD), 1);
+    }
+}
+
+#[tokio::test]
+async fn recipients_the_gate_bounced_are_not_forwarded() {
+    let cfg = config(
+        "info@example.com=me@gmail.com; ghost@example.com=ghost@gmail.com",
+        &[
+            ("MAILROOM_MAILBOXES", "info@example.com"),
+            (
+                "MAILROOM_FORWARD_IDENTITY_ARN",
+                "arn:aws:ses:us-east-1:123456789012:identity/example.com",
+            ),
+        ],
+    );
+    let w = World::new(&cfg, Store::with_raw(ID, MAIL), Outbox::default());
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["info@example.com", "ghost@example.com"],
+        &[],
+    );
+    handle(&ev, &cfg, w.deps()).await.unwrap();
+    let sent = w.outbox.sent();
+    assert_eq!(
+        sent.iter().map(|m| m.to.as_str()).collect::<Vec<_>>(),
+        ["me@gmail.com"]
+    );
+    assert_eq!(
+        sent[0].identity_arn.as_deref(),
+        Some("arn:aws:ses:us-east-1:123456789012:identity/example.com")
+    );
+    let w = World::new(&cfg, Store::with_raw(ID, MAIL), Outbox::default());
+    let ev = event(
+        ID,
+        MAIL,
+        "jane@sender.example.net",
+        &["ghost@example.com"],
+        &[],
+    );
+    let report = handle(&ev, &cfg, w.deps()).await.unwrap();
+    assert!(skipped_reason(&report.outcomes[0]).contains("mailbox list"));
+    assert!(w.outbox.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_loop_through_the_attachment_mode_stops_too() {
+    let cfg = config("@example.com=attach:me@gmail.com", &[]);
+    let mut raw = MAIL.to_vec();
+    let mut rounds = 0;
+    loop {
+        let w = World::new(&cfg, Store::with_raw(ID, &raw), Outbox::default());
+        let ev = event(
+            ID,
+            &raw,
+            "forwarder@example.com",
+            &["info@example.com"],
+            &[],
+        );
+        handle(&ev, &cfg, w.deps()).await.unwrap();
+        let Some(next) = w.outbox.sent().first().map(|m| m.raw.to_vec()) else {
+            assert_eq!(w.counts.of(metrics::LOOP), 1);
+            break;
+        };
+        raw = next;
+        rounds += 1;
+        assert!(rounds <= 8, "still forwarding after {rounds} rounds");
+    }
+    // The default limit is 3 hops, as in the rewrite mode.
+    assert_eq!(rounds, 3);
+}
+
+#[tokio::test]
 async fn a_loop_stops_at_the_hop_limit_and_is_counted() {
     let cfg = config(
         "@example.com=me@gmail.com",

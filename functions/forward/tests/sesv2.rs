@@ -73,13 +73,18 @@ fn raw_fixture(name: &str) -> Vec<u8> {
 async fn forwards_through_sesv2_and_marks_the_destination() {
     let domain = mailroom_testkit::verified_domain("fwd").await;
     let from = format!("forwarder@{domain}");
+    // Sent with FromEmailAddressIdentityArn, as the template configures it.
+    let identity_arn = format!("arn:aws:ses:us-east-1:123456789012:identity/{domain}");
     let id = "fwdmoto00000000000000000000000000000001";
     let raw = raw_fixture("dkim-signatures.eml");
     let s = setup(
         id,
         &raw,
         &from,
-        &[("MAILROOM_FORWARD_CONFIGURATION_SET", "forward")],
+        &[
+            ("MAILROOM_FORWARD_CONFIGURATION_SET", "forward"),
+            ("MAILROOM_FORWARD_IDENTITY_ARN", &identity_arn),
+        ],
     )
     .await;
     ses()
