@@ -1,4 +1,6 @@
-//! `mailroom replay`: re-drives the api function's dead-lettered webhook deliveries.
+//! `mailroom replay`: re-drives the api function's dead-lettered webhook deliveries, and runs
+//! the forward function's dead-lettered SES events again when its configuration
+//! (`MAILROOM_FORWARD_FROM` and the rest) is in the environment.
 //!
 //! Each dead letter's job goes back to the retry queue as a fresh first attempt (or, with `--now`,
 //! is attempted from here with the api function's configuration from the environment), and is
@@ -15,7 +17,7 @@ use mailroom::layout::Locations;
 use mailroom::webhook::http::ReqwestSender;
 use mailroom_api::replay::Options;
 #[cfg(feature = "aws")]
-use mailroom_api::replay::replay;
+use mailroom_api::replay::{Reinvoke, replay_with};
 #[cfg(feature = "aws")]
 use mailroom_api::{Config, Deps};
 use mailroom_api::{DLQ_VAR, PER_RECIPIENT_VAR, RETRY_QUEUE_VAR};
@@ -84,6 +86,17 @@ async fn redrive(_now: bool, _dry_run: bool, _opts: Options) -> anyhow::Result<(
 async fn redrive(now: bool, dry_run: bool, opts: Options) -> anyhow::Result<()> {
     let sdk = mailroom::aws::sdk_config().await;
     let queue = SqsQueue::from_conf(&sdk);
+    let forward = match config::optional(&ProcessEnv, mailroom_forward::FROM_VAR) {
+        Some(_) => Some(Forward::new(&sdk)?),
+        None => {
+            eprintln!(
+                "mailroom: {} is not set: the forward function's dead-lettered events are left in the queue",
+                mailroom_forward::FROM_VAR
+            );
+            None
+        }
+    };
+    let reinvokers: Vec<&dyn Reinvoke> = forward.iter().map(|f| f as &dyn Reinvoke).collect();
     let items = if now && !dry_run {
         let config = Config::from_env(&ProcessEnv).context("reading the api configuration")?;
         let config = Config {
@@ -99,9 +112,9 @@ async fn redrive(now: bool, dry_run: bool, opts: Options) -> anyhow::Result<()> 
             queue: &queue,
             http: &http,
         };
-        replay(&queue, &opts, Some((&config, deps))).await?
+        replay_with(&queue, &opts, Some((&config, deps)), &reinvokers).await?
     } else {
-        replay(&queue, &opts, None).await?
+        replay_with(&queue, &opts, None, &reinvokers).await?
     };
     for item in &items {
         println!("{}", serde_json::to_string(item)?);
@@ -113,4 +126,52 @@ async fn redrive(now: bool, dry_run: bool, opts: Options) -> anyhow::Result<()> 
         items.len() - skipped
     );
     Ok(())
+}
+
+/// The forward function, wired as its `main.rs` wires it, for its dead-lettered events: its
+/// markers make the second run send only to the destinations the first did not reach.
+#[cfg(feature = "aws")]
+struct Forward {
+    config: mailroom_forward::Config,
+    store: S3Store,
+    sender: mailroom_forward::sender::SesV2Sender,
+    parameters: mailroom_forward::map::SsmParameters,
+    maps: mailroom_forward::map::MapCache,
+}
+
+#[cfg(feature = "aws")]
+impl Forward {
+    fn new(sdk: &mailroom::aws::SdkConfig) -> anyhow::Result<Forward> {
+        let config = mailroom_forward::Config::from_env(&ProcessEnv)
+            .context("reading the forward function's configuration")?;
+        Ok(Forward {
+            maps: config.map_cache(),
+            config,
+            store: S3Store::from_conf(sdk),
+            sender: mailroom_forward::sender::SesV2Sender::from_conf(sdk),
+            parameters: mailroom_forward::map::SsmParameters(sdk.clone()),
+        })
+    }
+}
+
+#[cfg(feature = "aws")]
+#[async_trait::async_trait]
+impl Reinvoke for Forward {
+    fn function(&self) -> &'static str {
+        "forward"
+    }
+
+    async fn reinvoke(&self, event: &mailroom::SesEvent) -> Result<String, String> {
+        let deps = mailroom_forward::Deps {
+            store: &self.store,
+            sender: &self.sender,
+            parameters: &self.parameters,
+            maps: &self.maps,
+            metrics: &mailroom_forward::metrics::Emf,
+        };
+        let report = mailroom_forward::handle(event, &self.config, deps)
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::to_string(&report.outcomes).map_err(|e| e.to_string())
+    }
 }

@@ -10,7 +10,10 @@
 //! even queue (`{"requestContext":…,"requestPayload":<the SES event>}`, when the function's async
 //! on-failure destination is the DLQ). Given [`Options::locations`], those become jobs too, but
 //! only the api function's: a queue shared with store and fanout also holds theirs, which are
-//! not webhook deliveries and stay in the queue (skipped, never deleted).
+//! not webhook deliveries and stay in the queue (skipped, never deleted). Another function's
+//! record is run again only through a [`Reinvoke`] given for it (the CLI gives one for forward,
+//! whose markers make a second run send only what the first did not), and leaves the queue only
+//! when that run succeeded.
 
 use crate::{ApiError, Config, Deps, Step, jobs_at, now_unix, process};
 use mailroom::SesEvent;
@@ -60,8 +63,8 @@ struct RequestContext {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failed {
     Api,
-    /// Another function on the shared invocation DLQ (store, fanout): its event means nothing
-    /// to the webhook, and replaying it as webhook jobs would send duplicates.
+    /// Another function on the shared invocation DLQ (store, fanout, forward): its event means
+    /// nothing to the webhook, and replaying it as webhook jobs would send duplicates.
     Other(&'static str),
     Unknown,
 }
@@ -85,7 +88,11 @@ fn failed_function(record: &OnFailure) -> Failed {
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    for (prefix, what) in [("Store.", "store"), ("Fanout.", "fanout")] {
+    for (prefix, what) in [
+        ("Store.", "store"),
+        ("Fanout.", "fanout"),
+        ("Forward.", "forward"),
+    ] {
         if error_type.starts_with(prefix) {
             return Failed::Other(what);
         }
@@ -93,7 +100,11 @@ fn failed_function(record: &OnFailure) -> Failed {
     if error_type.starts_with("Api.") {
         return Failed::Api;
     }
-    for (logical, what) in [("storefunction", "store"), ("fanoutfunction", "fanout")] {
+    for (logical, what) in [
+        ("storefunction", "store"),
+        ("fanoutfunction", "fanout"),
+        ("forwardfunction", "forward"),
+    ] {
         if name.contains(logical) {
             return Failed::Other(what);
         }
@@ -102,6 +113,24 @@ fn failed_function(record: &OnFailure) -> Failed {
         return Failed::Api;
     }
     Failed::Unknown
+}
+
+/// Runs another function's SES event again, as Lambda would have.
+#[async_trait::async_trait]
+pub trait Reinvoke: Send + Sync {
+    /// The function it runs (`forward`), as [`failed_function`] names it.
+    fn function(&self) -> &'static str;
+    /// What the run did, or why it failed.
+    async fn reinvoke(&self, event: &SesEvent) -> Result<String, String>;
+}
+
+/// The function and SES event of another function's Lambda on-failure record.
+fn other_function_event(body: &str) -> Option<(&'static str, SesEvent)> {
+    let failure: OnFailure = serde_json::from_str(body).ok()?;
+    match failed_function(&failure) {
+        Failed::Other(what) => Some((what, failure.request_payload)),
+        Failed::Api | Failed::Unknown => None,
+    }
 }
 
 /// The jobs a DLQ body holds: a dead letter's one job, or one per message of an SES event Lambda
@@ -177,7 +206,8 @@ fn jobs_in(body: &str, opts: &Options) -> Result<(String, String, Vec<Job>), Str
 pub struct Item {
     pub webhook_id: Option<String>,
     pub reason: String,
-    /// `requeued`, `would-requeue`, `delivered`, `scheduled`, `dead-lettered`, `skipped`.
+    /// `requeued`, `would-requeue`, `delivered`, `scheduled`, `dead-lettered`, `skipped`, and
+    /// for another function's event `reinvoked` or `would-reinvoke`.
     pub action: String,
     pub detail: String,
 }
@@ -207,6 +237,16 @@ pub async fn replay(
     opts: &Options,
     direct: Option<(&Config, Deps<'_>)>,
 ) -> Result<Vec<Item>, ReplayError> {
+    replay_with(queue, opts, direct, &[]).await
+}
+
+/// [`replay`], running other functions' on-failure records through `reinvokers`.
+pub async fn replay_with(
+    queue: &dyn Queue,
+    opts: &Options,
+    direct: Option<(&Config, Deps<'_>)>,
+    reinvokers: &[&dyn Reinvoke],
+) -> Result<Vec<Item>, ReplayError> {
     let max = opts.max.unwrap_or(usize::MAX);
     let mut items = Vec::new();
     // A letter seen twice means the DLQ's visibility timeout is shorter than this run: stop.
@@ -222,6 +262,33 @@ pub async fn replay(
         for msg in batch {
             if items.len() >= max || !seen.insert(msg.message_id.clone()) {
                 break 'outer;
+            }
+            if let Some((what, event)) = other_function_event(&msg.body)
+                && let Some(r) = reinvokers.iter().find(|r| r.function() == what)
+            {
+                let (action, detail) = if opts.dry_run {
+                    ("would-reinvoke", format!("the {what} function's SES event"))
+                } else {
+                    match r.reinvoke(&event).await {
+                        Ok(done) => ("reinvoked", done),
+                        Err(e) => (
+                            "skipped",
+                            format!(
+                                "running the {what} function again failed: {e} (left in the queue)"
+                            ),
+                        ),
+                    }
+                };
+                if action == "reinvoked" {
+                    queue.delete(&opts.dlq_url, &msg.receipt_handle).await?;
+                }
+                items.push(Item {
+                    webhook_id: None,
+                    reason: "lambda-on-failure".into(),
+                    action: action.into(),
+                    detail,
+                });
+                continue;
             }
             let (reason, letter_detail, jobs) = match jobs_in(&msg.body, opts) {
                 Ok(found) => found,

@@ -991,6 +991,91 @@ async fn lambda_on_failure_records_in_the_dlq_are_replayed_as_jobs() {
     assert_eq!(got, [format!("{MESSAGE_ID}-0"), format!("{MESSAGE_ID}-1")]);
 }
 
+/// Records the events it is asked to run; fails while `fail` is set.
+struct Rerun {
+    events: std::sync::Mutex<Vec<String>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl mailroom_api::replay::Reinvoke for Rerun {
+    fn function(&self) -> &'static str {
+        "forward"
+    }
+    async fn reinvoke(&self, event: &mailroom::SesEvent) -> Result<String, String> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("SendEmail throttled".into());
+        }
+        let id = event.records[0].ses.mail.message_id.clone();
+        self.events.lock().expect("lock").push(id.clone());
+        Ok(format!("forwarded {id}"))
+    }
+}
+
+#[tokio::test]
+async fn the_forward_functions_dead_lettered_events_are_run_again() {
+    use mailroom_api::replay::{Options, replay, replay_with};
+    let w = World::new().await;
+    let record = serde_json::json!({
+        "requestContext": {"requestId": "r2", "functionArn":
+            "arn:aws:lambda:us-east-1:123456789012:function:mailroom-ForwardFunction-AbC:$LATEST",
+            "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": ses_event(),
+        "responsePayload": {"errorType": "Forward.Retryable.Send", "errorMessage": "…"}
+    });
+    let opts = Options {
+        dlq_url: w.dlq_url.clone(),
+        retry_queue_url: w.retry_url.clone(),
+        dry_run: false,
+        max: None,
+        locations: None,
+        per_recipient: false,
+        mailboxes: None,
+    };
+    let send = || async {
+        w.queue
+            .send(&w.dlq_url, &record.to_string(), Duration::ZERO)
+            .await
+            .expect("send");
+    };
+    // Without a way to run forward, it is named (no longer "an unknown function") and kept.
+    send().await;
+    let items = replay(&w.queue, &opts, None).await.expect("replay");
+    assert_eq!(items[0].action, "skipped");
+    assert!(
+        items[0].detail.contains("forward function"),
+        "{}",
+        items[0].detail
+    );
+
+    // A failing run leaves it in the queue; a working one runs the SES event and deletes it.
+    let rerun = Rerun {
+        events: Default::default(),
+        fail: std::sync::atomic::AtomicBool::new(true),
+    };
+    send().await;
+    let items = replay_with(&w.queue, &opts, None, &[&rerun])
+        .await
+        .expect("replay");
+    assert_eq!(items[0].action, "skipped", "{items:?}");
+    assert!(items[0].detail.contains("throttled"));
+    rerun.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    send().await;
+    let items = replay_with(&w.queue, &opts, None, &[&rerun])
+        .await
+        .expect("replay");
+    assert_eq!(items[0].action, "reinvoked", "{items:?}");
+    assert_eq!(rerun.events.lock().expect("lock").as_slice(), [MESSAGE_ID]);
+    // Nothing that would become a webhook job was queued for it.
+    assert!(
+        w.queue
+            .receive(&w.retry_url, 10, Duration::ZERO)
+            .await
+            .expect("receive")
+            .is_empty()
+    );
+}
+
 // ---------------------------------------------------------------- batches within their deadline
 
 /// Sends `n` copies of the fixture's first-attempt job to the retry queue and receives them as

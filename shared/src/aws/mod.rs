@@ -63,6 +63,10 @@ pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
+/// The SDK configuration type, for crates that pass one on without depending on aws-config.
+#[cfg(feature = "aws")]
+pub use aws_config::SdkConfig;
+
 #[cfg(feature = "aws")]
 /// The shared SDK configuration from the standard provider chain (and [`ENDPOINT_VAR`]), with
 /// [`timeouts`].
