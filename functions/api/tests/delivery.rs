@@ -1014,7 +1014,7 @@ impl mailroom_api::replay::Reinvoke for Rerun {
 
 #[tokio::test]
 async fn the_forward_functions_dead_lettered_events_are_run_again() {
-    use mailroom_api::replay::{Options, replay, replay_with};
+    use mailroom_api::replay::{replay, replay_with};
     let w = World::new().await;
     let record = serde_json::json!({
         "requestContext": {"requestId": "r2", "functionArn":
@@ -1023,15 +1023,7 @@ async fn the_forward_functions_dead_lettered_events_are_run_again() {
         "requestPayload": ses_event(),
         "responsePayload": {"errorType": "Forward.Retryable.Send", "errorMessage": "…"}
     });
-    let opts = Options {
-        dlq_url: w.dlq_url.clone(),
-        retry_queue_url: w.retry_url.clone(),
-        dry_run: false,
-        max: None,
-        locations: None,
-        per_recipient: false,
-        mailboxes: None,
-    };
+    let opts = w.replay_options();
     let send = || async {
         w.queue
             .send(&w.dlq_url, &record.to_string(), Duration::ZERO)
