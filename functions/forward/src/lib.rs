@@ -253,6 +253,14 @@ pub enum ForwardError {
         raw: String,
         source: PortError,
     },
+    #[error(
+        "{message_id} to {destination} is being sent by another invocation (its claim holds until {until}): retry later"
+    )]
+    Busy {
+        message_id: String,
+        destination: String,
+        until: i64,
+    },
     #[error("sending {message_id} to {destination}: {source} (the raw message stays at {raw})")]
     Send {
         message_id: String,
@@ -273,6 +281,7 @@ impl FunctionError for ForwardError {
                 source.is_retryable()
             }
             ForwardError::Send { source, .. } => source.kind == SendErrorKind::Retry,
+            ForwardError::Busy { .. } => true,
         }
     }
 
@@ -282,6 +291,7 @@ impl FunctionError for ForwardError {
             ForwardError::ReadRaw { .. } => "ReadRaw",
             ForwardError::Marker { .. } => "Marker",
             ForwardError::Send { .. } => "Send",
+            ForwardError::Busy { .. } => "Busy",
         }
     }
 }
@@ -548,6 +558,69 @@ fn build(
     }
 }
 
+/// How long past its send's own timeout a claim holds.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+/// Claim rounds after which something is wrong (each round is a crash or a failed send).
+const MAX_CLAIMS: u32 = 20;
+
+enum Claim {
+    /// Another invocation claimed this destination and may be sending it until then (Unix time).
+    Busy {
+        until: i64,
+    },
+    Store(PortError),
+}
+
+/// Claims the right to send to a destination: `<marker>.claim-<n>`, created `If-None-Match`,
+/// holding until when it counts. A claim whose time is up (a run that crashed) or that has a
+/// `.released` object beside it (a run whose send failed) is over; the next round's key is then
+/// claimed, so of any number of concurrent runs exactly one wins each round.
+async fn claim(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    marker: &str,
+    ttl: Duration,
+) -> Result<u32, Claim> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let until = now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+    for round in 1..=MAX_CLAIMS {
+        let key = format!("{marker}.claim-{round}");
+        let body = Bytes::from(format!("{{\"until\":{until}}}"));
+        match store
+            .put_if_absent(bucket, &key, body, &ObjectMeta::new("application/json"))
+            .await
+            .map_err(Claim::Store)?
+        {
+            mailroom::ports::PutOutcome::Created => return Ok(round),
+            mailroom::ports::PutOutcome::AlreadyExists => {}
+        }
+        let held = match store.get(bucket, &key).await {
+            Ok(b) => serde_json::from_slice::<serde_json::Value>(&b)
+                .ok()
+                .and_then(|v| v["until"].as_i64())
+                .unwrap_or(0),
+            // Written and gone: treat as expired.
+            Err(e) if e.kind == ErrorKind::NotFound => 0,
+            Err(e) => return Err(Claim::Store(e)),
+        };
+        if held > now {
+            // Its run failed and said so: the claim is over before its time.
+            match store.size(bucket, &format!("{key}.released")).await {
+                Ok(_) => continue,
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    return Err(Claim::Busy { until: held });
+                }
+                Err(e) => return Err(Claim::Store(e)),
+            }
+        }
+    }
+    Err(Claim::Store(PortError::new(
+        ErrorKind::Permanent,
+        "claim",
+        format!("{MAX_CLAIMS} claims on {marker} all expired without a send finishing"),
+    )))
+}
+
 async fn deliver(
     record: &SesRecord,
     config: &Config,
@@ -593,7 +666,22 @@ async fn deliver(
             "rewrite refused: forwarding the original as an attachment");
     }
     let violations = ses_rules::validate_for(&message, &config.identity.address);
+    let mut claimed = None;
     let sent = if violations.is_empty() {
+        // Claimed before sending, so a second invocation running at the same time (SES may
+        // invoke twice) waits instead of sending too; only a crash after the send and before
+        // the marker can send twice.
+        let ttl = sender::send_timeouts(message.len()).1 + CLAIM_MARGIN;
+        claimed = Some(claim(deps.store, bucket, &marker, ttl).await.map_err(
+            |source| match source {
+                Claim::Busy { until } => ForwardError::Busy {
+                    message_id: id.to_string(),
+                    destination: route.destination.clone(),
+                    until,
+                },
+                Claim::Store(e) => marker_error(e),
+            },
+        )?);
         let mail = OutgoingMail {
             from: config.identity.address.clone(),
             to: route.destination.clone(),
@@ -641,6 +729,24 @@ async fn deliver(
             }
         }
         Err(source) => {
+            // The send failed before SES took it: let the retry claim at once. Best effort; an
+            // unreleased claim only runs out.
+            if let Some(round) = claimed {
+                let released = format!("{marker}.claim-{round}.released");
+                if let Err(e) = deps
+                    .store
+                    .put_if_absent(
+                        bucket,
+                        &released,
+                        Bytes::new(),
+                        &ObjectMeta::new("application/json"),
+                    )
+                    .await
+                {
+                    tracing::warn!(message_id = id, key = %released, error = %e,
+                        "could not release the send's claim: a retry waits until it runs out");
+                }
+            }
             return Err(ForwardError::Send {
                 message_id: id.to_string(),
                 destination: route.destination.clone(),

@@ -16,6 +16,18 @@ use async_trait::async_trait;
 use aws_sdk_sesv2::error::ProvideErrorMetadata;
 use bytes::Bytes;
 
+/// The attempt and operation timeouts of one send of `bytes`: the shared 8 s attempt is made for
+/// small calls, and a 30 MB upload that outlasts it would be cut off and sent again by the SDK
+/// (and then by Lambda), each copy perhaps delivered. One second per MB on top, the operation
+/// twice that, within the template's 120 s function timeout.
+pub fn send_timeouts(bytes: usize) -> (std::time::Duration, std::time::Duration) {
+    use std::time::Duration;
+    let mb = u64::try_from(bytes / 1_000_000).unwrap_or(u64::MAX / 4);
+    let attempt = Duration::from_secs(8 + mb.min(45));
+    let operation = (attempt * 2).min(Duration::from_secs(100));
+    (attempt, operation)
+}
+
 /// One message to one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMail {
@@ -98,6 +110,12 @@ impl MailSender for SesV2Sender {
             .data(aws_smithy_types::Blob::new(mail.raw.to_vec()))
             .build()
             .map_err(|e| SendError::new(SendErrorKind::Setup, e.to_string()))?;
+        let (attempt, operation) = send_timeouts(mail.raw.len());
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(mailroom::aws::CONNECT_TIMEOUT)
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(operation)
+            .build();
         let out = self
             .client
             .send_email()
@@ -106,6 +124,8 @@ impl MailSender for SesV2Sender {
             .content(EmailContent::builder().raw(raw).build())
             .set_configuration_set_name(mail.configuration_set.clone())
             .set_from_email_address_identity_arn(mail.identity_arn.clone())
+            .customize()
+            .config_override(aws_sdk_sesv2::config::Builder::default().timeout_config(timeouts))
             .send()
             .await
             .map_err(|e| {
@@ -144,6 +164,17 @@ pub fn kind_of(retryable: bool, code: &str, message: &str) -> SendErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_send_gets_time_to_finish_within_the_function_timeout() {
+        let (small, small_op) = send_timeouts(10_000);
+        assert_eq!(small, std::time::Duration::from_secs(8));
+        assert_eq!(small_op, std::time::Duration::from_secs(16));
+        let (big, big_op) = send_timeouts(30_000_000);
+        assert_eq!(big, std::time::Duration::from_secs(38));
+        assert!(big_op >= big && big_op <= std::time::Duration::from_secs(100));
+        assert!(send_timeouts(usize::MAX).1 <= std::time::Duration::from_secs(100));
+    }
 
     #[test]
     fn failures_sort_into_three_kinds() {

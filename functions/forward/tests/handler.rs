@@ -81,7 +81,7 @@ async fn routes_tags_and_several_destinations() {
         w.store
             .keys()
             .iter()
-            .filter(|k| k.starts_with("forwarded/"))
+            .filter(|k| k.starts_with("forwarded/") && !k.contains(".claim-"))
             .count(),
         3
     );
@@ -212,6 +212,52 @@ async fn mail_ses_could_not_verify_is_never_sent_under_its_senders_name() {
         assert!(w.outbox.sent().is_empty());
         assert_eq!(w.counts.of(metrics::HELD), 1);
     }
+}
+
+#[tokio::test]
+async fn a_destination_another_invocation_is_sending_is_not_sent_twice() {
+    let cfg = config("@example.com=me@gmail.com", &[]);
+    let claim = format!("forwarded/{ID}/me@gmail.com.claim-1");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // A concurrent invocation claimed it a moment ago and may be sending it now.
+    let w = World::new(&cfg, Store::with_raw(ID, MAIL), Outbox::default());
+    w.store.0.lock().unwrap().insert(
+        claim.clone(),
+        bytes::Bytes::from(format!("{{\"until\":{}}}", now + 60)),
+    );
+    let err = handle(&jane_to_info(MAIL), &cfg, w.deps())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ForwardError::Busy { .. }), "{err}");
+    assert!(
+        err.is_retryable(),
+        "Lambda retries it later, when the marker says sent"
+    );
+    assert!(w.outbox.sent().is_empty());
+
+    // The claim of a run that crashed has run out: the next round is claimed and it is sent.
+    let w = World::new(&cfg, Store::with_raw(ID, MAIL), Outbox::default());
+    w.store.0.lock().unwrap().insert(
+        claim,
+        bytes::Bytes::from(format!("{{\"until\":{}}}", now - 1)),
+    );
+    handle(&jane_to_info(MAIL), &cfg, w.deps()).await.unwrap();
+    assert_eq!(w.outbox.sent().len(), 1);
+    let keys = w.store.keys();
+    assert!(
+        keys.contains(&format!("forwarded/{ID}/me@gmail.com.claim-2")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&format!("forwarded/{ID}/me@gmail.com")),
+        "{keys:?}"
+    );
+
+    // Two invocations of the same event at once: one sends, the other is told to retry.
+    let w = World::new(&cfg, Store::with_raw(ID, MAIL), Outbox::default());
+    let ev = jane_to_info(MAIL);
+    let (a, b) = tokio::join!(handle(&ev, &cfg, w.deps()), handle(&ev, &cfg, w.deps()));
+    assert_eq!(w.outbox.sent().len(), 1, "{a:?} {b:?}");
 }
 
 #[tokio::test]
@@ -364,8 +410,18 @@ async fn an_account_problem_fails_the_invocation_for_the_dead_letter_queue() {
     let err = handle(&ev, &cfg, w.deps()).await.unwrap_err();
     assert!(matches!(err, ForwardError::Send { .. }));
     assert_eq!(Diagnostic::from(err).error_type, "Forward.Permanent.Send");
-    // No marker: the replayed event will send it.
-    assert_eq!(w.store.keys(), [format!("raw/{ID}")]);
+    // No marker, and the claim released: the replayed event will send it.
+    let keys = w.store.keys();
+    assert_eq!(
+        keys.iter()
+            .filter(|k| !k.contains(".claim-"))
+            .collect::<Vec<_>>(),
+        [&format!("raw/{ID}")]
+    );
+    assert!(
+        keys.iter().any(|k| k.ends_with(".claim-1.released")),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]

@@ -88,14 +88,24 @@ async fn forward_needs_exactly_its_template_policy() {
         let (admin_s3, bucket, event, config, marker) =
             (&admin_s3, &bucket, &event, &config, &marker);
         async move {
-            // Each run starts with the message not yet forwarded, and reads the map afresh.
-            admin_s3
-                .delete_object()
+            // Each run starts with the message not yet forwarded (no marker, no claim), and
+            // reads the map afresh.
+            let listed = admin_s3
+                .list_objects_v2()
                 .bucket(bucket)
-                .key(marker)
+                .prefix(marker.clone())
                 .send()
                 .await
-                .map_err(|e| format!("delete marker: {e:?}"))?;
+                .map_err(|e| format!("list markers: {e:?}"))?;
+            for key in listed.contents().iter().filter_map(|o| o.key()) {
+                admin_s3
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| format!("delete {key}: {e:?}"))?;
+            }
             let store = S3Store::new(iam::s3(&conf));
             let sender = SesV2Sender::from_conf(&conf);
             let parameters = SsmParameters(conf);
