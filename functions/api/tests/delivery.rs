@@ -248,15 +248,7 @@ impl World {
             }
             idle = 0;
             let event = SqsEvent {
-                records: got
-                    .iter()
-                    .map(|m| SqsRecord {
-                        message_id: m.message_id.clone(),
-                        receipt_handle: m.receipt_handle.clone(),
-                        body: m.body.clone(),
-                        event_source: Some("aws:sqs".into()),
-                    })
-                    .collect(),
+                records: got.iter().map(SqsRecord::from).collect(),
             };
             let resp = handle_sqs(&event, config, self.deps())
                 .await
