@@ -41,7 +41,8 @@ const ACTIVE_TYPES: &[&str] = &[
 /// it as a page. Overreaching costs a download instead of a preview; missing one costs script on
 /// the bucket's origin, so the rules are broad: any subtype naming html, xml (every `+xml`
 /// suffix: SVG, XHTML, RSS, Atom, XSLT, MathML), svg or script, every `multipart/*` (server push
-/// with `x-mixed-replace`, MHTML with `related`) and `message/*` (MHTML), and [`ACTIVE_TYPES`].
+/// with `x-mixed-replace`, MHTML with `related`) and `message/*` (MHTML), and the few types
+/// `ACTIVE_TYPES` lists.
 pub fn is_active(essence: &str) -> bool {
     let (kind, subtype) = essence.split_once('/').unwrap_or((essence, ""));
     kind == "multipart"
