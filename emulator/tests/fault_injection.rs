@@ -117,20 +117,19 @@ fn read_numbers(options: &template::Options) -> Numbers {
     let mut retry_queue = None;
     let mut batch_size = 10;
     for (id, r) in resources.as_object().unwrap() {
-        if r["Type"] != "AWS::Serverless::Function" {
-            continue;
-        }
         let props = &r["Properties"];
-        let secs = as_f64(&props["Timeout"]).unwrap_or(global_timeout);
-        timeouts.insert(id.clone(), scaled(secs));
-        if let Some(events) = props["Events"].as_object() {
-            for e in events.values().filter(|e| e["Type"] == "SQS") {
-                retry_queue = e["Properties"]["Queue"].as_str().map(str::to_string);
-                batch_size = as_f64(&e["Properties"]["BatchSize"]).unwrap_or(10.0) as usize;
-            }
+        if r["Type"] == "AWS::Serverless::Function" {
+            let secs = as_f64(&props["Timeout"]).unwrap_or(global_timeout);
+            timeouts.insert(id.clone(), scaled(secs));
+        }
+        // The trigger is a mapping, not a SAM event (template.yaml, ApiRetryQueueMapping).
+        let source = props["EventSourceArn"].as_str().unwrap_or_default();
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" && source.starts_with("arn:aws:sqs:") {
+            retry_queue = Some(source.to_string());
+            batch_size = as_f64(&props["BatchSize"]).unwrap_or(10.0) as usize;
         }
     }
-    let retry_queue = retry_queue.expect("a function with an SQS trigger");
+    let retry_queue = retry_queue.expect("an SQS event source mapping");
     let queue_name = retry_queue.rsplit(':').next().unwrap();
     let queue = resources
         .as_object()

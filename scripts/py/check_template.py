@@ -55,6 +55,10 @@ DEFAULT_TIMEOUT_S = 3
 DEFAULT_VISIBILITY_S = 30
 DEFAULT_RETENTION_S = 345600
 DEFAULT_BATCH = 10
+# What SAM attaches to a function with a `Type: SQS` event: sqs:ReceiveMessage, DeleteMessage and
+# GetQueueAttributes on every queue of the account.
+SQS_MANAGED_POLICY = "AWSLambdaSQSQueueExecutionRole"
+IAM_POLICY_TYPES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
 
 
 _ENV_VARS = None
@@ -119,8 +123,10 @@ class Checker:
             self.rule(name, sets)
         for fn in self.t.of_type("AWS::Serverless::Function"):
             self.function(fn)
-            self.sqs_consumer(fn)
             self.on_failure(fn)
+        for fn, where, props in self.sqs_triggers():
+            self.sqs_consumer(fn, where, props)
+        self.sqs_scope()
         return self.errors
 
     def rule(self, name, sets):
@@ -339,37 +345,108 @@ class Checker:
             self.err(fn, f"{var} {value!r} is not a number")
             return None
 
-    def sqs_consumer(self, fn):
+    def sqs_triggers(self):
+        """(function, where, properties) of every SQS trigger: an AWS::Lambda::EventSourceMapping
+        from a queue of this template to one of its functions, or a SAM `Type: SQS` event (refused
+        by sqs_scope, checked here all the same). Properties use the mapping's names (Queue is
+        EventSourceArn)."""
+        fns = self.t.of_type("AWS::Serverless::Function")
+        out = []
+        for fn in fns:
+            for name, ev in (self.t.properties(fn).get("Events") or {}).items():
+                if (ev or {}).get("Type") == "SQS":
+                    props = dict(ev.get("Properties") or {})
+                    props["EventSourceArn"] = props.pop("Queue", None)
+                    out.append((fn, f"{fn} event {name}", props))
+        for name, m in self.t.of_type("AWS::Lambda::EventSourceMapping").items():
+            props = (m.get("Properties") or {})
+            source = ref_target(props.get("EventSourceArn"))
+            if (self.res.get(source) or {}).get("Type") != "AWS::SQS::Queue":
+                continue
+            fn = ref_target(props.get("FunctionName"))
+            if fn not in fns:
+                self.err(name, "FunctionName must !Ref an AWS::Serverless::Function of this template "
+                               "(to check its timeout against the batch)")
+                continue
+            out.append((fn, name, props))
+        return out
+
+    def sqs_consumer(self, fn, where, props):
         """A function fed by an SQS queue: its timeout covers a whole batch, the queue hides a
         message long enough for retries of it, and what fails repeatedly is redriven to a dead-letter
         queue (the shape `mailroom replay` reads)."""
         timeout = self.number(self.t.function_prop(fn, "Timeout"), DEFAULT_TIMEOUT_S)
-        events = self.t.properties(fn).get("Events") or {}
-        for name, ev in events.items():
-            if (ev or {}).get("Type") != "SQS":
+        queue = self.queue_of(props.get("EventSourceArn"))
+        if queue is None:
+            self.err(where, "the queue must !GetAtt an AWS::SQS::Queue of this template (to check its settings)")
+            return
+        binary = self.t.function_binary(fn)
+        batch = self.number(props.get("BatchSize"), DEFAULT_BATCH)
+        if binary not in PER_JOB_WORST_CASE:
+            self.err(where, f"no per-job worst case is known for {binary!r} (PER_JOB_WORST_CASE)")
+        elif timeout is not None and batch is not None:
+            job = self.per_job_seconds(fn, binary)
+            if job is not None and timeout < batch * job + BATCH_MARGIN_S:
+                self.err(where, f"Timeout {timeout:g} s is below BatchSize {batch:g} x {job:g} s per job "
+                                f"+ {BATCH_MARGIN_S} s margin = {batch * job + BATCH_MARGIN_S:g} s: a batch of "
+                                "slow jobs times out and its finished jobs run again")
+        qprops = self.t.properties(queue)
+        vis = self.number(qprops.get("VisibilityTimeout"), DEFAULT_VISIBILITY_S)
+        if timeout is not None and vis is not None and vis < VISIBILITY_FACTOR * timeout:
+            self.err(queue, f"VisibilityTimeout {vis:g} s is below {VISIBILITY_FACTOR} x the timeout of its "
+                            f"consumer {fn} ({VISIBILITY_FACTOR * timeout:g} s)")
+        self.redrive(queue)
+
+    def sqs_scope(self):
+        """No role may receive from or delete on every queue: a function's SQS actions name their
+        queues. SAM's `Type: SQS` event is refused because it always attaches
+        AWSLambdaSQSQueueExecutionRole (ReceiveMessage and DeleteMessage on "*")."""
+        for fn in self.t.of_type("AWS::Serverless::Function"):
+            for name, ev in (self.t.properties(fn).get("Events") or {}).items():
+                if (ev or {}).get("Type") == "SQS":
+                    self.err(f"{fn} event {name}", f"a SAM Type SQS event attaches {SQS_MANAGED_POLICY} "
+                             "(sqs:ReceiveMessage and sqs:DeleteMessage on every queue): declare an "
+                             "AWS::Lambda::EventSourceMapping and grant the poller its queue in Policies")
+            policies = self.t.function_prop(fn, "Policies") or []
+            for entry in ([policies] if isinstance(policies, (str, dict)) else policies):
+                if isinstance(entry, str):
+                    self.managed(fn, entry)
+                elif isinstance(entry, dict) and "Statement" in entry:
+                    self.statements(fn, entry["Statement"])
+        for name, r in self.t.of_type("AWS::IAM::Role").items():
+            props = r.get("Properties") or {}
+            for arn in props.get("ManagedPolicyArns") or []:
+                self.managed(name, arn)
+            for p in props.get("Policies") or []:
+                self.statements(name, ((p or {}).get("PolicyDocument") or {}).get("Statement"))
+        for type_ in IAM_POLICY_TYPES:
+            for name, r in self.t.of_type(type_).items():
+                doc = (r.get("Properties") or {}).get("PolicyDocument") or {}
+                self.statements(name, doc.get("Statement") if isinstance(doc, dict) else None)
+
+    def managed(self, where, policy):
+        text = sub_text(policy) if not isinstance(policy, str) else policy
+        if text and SQS_MANAGED_POLICY in text:
+            self.err(where, f"{SQS_MANAGED_POLICY} allows sqs:ReceiveMessage and sqs:DeleteMessage on every "
+                            "queue: grant the poller its queue in an inline statement instead")
+
+    def statements(self, where, sts):
+        for st in ([sts] if isinstance(sts, dict) else sts or []):
+            if isinstance(st, dict) and isinstance(st.get("Fn::If"), list):
+                # Either branch may be the one deployed.
+                self.statements(where, [b for b in st["Fn::If"][1:] if isinstance(b, dict)])
                 continue
-            where = f"{fn} event {name}"
-            props = ev.get("Properties") or {}
-            queue = self.queue_of(props.get("Queue"))
-            if queue is None:
-                self.err(where, "Queue must !GetAtt an AWS::SQS::Queue of this template (to check its settings)")
+            if not isinstance(st, dict) or st.get("Effect") != "Allow":
                 continue
-            binary = self.t.function_binary(fn)
-            batch = self.number(props.get("BatchSize"), DEFAULT_BATCH)
-            if binary not in PER_JOB_WORST_CASE:
-                self.err(where, f"no per-job worst case is known for {binary!r} (PER_JOB_WORST_CASE)")
-            elif timeout is not None and batch is not None:
-                job = self.per_job_seconds(fn, binary)
-                if job is not None and timeout < batch * job + BATCH_MARGIN_S:
-                    self.err(where, f"Timeout {timeout:g} s is below BatchSize {batch:g} x {job:g} s per job "
-                                    f"+ {BATCH_MARGIN_S} s margin = {batch * job + BATCH_MARGIN_S:g} s: a batch of "
-                                    "slow jobs times out and its finished jobs run again")
-            qprops = self.t.properties(queue)
-            vis = self.number(qprops.get("VisibilityTimeout"), DEFAULT_VISIBILITY_S)
-            if timeout is not None and vis is not None and vis < VISIBILITY_FACTOR * timeout:
-                self.err(queue, f"VisibilityTimeout {vis:g} s is below {VISIBILITY_FACTOR} x the timeout of its "
-                                f"consumer {fn} ({VISIBILITY_FACTOR * timeout:g} s)")
-            self.redrive(queue)
+            actions = st.get("Action") or []
+            actions = [actions] if isinstance(actions, str) else actions
+            sqs = [a for a in actions if isinstance(a, str) and (a == "*" or a.lower().startswith("sqs:"))]
+            resources = st.get("Resource") or []
+            resources = [resources] if not isinstance(resources, list) else resources
+            wild = [r for r in resources if "*" in (sub_text(r) or "")]
+            if sqs and wild:
+                self.err(where, f'grants {", ".join(sqs)} on Resource "{wild[0]}": '
+                                "an SQS action must name its queues")
 
     def redrive(self, queue):
         redrive = self.t.properties(queue).get("RedrivePolicy")

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use mailroom::Email;
 use mailroom::layout;
 use mailroom::ports::queue::MAX_DELAY;
-use mailroom::ports::{ErrorKind, ObjectMeta, PortError, WebhookRequest};
+use mailroom::ports::{ErrorKind, PortError, WebhookRequest};
+use mailroom::served;
 use mailroom::webhook::delivery::{self, DeadLetter, Job, Outcome};
 use mailroom::webhook::payload::{self, Delivery, Format, RawLocation};
 use mailroom::webhook::signing;
@@ -252,10 +253,11 @@ pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt
             deliveries.push(Delivery::Inline);
             continue;
         }
-        // The same key the store function uses, so a stored message is not copied twice.
+        // The same key and headers the store function uses, so a stored message is not copied
+        // twice and whichever of the two writes first leaves the same object.
         let key = folder.attachment_of(att);
         let bytes = Bytes::copy_from_slice(parsed.contents.get(att.index).map_or(&[][..], |c| c));
-        let meta = ObjectMeta::new(att.content_type.clone());
+        let meta = served::attachment_meta(att);
         if let Err(e) = deps
             .store
             .put_if_absent(&folder.bucket, &key, bytes, &meta)

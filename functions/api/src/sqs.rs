@@ -23,6 +23,19 @@ pub struct SqsRecord {
     pub event_source: Option<String>,
 }
 
+/// The record Lambda's poller makes of a message it received, for whoever plays the poller over
+/// the [`mailroom::ports::Queue`] port (the tests).
+impl From<&mailroom::ports::Received> for SqsRecord {
+    fn from(m: &mailroom::ports::Received) -> Self {
+        SqsRecord {
+            message_id: m.message_id.clone(),
+            receipt_handle: m.receipt_handle.clone(),
+            body: m.body.clone(),
+            event_source: Some("aws:sqs".into()),
+        }
+    }
+}
+
 /// `{"batchItemFailures":[{"itemIdentifier":"<messageId>"}]}`: the records SQS must redeliver.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

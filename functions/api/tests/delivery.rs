@@ -142,8 +142,12 @@ struct World {
 
 impl World {
     async fn new() -> World {
+        World::with_raw(mailroom_testkit::event_file("mail/attachments.eml")).await
+    }
+
+    /// A world whose raw mail at `raw/<MESSAGE_ID>` is `raw`.
+    async fn with_raw(raw: Vec<u8>) -> World {
         let bucket = mailroom_testkit::bucket("api").await;
-        let raw = mailroom_testkit::event_file("mail/attachments.eml");
         mailroom_testkit::s3()
             .put_object()
             .bucket(&bucket)
@@ -244,15 +248,7 @@ impl World {
             }
             idle = 0;
             let event = SqsEvent {
-                records: got
-                    .iter()
-                    .map(|m| SqsRecord {
-                        message_id: m.message_id.clone(),
-                        receipt_handle: m.receipt_handle.clone(),
-                        body: m.body.clone(),
-                        event_source: Some("aws:sqs".into()),
-                    })
-                    .collect(),
+                records: got.iter().map(SqsRecord::from).collect(),
             };
             let resp = handle_sqs(&event, config, self.deps())
                 .await
@@ -1491,4 +1487,70 @@ async fn a_job_naming_other_objects_is_dead_lettered_unread() {
     let dead = w.dead_letters().await;
     assert_eq!(dead.len(), 3);
     assert!(dead.iter().all(|d| d.reason == "invalid-job"), "{dead:?}");
+}
+
+// ---------------------------------------------------------------- large attachments' headers
+
+/// What S3 serves an uploaded attachment with.
+async fn served_headers(bucket: &str, key: &str) -> (String, String) {
+    let head = mailroom_testkit::s3()
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("head {key}: {e:?}"));
+    (
+        head.content_type().unwrap_or_default().to_string(),
+        head.content_disposition().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn large_attachments_are_uploaded_with_safe_headers_whatever_the_mail_says() {
+    // Latin-1 bytes in a Content-Type, and active content the sender marks inline.
+    let mut raw = b"From: a@example.org\r\nTo: support@inbox.example.com\r\nSubject: parts\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+        --b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+        --b\r\nContent-Type: image/p"
+        .to_vec();
+    raw.push(0xe9);
+    raw.extend_from_slice(
+        b"ng\r\nContent-Disposition: attachment; filename=\"photo.png\"\r\n\
+        Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n\
+        --b\r\nContent-Type: image/svg+xml\r\nContent-Disposition: inline; filename=\"logo.svg\"\r\n\r\n\
+        <svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>\r\n\
+        --b\r\nContent-Type: application/rss+xml\r\nContent-Disposition: inline; filename=\"feed.rss\"\r\n\r\n\
+        <rss/>\r\n--b--\r\n",
+    );
+    let w = World::with_raw(raw).await;
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    let config = w.config(&ep.url, &[("MAILROOM_INLINE_ATTACHMENT_MAX_BYTES", "0")]);
+    let report = handle(ses_event(), &config, w.deps()).await.expect("ses");
+    assert_eq!(report["steps"][0]["status"], "delivered", "{report}");
+    assert!(w.dead_letters().await.is_empty(), "nothing dead-lettered");
+
+    let body: Value = serde_json::from_slice(&ep.requests()[0].body).expect("json");
+    let atts = body["data"]["attachments"].as_array().expect("attachments");
+    assert_eq!(atts.len(), 3, "{body}");
+    // The key each presigned URL names (path-style on moto).
+    let key = |i: usize| {
+        let url = atts[i]["url"].as_str().expect("url");
+        let path = url.split('?').next().expect("path");
+        let (_, key) = path
+            .split_once(&format!("/{}/", w.bucket))
+            .expect("bucket in the path");
+        key.to_string()
+    };
+    let (ct, cd) = served_headers(&w.bucket, &key(0)).await;
+    assert_eq!(
+        ct, "application/octet-stream",
+        "an 8-bit type is not a type"
+    );
+    assert!(cd.starts_with("attachment;"), "{cd}");
+    for i in [1, 2] {
+        let (ct, cd) = served_headers(&w.bucket, &key(i)).await;
+        assert!(ct.ends_with("+xml"), "{ct}");
+        assert!(cd.starts_with("attachment;"), "{ct} served as {cd:?}");
+    }
 }

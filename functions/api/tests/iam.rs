@@ -1,17 +1,21 @@
 //! The api function with exactly the IAM policy template.yaml gives it, on a moto server that
 //! enforces IAM: the signing secret read by ARN, the raw mail read, a large attachment uploaded
-//! for its presigned URL, a failed delivery queued for retry and a gone endpoint dead-lettered.
+//! for its presigned URL, a failed delivery queued for retry, the retry received from the queue
+//! as Lambda's poller receives it (with the function's role) and, its endpoint gone,
+//! dead-lettered.
 //! Each grant of the policy must be needed by that, and the whole policy must be enough.
 
 use mailroom::aws::{S3Store, SqsQueue};
+use mailroom::ports::Queue;
 use mailroom::webhook::http::ReqwestSender;
 use mailroom::webhook::signing::Secret;
-use mailroom_api::{Config, Deps, handle};
+use mailroom_api::{Config, Deps, SqsEvent, SqsRecord, handle, handle_sqs};
 use mailroom_testkit::iam::{self, World};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MESSAGE_ID: &str = "k2f9e1m0q8o3v7b4r5t6y1u2i3o4p5a6s7d8f9g0";
@@ -60,6 +64,25 @@ async fn endpoint() -> (String, Arc<AtomicU16>) {
         }
     });
     (url, status)
+}
+
+/// One batch from `queue`, received as Lambda's SQS poller receives it, with `conf`'s
+/// credentials: the queue's attributes, then its messages.
+async fn poll(conf: &aws_config::SdkConfig, queue: &str) -> Result<SqsEvent, String> {
+    aws_sdk_sqs::Client::new(conf)
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .map_err(|e| format!("the poller's GetQueueAttributes: {e:?}"))?;
+    let got = SqsQueue::from_conf(conf)
+        .receive(queue, 5, Duration::ZERO)
+        .await
+        .map_err(|e| format!("the poller's ReceiveMessage: {e}"))?;
+    Ok(SqsEvent {
+        records: got.iter().map(SqsRecord::from).collect(),
+    })
 }
 
 struct Setup {
@@ -182,22 +205,39 @@ impl Setup {
                 .map_err(|e| e.to_string())?;
 
         self.status.store(500, Ordering::SeqCst);
-        let report = handle(event.clone(), &config, deps())
+        let report = handle(event, &config, deps())
             .await
             .map_err(|e| e.to_string())?;
         if report["steps"][0]["status"] != "scheduled" {
             return Err(format!("a 500 was not scheduled for retry: {report}"));
         }
-        if self.drain(&self.retry.0).await? != 1 {
+
+        // The retry, as Lambda's poller runs it: with the function's role, which is all the
+        // access the poller has (the template grants it the retry queue, nothing wider).
+        self.status.store(410, Ordering::SeqCst);
+        let batch = poll(&conf, &self.retry.0).await?;
+        if batch.records.len() != 1 {
             return Err(format!("no retry job queued: {report}"));
         }
-
-        self.status.store(410, Ordering::SeqCst);
-        let report = handle(event, &config, deps())
+        let response = handle_sqs(&batch, &config, deps())
             .await
             .map_err(|e| e.to_string())?;
+        for record in &batch.records {
+            if !response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == record.message_id)
+            {
+                queue
+                    .delete(&self.retry.0, &record.receipt_handle)
+                    .await
+                    .map_err(|e| format!("the poller's DeleteMessage: {e}"))?;
+            }
+        }
         if self.drain(&self.dlq.0).await? != 1 {
-            return Err(format!("a 410 was not dead-lettered: {report}"));
+            return Err(format!(
+                "a 410 on the retry was not dead-lettered: {response:?}"
+            ));
         }
 
         let uploaded = self.uploaded().await?;

@@ -1,7 +1,7 @@
 //! The store function (SES Lambda action, `Event` invocation): reads the raw message the rule's
 //! S3 action wrote, parses it once, and writes a browsable layout beside it (see
 //! [`mailroom::layout`]): `message.json`, `body.txt`, `body.html` and each attachment with its
-//! real `Content-Type` and `Content-Disposition`.
+//! own `Content-Type` and `Content-Disposition`, made safe to serve by [`mailroom::served`].
 //!
 //! Handler: `handle(&SesEvent, &Config, &dyn ObjectStore) -> Result<Report, StoreError>`.
 //!
@@ -24,9 +24,10 @@
 use bytes::Bytes;
 use mailroom::config::{self, ConfigError, Env};
 use mailroom::diagnostic::FunctionError;
-use mailroom::email::{Attachment, Disposition};
+use mailroom::email::Disposition;
 use mailroom::layout::{self, Locations, MessageLayout};
 use mailroom::ports::{ObjectMeta, ObjectStore, PortError, PutOutcome};
+use mailroom::served::{attachment_meta, content_disposition};
 use mailroom::{Email, Limits, SesEvent, SesRecord};
 use serde::Serialize;
 
@@ -318,116 +319,9 @@ impl Writer<'_> {
     }
 }
 
-/// Types a browser would run or render as a page: always served as downloads.
-const ACTIVE_TYPES: &[&str] = &[
-    "text/html",
-    "application/xhtml+xml",
-    "image/svg+xml",
-    "text/xml",
-    "application/xml",
-    "text/javascript",
-    "application/javascript",
-];
-
-/// The attachment's own content type and disposition, made safe as HTTP header values.
-pub fn attachment_meta(a: &Attachment) -> ObjectMeta {
-    let content_type = header_safe(&a.content_type)
-        .filter(|t| t.contains('/'))
-        .unwrap_or_else(|| "application/octet-stream".to_string());
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let disposition = if ACTIVE_TYPES.contains(&essence.as_str()) {
-        Disposition::Attachment
-    } else {
-        a.disposition
-    };
-    ObjectMeta::new(content_type).with_disposition(content_disposition(
-        disposition,
-        &layout::segment(&a.safe_filename),
-    ))
-}
-
-/// `attachment; filename="ascii fallback"; filename*=UTF-8''percent-encoded` (RFC 6266/8187).
-pub fn content_disposition(disposition: Disposition, name: &str) -> String {
-    let kind = match disposition {
-        Disposition::Inline => "inline",
-        Disposition::Attachment => "attachment",
-    };
-    let fallback: String = name
-        .chars()
-        .map(|c| {
-            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut encoded = String::with_capacity(name.len() * 3);
-    for b in name.bytes() {
-        // RFC 8187 attr-char.
-        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-            encoded.push(b as char);
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
-    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
-}
-
-/// A header value as-is when it is printable ASCII, otherwise nothing.
-fn header_safe(v: &str) -> Option<String> {
-    let v = v.trim();
-    (!v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b))).then(|| v.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attachment(name: &str, content_type: &str, disposition: Disposition) -> Attachment {
-        Attachment {
-            index: 0,
-            filename: Some(name.to_string()),
-            safe_filename: name.to_string(),
-            content_type: content_type.to_string(),
-            size: 1,
-            content_id: None,
-            disposition,
-            sha256: String::new(),
-            message: None,
-        }
-    }
-
-    #[test]
-    fn dispositions_are_header_safe() {
-        assert_eq!(
-            content_disposition(Disposition::Attachment, "résumé \"v2\".pdf"),
-            "attachment; filename=\"r_sum_ _v2_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22v2%22.pdf"
-        );
-        let m = attachment_meta(&attachment("a\r\nb.png", "image/png", Disposition::Inline));
-        assert_eq!(m.content_type, "image/png");
-        let d = m.content_disposition.expect("disposition");
-        assert!(d.starts_with("inline; "), "{d}");
-        assert!(!d.contains('\r') && !d.contains('\n'), "{d:?}");
-    }
-
-    #[test]
-    fn active_content_is_never_inline_and_bad_types_fall_back() {
-        let m = attachment_meta(&attachment("x.svg", "image/svg+xml", Disposition::Inline));
-        assert!(
-            m.content_disposition
-                .is_some_and(|d| d.starts_with("attachment;"))
-        );
-        let m = attachment_meta(&attachment("x", "tëxt/plain", Disposition::Attachment));
-        assert_eq!(m.content_type, "application/octet-stream");
-        let m = attachment_meta(&attachment("x", "garbage", Disposition::Attachment));
-        assert_eq!(m.content_type, "application/octet-stream");
-    }
 
     #[test]
     fn config_from_env() {

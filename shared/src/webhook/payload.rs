@@ -6,7 +6,9 @@
 //! - [`Format::Postmark`]: Postmark's inbound webhook JSON, field for field, so existing Postmark
 //!   inbound handlers accept it unchanged (checked against django-anymail's handler in the api
 //!   function's tests). Attachments over the inline limit keep
-//!   `ContentLength` but have an empty `Content` and carry `ContentUrl` (our addition) instead.
+//!   `ContentLength` but have an empty `Content` and carry `ContentUrl` (our addition) instead;
+//!   `RawEmailLossy` and `RawEmailBase64` (our additions) say when `RawEmail`, a string, could
+//!   not hold the message's bytes as they are.
 //!
 //! Which attachments go inline is decided by [`plan_attachments`] (per-attachment and total
 //! limits) before the caller uploads and presigns the rest; [`build`] itself does no I/O.
@@ -101,7 +103,8 @@ pub struct Input<'a> {
     pub raw_location: &'a RawLocation,
     /// One entry per attachment, by index.
     pub attachments: &'a [Delivery],
-    /// Postmark only: include `RawEmail` (the whole MIME message as text).
+    /// Postmark only: include `RawEmail` (the whole MIME message as text) and `RawEmailLossy`,
+    /// with `RawEmailBase64` (the exact bytes) when the message is not UTF-8.
     pub raw_email: Option<&'a [u8]>,
 }
 
@@ -313,7 +316,20 @@ fn postmark(input: &Input<'_>) -> Value {
         "Attachments": attachments,
     });
     if let Some(raw) = input.raw_email {
-        v["RawEmail"] = json!(String::from_utf8_lossy(raw));
+        // Postmark's RawEmail is a string, and handlers read it as one. Mail is bytes, often not
+        // UTF-8 (8-bit headers and bodies in legacy charsets), so when the string had to replace
+        // some, the payload says so and carries the exact bytes beside it.
+        match std::str::from_utf8(raw) {
+            Ok(text) => {
+                v["RawEmail"] = json!(text);
+                v["RawEmailLossy"] = json!(false);
+            }
+            Err(_) => {
+                v["RawEmail"] = json!(String::from_utf8_lossy(raw));
+                v["RawEmailLossy"] = json!(true);
+                v["RawEmailBase64"] = json!(B64.encode(raw));
+            }
+        }
     }
     v
 }
@@ -424,6 +440,10 @@ mod tests {
     }
 
     fn body(format: Format, deliveries: &[Delivery]) -> Value {
+        body_with_raw(format, deliveries, b"Subject: Hello\r\n\r\nhi")
+    }
+
+    fn body_with_raw(format: Format, deliveries: &[Delivery], raw_email: &[u8]) -> Value {
         let parsed = sample();
         let ses = ses();
         let raw = RawLocation {
@@ -440,7 +460,7 @@ mod tests {
             ses: &ses,
             raw_location: &raw,
             attachments: deliveries,
-            raw_email: Some(b"Subject: Hello\r\n\r\nhi"),
+            raw_email: Some(raw_email),
         };
         serde_json::from_slice(&build(&input).expect("test value")).expect("test value")
     }
@@ -504,6 +524,34 @@ mod tests {
         assert_eq!(v["Attachments"][1]["ContentLength"], 10);
         assert_eq!(v["Attachments"][1]["ContentUrl"], "https://s3/big");
         assert_eq!(v["RawEmail"], "Subject: Hello\r\n\r\nhi");
+    }
+
+    #[test]
+    fn raw_email_that_is_not_utf8_says_so_and_keeps_its_bytes() {
+        // Latin-1, as 8-bit mail in a legacy charset arrives: "Olá" and "café".
+        let raw = b"Subject: Ol\xe1\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\
+            Content-Transfer-Encoding: 8bit\r\n\r\ncaf\xe9\r\n";
+        let v = body_with_raw(Format::Postmark, &[Delivery::Inline, Delivery::Inline], raw);
+        let text = v["RawEmail"].as_str().expect("RawEmail stays a string");
+        assert!(text.starts_with("Subject: Ol\u{fffd}\r\n"), "{text:?}");
+        assert_eq!(v["RawEmailLossy"], true);
+        let exact = B64
+            .decode(v["RawEmailBase64"].as_str().expect("the exact bytes"))
+            .expect("base64");
+        assert_eq!(exact, raw);
+
+        let utf8 = "Subject: Olá\r\n\r\ncafé\r\n".as_bytes();
+        let v = body_with_raw(
+            Format::Postmark,
+            &[Delivery::Inline, Delivery::Inline],
+            utf8,
+        );
+        assert_eq!(v["RawEmail"], "Subject: Olá\r\n\r\ncafé\r\n");
+        assert_eq!(v["RawEmailLossy"], false);
+        assert!(
+            v.get("RawEmailBase64").is_none(),
+            "no second copy of UTF-8 mail"
+        );
     }
 
     #[test]
