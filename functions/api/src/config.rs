@@ -81,6 +81,9 @@ impl Config {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(invalid(URL_VAR, &url, "must be an http:// or https:// URL"));
         }
+        if let Some(warning) = mailroom::webhook::http::plaintext_warning(&url) {
+            tracing::warn!(variable = URL_VAR, "{warning}");
+        }
         let format = config::choice(env, FORMAT_VAR, &["mailroom", "postmark"], "mailroom")?;
         let format = Format::parse(&format).unwrap_or(Format::Mailroom);
         let secrets = match (

@@ -51,6 +51,34 @@ fn token_like(segment: &str) -> bool {
         && segment.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
+/// Why a webhook URL is unsafe to use, when it is: `http://` to anything but this machine sends
+/// every payload (the mail itself), its signature and any bearer token or basic credentials in
+/// clear text across networks. `None` for `https://` and for loopback `http://`.
+pub fn plaintext_warning(url: &str) -> Option<String> {
+    let rest = url
+        .get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("http://"))
+        .map(|_| &url[7..])?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| {
+        format!(
+            "{} is plain http:// to another host: the mail, its signature and any credentials \
+             travel unencrypted; use https://",
+            redact_url(url)
+        )
+    })
+}
+
 /// Put in place of what [`redact_url`] removes.
 pub const REDACTED: &str = "<redacted>";
 
@@ -222,5 +250,26 @@ mod tests {
             "still says where: {}",
             err.message
         );
+    }
+
+    #[test]
+    fn plain_http_is_flagged_unless_it_stays_on_this_machine() {
+        for url in [
+            "http://hooks.example.com/mail",
+            "HTTP://10.0.0.5:8080/x",
+            "http://user:pw@127.0.0.1.evil.org/x",
+        ] {
+            let w = plaintext_warning(url).unwrap_or_default();
+            assert!(w.contains("unencrypted"), "{url}: {w}");
+            assert!(!w.contains("pw"), "{w}");
+        }
+        for url in [
+            "https://hooks.example.com/mail",
+            "http://127.0.0.1:9000/hook",
+            "http://localhost/x",
+            "http://[::1]:8080/x",
+        ] {
+            assert_eq!(plaintext_warning(url), None, "{url}");
+        }
     }
 }
