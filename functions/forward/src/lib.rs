@@ -519,6 +519,45 @@ pub fn unverified(r: &mailroom::ses::SesReceipt) -> Option<String> {
     (!why.is_empty()).then(|| why.join(", "))
 }
 
+/// The digest standing in for `raw` (see [`rewrite::digest`]): its text and attachment list
+/// read with the same parser and limits as store and api (nothing when it cannot be read).
+fn digest_of(raw: &[u8], record: &SesRecord, config: &Config, hop: &Hop<'_>, why: &str) -> Vec<u8> {
+    let parsed = mailroom::email::Email::parse(raw, &mailroom::Limits::default()).ok();
+    let email = parsed.as_ref().map(|p| &p.email);
+    let left_out: Vec<String> = email
+        .map(|e| {
+            e.attachments
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} ({}, {} bytes)",
+                        a.filename.as_deref().unwrap_or("unnamed"),
+                        a.content_type,
+                        a.size
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = email.and_then(|e| e.text.as_deref());
+    let subject = email.and_then(|e| e.subject.as_deref()).or(record
+        .ses
+        .mail
+        .common_headers
+        .subject
+        .as_deref());
+    rewrite::digest(
+        &config.identity,
+        hop,
+        &rewrite::Digest {
+            why,
+            subject,
+            text,
+            left_out: &left_out,
+        },
+    )
+}
+
 /// The message for one route, in the route's mode, with the reason when the rewrite fell back.
 fn build(
     raw: &[u8],
@@ -659,13 +698,45 @@ async fn deliver(
         verdicts: &verdicts,
         unverified: suspicion.as_deref(),
     };
-    let (message, mode, fallback) = build(raw, config, &hop, route);
+    let limit = mailroom::Limits::default().max_header_bytes;
+    let (mut message, mut mode, mut fallback) =
+        if mailroom::email::header_block_len(raw, limit + 4) > limit {
+            // Not parsed at all: a header block that size is a hostile sender's, and the parser
+            // would hold it several times over (store and api refuse it the same way).
+            let why = format!("its header block is over the {limit} bytes mailroom reads");
+            (
+                digest_of(&[], record, config, &hop, &why),
+                Mode::Digest,
+                Some(why),
+            )
+        } else {
+            build(raw, config, &hop, route)
+        };
     if let Some(why) = &fallback {
         deps.metrics.count(metrics::FALLBACK, 1);
         tracing::warn!(message_id = id, destination = %route.destination, reason = %why,
             "rewrite refused: forwarding the original as an attachment");
     }
-    let violations = ses_rules::validate_for(&message, &config.identity.address);
+    let mut violations = ses_rules::validate_for(&message, &config.identity.address);
+    if !violations.is_empty()
+        && violations
+            .iter()
+            .all(ses_rules::Violation::is_content_limit)
+    {
+        // The whole message cannot go; what can (its text, and where the rest is) does.
+        let why: Vec<String> = violations.iter().take(3).map(ToString::to_string).collect();
+        let why = why.join("; ");
+        message = digest_of(raw, record, config, &hop, &why);
+        mode = Mode::Digest;
+        fallback = Some(why);
+        violations = ses_rules::validate_for(&message, &config.identity.address);
+    }
+    if mode == Mode::Digest {
+        deps.metrics.count(metrics::PARTIAL, 1);
+        tracing::warn!(message_id = id, destination = %route.destination, raw = %raw_url,
+            reason = fallback.as_deref().unwrap_or_default(),
+            "the whole message cannot be forwarded: sending its text and where it is kept");
+    }
     let mut claimed = None;
     let sent = if violations.is_empty() {
         // Claimed before sending, so a second invocation running at the same time (SES may

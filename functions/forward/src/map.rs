@@ -30,6 +30,10 @@ pub enum Mode {
     Rewrite,
     /// A new message with the original attached as `message/rfc822`, byte for byte.
     Attach,
+    /// Not an entry's choice: when the whole message cannot go (over SES's size once
+    /// base64-encoded, an attachment type SES refuses, a header block over the bound), a note
+    /// listing what was left out and where the original is kept, with its text.
+    Digest,
 }
 
 /// What happens to a `+tag` of a recipient that matched through its untagged form.

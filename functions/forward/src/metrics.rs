@@ -49,6 +49,8 @@ pub const LOOP: &str = "ForwardLoop";
 /// Mail SES could not vouch for, held instead of forwarded (`MAILROOM_FORWARD_UNVERIFIED=hold`).
 pub const HELD: &str = "ForwardHeld";
 pub const FORWARDED: &str = "Forwarded";
+/// Sent as a digest (text and a note) because the whole message could not go.
+pub const PARTIAL: &str = "ForwardPartial";
 pub const FALLBACK: &str = "ForwardAttachedFallback";
 
 #[cfg(test)]

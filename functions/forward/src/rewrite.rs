@@ -17,7 +17,7 @@
 use crate::header::{Eol, address_list, capped, encode_text, field, mailbox, wrap};
 use crate::ses_rules;
 use mail_parser::{HeaderForm, MessageParser, MessageRef};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 /// The header this function adds to everything it sends; loop protection counts them. The
 /// attachment mode copies the original's own ones to the new message, so the count survives
@@ -191,9 +191,25 @@ pub fn protected(raw: &[u8]) -> Option<String> {
     .then_some(essence)
 }
 
-/// How many times mail this function sent has already been forwarded.
+/// How many times mail this function sent has already been forwarded: the top-level
+/// [`HOP_HEADER`] fields, counted line by line without parsing (a 36 MB header block costs no
+/// more than reading it).
 pub fn hops(raw: &[u8]) -> usize {
-    parse(raw).map_or(0, |m| m.headers().all(HOP_HEADER).count())
+    let name = HOP_HEADER.as_bytes();
+    let mut count = 0;
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()..].trim_ascii_start().first() == Some(&b':')
+        {
+            count += 1;
+        }
+    }
+    count
 }
 
 /// Our own fields: the hop and the verdicts.
@@ -546,6 +562,118 @@ fn transfer_encoding(raw: &[u8]) -> &'static str {
     } else {
         "8bit"
     }
+}
+
+/// What the digest says about the original: why it could not go whole, and what it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest<'a> {
+    /// Why the whole message cannot be sent.
+    pub why: &'a str,
+    /// The original's Subject (from SES's event when the message itself is not read).
+    pub subject: Option<&'a str>,
+    /// The original's text, when it could be read.
+    pub text: Option<&'a str>,
+    /// `name (type, size)` of every attachment left out.
+    pub left_out: &'a [String],
+}
+
+/// The most text a digest carries: the rest is in the original.
+const DIGEST_TEXT_BYTES: usize = 1024 * 1024;
+
+/// A plain-text message from the forwarding identity standing in for an original that cannot be
+/// sent whole: what was left out, where the original is kept, and its text.
+pub fn digest(identity: &Identity, hop: &Hop<'_>, d: &Digest<'_>) -> Vec<u8> {
+    let eol = Eol::Crlf;
+    let e = eol.as_str();
+    let sender = hop.envelope_sender;
+    let mut head = String::new();
+    head.push_str(&hop_fields(identity, hop, eol));
+    head.push_str(&from_field(
+        identity,
+        None,
+        sender,
+        hop.unverified.is_some(),
+        eol,
+    ));
+    if let Some(r) = mailbox(None, sender, eol) {
+        head.push_str(&field("Reply-To", &r, eol));
+    }
+    head.push_str(&field("To", &format!("<{}>", hop.recipient), eol));
+    let subject = capped(d.subject.map(str::trim).unwrap_or_default(), 998);
+    let subject = if subject.is_empty() {
+        "Fwd (partial): (no subject)".to_string()
+    } else {
+        format!("Fwd (partial): {subject}")
+    };
+    head.push_str(&field("Subject", &encode_text(&subject, eol), eol));
+    head.push_str(&field("Date", &now_rfc2822(), eol));
+    head.push_str(&field("MIME-Version", "1.0", eol));
+    head.push_str(&field("Content-Type", "text/plain; charset=utf-8", eol));
+    head.push_str(&field("Content-Transfer-Encoding", "base64", eol));
+    head.push_str(e);
+
+    let from_text = if sender.is_empty() {
+        "an unknown sender"
+    } else {
+        sender
+    };
+    let mut body = String::new();
+    let mut para = |text: String| {
+        for line in wrap(&text, 76) {
+            body.push_str(&line);
+            body.push('\n');
+        }
+        body.push('\n');
+    };
+    if let Some(why) = hop.unverified {
+        para(format!(
+            "WARNING: SES could not verify that this mail comes from {from_text} ({}).",
+            capped(why, 200)
+        ));
+    }
+    para(format!(
+        "Forwarded by mailroom: mail from {from_text} to {}, received {}. It could not be \
+         forwarded whole ({}); this is its text. The original is kept at {}.",
+        capped(hop.recipient, 200),
+        capped(hop.received, 64),
+        capped(d.why, 300),
+        hop.raw_url
+    ));
+    if !d.left_out.is_empty() {
+        let mut list = String::from("Left out:\n");
+        for item in d.left_out.iter().take(100) {
+            list.push_str(&format!("- {}\n", capped(item, 200)));
+        }
+        if d.left_out.len() > 100 {
+            list.push_str(&format!("- and {} more\n", d.left_out.len() - 100));
+        }
+        body.push_str(&list);
+        body.push('\n');
+    }
+    body.push_str("----- Original text -----\n\n");
+    match d.text {
+        Some(t) if !t.trim().is_empty() => {
+            let cut = capped(t, DIGEST_TEXT_BYTES / 4);
+            body.push_str(&cut);
+            if cut.len() < t.len() {
+                body.push_str("\n\n[The text goes on in the original.]");
+            }
+        }
+        _ => body.push_str(
+            "(No text could be read from the original: open it from the location above.)",
+        ),
+    }
+    body.push('\n');
+    let body = body.replace('\n', "\r\n");
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(body.as_bytes());
+    let mut out = Vec::with_capacity(head.len() + encoded.len() * 78 / 76 + 2);
+    out.extend_from_slice(head.as_bytes());
+    for chunk in encoded.as_bytes().chunks(76) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(e.as_bytes());
+    }
+    out
 }
 
 /// A new message from the forwarding identity with the original attached unchanged.

@@ -70,8 +70,61 @@ pub const SINGLE_OCCURRENCE: &[&str] = &[
     "VBR-Info",
 ];
 
-/// The largest raw message `SendEmail` takes (docs/ses.md §9.1).
-pub const MAX_MESSAGE_BYTES: usize = 40 * 1024 * 1024;
+/// The largest message `SendEmail` takes, counted as SES counts it: after base64 encoding, so
+/// about 30 MB of raw mail (docs/ses.md §9.1). Decimal megabytes, the smaller reading.
+pub const MAX_MESSAGE_BYTES: usize = 40_000_000;
+
+/// The size SES counts for `raw`: its base64 encoding.
+pub fn encoded_size(raw: usize) -> usize {
+    raw.div_ceil(3).saturating_mul(4)
+}
+
+/// Attachment filename extensions SES refuses to send (SES Developer Guide, "Unsupported
+/// attachment types"), lowercase, without the dot.
+pub const BLOCKED_EXTENSIONS: &[&str] = &[
+    "ade", "adp", "app", "asp", "bas", "bat", "cer", "chm", "cmd", "com", "cpl", "crt", "csh",
+    "der", "exe", "fxp", "gadget", "hlp", "hta", "inf", "ins", "isp", "its", "js", "jse", "ksh",
+    "lib", "lnk", "mad", "maf", "mag", "mam", "maq", "mar", "mas", "mat", "mau", "mav", "maw",
+    "mda", "mdb", "mde", "mdt", "mdw", "mdz", "msc", "msh", "msh1", "msh2", "mshxml", "msh1xml",
+    "msh2xml", "msi", "msp", "mst", "ops", "pcd", "pif", "plg", "prf", "prg", "reg", "scf", "scr",
+    "sct", "shb", "shs", "sys", "ps1", "ps1xml", "ps2", "ps2xml", "psc1", "psc2", "tmp", "url",
+    "vb", "vbe", "vbs", "vps", "vsmacros", "vss", "vst", "vsw", "vxd", "ws", "wsc", "wsf", "wsh",
+    "xnk",
+];
+
+/// Whether SES refuses an attachment of this name.
+pub fn blocked_name(name: &str) -> bool {
+    name.trim()
+        .trim_end_matches(['.', ' '])
+        .rsplit_once('.')
+        .is_some_and(|(_, ext)| BLOCKED_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
+}
+
+/// The names of the attachments in `raw`, at any depth (a forwarded message's own attachments
+/// included: whether SES looks inside `message/rfc822` is not documented, so we assume it does),
+/// that SES would refuse.
+pub fn blocked_attachments(raw: &[u8]) -> Vec<String> {
+    fn walk(msg: mail_parser::MessageRef<'_>, out: &mut Vec<String>, depth: usize) {
+        for part in msg.parts() {
+            if let Some(name) = part.attachment_name()
+                && blocked_name(name)
+                && !out.iter().any(|n| n == name)
+            {
+                out.push(name.to_string());
+            }
+            if depth < 5
+                && let Some(nested) = part.nested()
+            {
+                walk(nested, out, depth + 1);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(msg) = mail_parser::MessageParser::new().parse(raw) {
+        walk(msg.root(), &mut out, 0);
+    }
+    out
+}
 
 /// The longest line, its CRLF included (RFC 5321, as SES states it: docs/ses.md §9.2).
 pub const MAX_LINE_BYTES: usize = 1000;
@@ -111,6 +164,19 @@ pub enum Violation {
     /// A line that does not end in CRLF (a bare LF, or a lone CR inside a line, which one
     /// reader takes for a line end and another does not).
     LineEnd { line: usize },
+    /// An attachment whose extension SES refuses.
+    BlockedAttachment { name: String },
+}
+
+impl Violation {
+    /// Broken by the content itself, not by how we wrote it: the whole message cannot go, but a
+    /// digest of it can.
+    pub fn is_content_limit(&self) -> bool {
+        matches!(
+            self,
+            Violation::TooLarge { .. } | Violation::BlockedAttachment { .. }
+        )
+    }
 }
 
 impl std::fmt::Display for Violation {
@@ -131,14 +197,20 @@ impl std::fmt::Display for Violation {
                 write!(f, "line {line} is {bytes} bytes, over {MAX_LINE_BYTES}")
             }
             Violation::Missing { name } => write!(f, "no {name} header"),
-            Violation::TooLarge { bytes } => {
-                write!(f, "{bytes} bytes, over SES's {MAX_MESSAGE_BYTES}")
-            }
+            Violation::TooLarge { bytes } => write!(
+                f,
+                "{bytes} bytes, {} once base64-encoded, over SES's {MAX_MESSAGE_BYTES}",
+                encoded_size(*bytes)
+            ),
             Violation::UnverifiedFrom { from, identity } => {
                 write!(f, "From {from:?} is not at the sending identity {identity}")
             }
             Violation::LineEnd { line } => {
                 write!(f, "line {line} does not end in CRLF")
+            }
+            Violation::BlockedAttachment { name } => {
+                let name = crate::header::capped(name, 80);
+                write!(f, "attachment {name:?} has a type SES does not send")
             }
         }
     }
@@ -201,8 +273,12 @@ pub fn fields(raw: &[u8]) -> (Vec<Field<'_>>, Option<usize>, Vec<Violation>) {
 /// Every violation of SES's rules in `raw`; empty when SES would accept it.
 pub fn validate(raw: &[u8]) -> Vec<Violation> {
     let mut v = Vec::new();
-    if raw.len() > MAX_MESSAGE_BYTES {
+    if encoded_size(raw.len()) > MAX_MESSAGE_BYTES {
         v.push(Violation::TooLarge { bytes: raw.len() });
+    } else {
+        for name in blocked_attachments(raw) {
+            v.push(Violation::BlockedAttachment { name });
+        }
     }
     let (fields, body, problems) = fields(raw);
     v.extend(problems);

@@ -87,6 +87,10 @@ fn compare(raw: &[u8], out: &[u8], mode: Mode, name: &str) {
         "{name}: From"
     );
     match mode {
+        Mode::Digest => {
+            let text = output.text.clone().unwrap_or_default();
+            assert!(text.contains("could not be"), "{name}: {text}");
+        }
         Mode::Rewrite => {
             assert_eq!(output.subject, input.subject, "{name}: subject");
             assert_eq!(addresses(&output.to), addresses(&input.to), "{name}: To");
@@ -226,40 +230,94 @@ async fn rewritten_headers_are_the_ones_a_forward_needs() {
 
 /// A 35 MB message (a 26 MB attachment, base64) is forwarded whole, under SES's 40 MB.
 #[tokio::test]
-async fn a_35_mb_message_is_forwarded_whole() {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let bytes: Vec<u8> = (0..26 * 1024 * 1024)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    let mut raw = b"From: Big Sender <big@sender.example.net>\r\nTo: info@example.com\r\n\
-        Subject: the big one\r\nDate: Thu, 23 Jan 2025 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
-        Content-Type: multipart/mixed; boundary=big\r\n\r\n--big\r\nContent-Type: text/plain\r\n\r\n\
-        see attachment\r\n--big\r\nContent-Type: application/octet-stream\r\n\
-        Content-Disposition: attachment; filename=\"data.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-        .to_vec();
-    for line in b64.as_bytes().chunks(76) {
-        raw.extend_from_slice(line);
-        raw.extend_from_slice(b"\r\n");
+async fn a_message_too_large_for_ses_goes_as_its_text_and_one_that_fits_goes_whole() {
+    /// A message with `megabytes` of random attachment, base64 in 76-column lines.
+    fn big(megabytes: usize) -> (Vec<u8>, Vec<u8>) {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let bytes: Vec<u8> = (0..megabytes * 1_000_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let mut raw = b"From: Big Sender <big@sender.example.net>\r\nTo: info@example.com\r\n\
+            Subject: the big one\r\nDate: Thu, 23 Jan 2025 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+            Content-Type: multipart/mixed; boundary=big\r\n\r\n--big\r\nContent-Type: text/plain\r\n\r\n\
+            see attachment\r\n--big\r\nContent-Type: application/octet-stream\r\n\
+            Content-Disposition: attachment; filename=\"data.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            .to_vec();
+        for line in b64.as_bytes().chunks(76) {
+            raw.extend_from_slice(line);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"--big--\r\n");
+        (raw, bytes)
     }
-    raw.extend_from_slice(b"--big--\r\n");
-    assert!(raw.len() > 35 * 1000 * 1000, "{}", raw.len());
-    let (out, mode) = forward(&raw, "35mb").await.unwrap();
+    // 21 MB of data is a 29 MB message: 38.7 MB once base64-encoded, within SES's 40 MB.
+    let (raw, bytes) = big(21);
+    assert!(ses_rules::encoded_size(raw.len()) < ses_rules::MAX_MESSAGE_BYTES);
+    let (out, mode) = forward(&raw, "29mb").await.unwrap();
     assert_eq!(mode, Mode::Rewrite);
     assert_eq!(
         ses_rules::validate_for(&out, "forwarder@example.com"),
         vec![]
     );
-    let parsed = parse(&out, "35mb");
-    assert_eq!(parsed.contents.len(), 1);
+    let parsed = parse(&out, "29mb");
     assert!(
         parsed.contents[0] == bytes,
         "the attachment arrives unchanged"
     );
+    drop((raw, bytes, out, parsed));
+
+    // 26 MB of data is a 35 MB message, 47 MB once encoded: SES would refuse it. Before, it was
+    // sent as is (the check counted 40 MiB of raw bytes).
+    let (raw, _) = big(26);
+    assert!(raw.len() > 35_000_000, "{}", raw.len());
+    let (out, mode) = forward(&raw, "35mb").await.unwrap();
+    assert_eq!(mode, Mode::Digest);
+    assert_eq!(
+        ses_rules::validate_for(&out, "forwarder@example.com"),
+        vec![]
+    );
+    let parsed = parse(&out, "35mb").email;
+    assert_eq!(
+        parsed.subject.as_deref(),
+        Some("Fwd (partial): the big one")
+    );
+    let text = parsed.text.unwrap_or_default();
+    assert!(text.contains("once base64-encoded"), "{text}");
+    assert!(
+        text.contains("- data.bin (application/octet-stream, 26000000 bytes)"),
+        "{text}"
+    );
+    assert!(text.contains("s3://"), "where the original is kept: {text}");
+    assert!(
+        text.contains("see attachment"),
+        "the original's text: {text}"
+    );
+}
+
+#[tokio::test]
+async fn an_attachment_type_ses_refuses_goes_as_a_digest_naming_it() {
+    let raw = b"From: a@sender.example.net\r\nTo: info@example.com\r\nSubject: tools\r\n\
+        Date: Thu, 23 Jan 2025 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+        the installer\r\n--b\r\nContent-Type: application/octet-stream\r\n\
+        Content-Disposition: attachment; filename=\"setup.EXE\"\r\n\r\nMZ\r\n--b--\r\n";
+    let (out, mode) = forward(raw, "exe").await.unwrap();
+    assert_eq!(mode, Mode::Digest);
+    assert_eq!(
+        ses_rules::validate_for(&out, "forwarder@example.com"),
+        vec![]
+    );
+    let text = parse(&out, "exe").email.text.unwrap_or_default();
+    assert!(
+        text.contains("\"setup.EXE\" has a type SES does not send"),
+        "{text}"
+    );
+    assert!(text.contains("the installer"), "{text}");
 }

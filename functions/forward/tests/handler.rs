@@ -261,6 +261,35 @@ async fn a_destination_another_invocation_is_sending_is_not_sent_twice() {
 }
 
 #[tokio::test]
+async fn a_header_block_over_the_bound_is_not_parsed_but_still_reported() {
+    // 3 MB of header lines, over the 1 MiB store and api read.
+    let mut raw = Vec::new();
+    for i in 0..100_000 {
+        raw.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "f".repeat(16)).as_bytes());
+    }
+    raw.extend_from_slice(MAIL);
+    let cfg = config("@example.com=me@gmail.com", &[]);
+    let w = World::new(&cfg, Store::with_raw(ID, &raw), Outbox::default());
+    let report = handle(&jane_to_info(&raw), &cfg, w.deps()).await.unwrap();
+    assert!(
+        matches!(
+            &deliveries(&report.outcomes[0])[0],
+            Delivery::Sent {
+                mode: mailroom_forward::map::Mode::Digest,
+                ..
+            }
+        ),
+        "{report:?}"
+    );
+    let sent = w.outbox.sent();
+    assert!(sent[0].raw.len() < 10_000, "{}", sent[0].raw.len());
+    let text = String::from_utf8_lossy(&sent[0].raw).into_owned();
+    // The Subject comes from SES's event (its commonHeaders), the message is not read.
+    assert!(text.contains("Subject: Fwd (partial): "), "{text}");
+    assert_eq!(w.counts.of(metrics::PARTIAL), 1);
+}
+
+#[tokio::test]
 async fn recipients_the_gate_bounced_are_not_forwarded() {
     let cfg = config(
         "info@example.com=me@gmail.com; ghost@example.com=ghost@gmail.com",

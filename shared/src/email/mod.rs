@@ -12,7 +12,7 @@ mod ses;
 pub use html::html_to_text;
 pub use model::*;
 pub(crate) use parse::body_reply;
-pub use parse::flags;
+pub use parse::{flags, header_block_len};
 pub use reply::{Method as ReplyMethod, Reply};
 pub use ses::mailbox_hash;
 

@@ -118,7 +118,9 @@ fn precheck(raw: &[u8], limits: &Limits) -> Result<(), ParseError> {
 }
 
 /// Length of the top-level header block (up to the first empty line), looking at most `cap` bytes.
-fn header_block_len(raw: &[u8], cap: usize) -> usize {
+/// The length of the header block of `raw` (up to its blank line), looking at most `cap` bytes
+/// (a longer block reads as `cap`): cheap enough to run before deciding whether to parse.
+pub fn header_block_len(raw: &[u8], cap: usize) -> usize {
     let window = &raw[..raw.len().min(cap)];
     let mut line_start = 0;
     // Line by line with memchr: every message's header block passes through here.
