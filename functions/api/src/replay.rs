@@ -118,7 +118,7 @@ fn failed_function(record: &OnFailure) -> Failed {
 /// Runs another function's SES event again, as Lambda would have.
 #[async_trait::async_trait]
 pub trait Reinvoke: Send + Sync {
-    /// The function it runs (`forward`), as [`failed_function`] names it.
+    /// The function it runs (`forward`), as the on-failure record names it (its `errorType` prefix or logical id).
     fn function(&self) -> &'static str;
     /// What the run did, or why it failed.
     async fn reinvoke(&self, event: &SesEvent) -> Result<String, String>;
