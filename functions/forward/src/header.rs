@@ -48,7 +48,7 @@ fn plain(text: &str) -> bool {
 }
 
 /// `text` as one or more `=?UTF-8?B?…?=` words separated by folding blanks, or as is when it is
-/// [`plain`].
+/// `plain`.
 pub fn encode_text(text: &str, eol: Eol) -> String {
     if plain(text) {
         return text.to_string();
@@ -110,7 +110,7 @@ fn encoded_words(text: &str, eol: Eol) -> String {
         .join(&format!("{} ", eol.as_str()))
 }
 
-/// A display name as a phrase: a quoted string when short [`plain`] ASCII, encoded words
+/// A display name as a phrase: a quoted string when short `plain` ASCII, encoded words
 /// otherwise (they fold; a long quoted string would be one line).
 pub fn phrase(name: &str, eol: Eol) -> String {
     let name = name.trim();
