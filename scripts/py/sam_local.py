@@ -35,10 +35,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
-import event_cases  # noqa: E402
+import event_cases
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EVENTS = os.path.join(ROOT, "events")
 REGION = "us-east-1"
 RUN = f"samlocal-{os.getpid()}"

@@ -7,7 +7,7 @@ loopback. Measured per start:
                 Init Duration: config read, SDK clients built, secrets fetched);
   first invoke  the first event handed over -> its response posted (first connections included).
 AWS is moto on the loopback (MAILROOM_TEST_MOTO_ENDPOINT, or one started here), reached through
-the same recording gateway as scripts/sam_local.py. Prints a markdown table.
+the same recording gateway as scripts/py/sam_local.py. Prints a markdown table.
 """
 
 import json
@@ -20,9 +20,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import sam_local  # noqa: E402
-from cfnlint.decode import decode  # noqa: E402
+import sam_local
+from cfnlint.decode import decode
 
 # The event each function's first invoke gets (and the raw mail it reads, if any). Every function of
 # the template must have an entry: one without is an error, not a function left unmeasured.
