@@ -20,6 +20,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import moto_launcher
 import sam_local
 from cfnlint.decode import decode
 
@@ -145,7 +146,7 @@ def one_start(binary, env, event):
 
 def main():
     binaries = sys.argv[1] if len(sys.argv) > 1 else os.path.join(sam_local.ROOT, ".aws-sam", "local")
-    moto, moto_proc = sam_local.start_moto()
+    moto, moto_proc = moto_launcher.endpoint_or_start()
     where = urllib.parse.urlsplit(moto)
     sam_local.wait_for(where.hostname, where.port)
     sam_local.Gateway.moto = (where.hostname, where.port)
