@@ -1,6 +1,6 @@
 """The sample events in events/ that run through their real function, what each must answer and
 what must have happened: one list and one check for both ways they are run (scripts/py/invoke_events.py
-under cargo lambda, scripts/sam_local.py under sam local invoke)."""
+under cargo lambda, scripts/py/sam_local.py under sam local invoke)."""
 
 import json
 
@@ -90,3 +90,8 @@ def check(want, out, mid, *, s3, sqs, tap, bucket, webhooks, bounces):
             if "webhook-signature" not in {k.lower() for k in h}:
                 problems.append("webhook without a webhook-signature header")
     return problems
+
+
+if __name__ == "__main__":
+    # For scripts/test.d/template, which runs each of these functions' binaries.
+    print("\n".join(dict.fromkeys(f for f, _, _ in CASES)))

@@ -35,10 +35,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
-import event_cases  # noqa: E402
+import event_cases
+import moto_launcher
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EVENTS = os.path.join(ROOT, "events")
 REGION = "us-east-1"
 RUN = f"samlocal-{os.getpid()}"
@@ -131,18 +131,6 @@ def bridge_gateway():
     return out
 
 
-def start_moto():
-    endpoint = os.environ.get("MAILROOM_TEST_MOTO_ENDPOINT", "").strip().rstrip("/")
-    if endpoint:
-        return endpoint, None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return f"http://127.0.0.1:{port}", proc
-
-
 def wait_for(host, port):
     for _ in range(150):
         try:
@@ -225,7 +213,7 @@ class LocalAws:
     def __init__(self, bucket, env_file, own_moto=False):
         if own_moto:
             os.environ.pop("MAILROOM_TEST_MOTO_ENDPOINT", None)
-        self.moto, self.moto_proc = start_moto()
+        self.moto, self.moto_proc = moto_launcher.endpoint_or_start()
         where = urllib.parse.urlsplit(self.moto)
         wait_for(where.hostname, where.port)
         Gateway.moto = (where.hostname, where.port)

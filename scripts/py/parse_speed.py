@@ -22,9 +22,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from differential import python_view  # noqa: E402
+from differential import python_view
 
 INNER_RUNS = 3
 

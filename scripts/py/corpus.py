@@ -64,7 +64,7 @@ def sha256(path):
 
 
 def lock_checksum(name, version):
-    lock = os.path.join(os.path.dirname(__file__), "..", "Cargo.lock")
+    lock = os.path.join(os.path.dirname(__file__), "..", "..", "Cargo.lock")
     with open(lock) as f:
         blocks = f.read().split("[[package]]")
     for block in blocks:

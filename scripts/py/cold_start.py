@@ -7,7 +7,7 @@ loopback. Measured per start:
                 Init Duration: config read, SDK clients built, secrets fetched);
   first invoke  the first event handed over -> its response posted (first connections included).
 AWS is moto on the loopback (MAILROOM_TEST_MOTO_ENDPOINT, or one started here), reached through
-the same recording gateway as scripts/sam_local.py. Prints a markdown table.
+the same recording gateway as scripts/py/sam_local.py. Prints a markdown table.
 """
 
 import json
@@ -20,9 +20,9 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import sam_local  # noqa: E402
-from cfnlint.decode import decode  # noqa: E402
+import moto_launcher
+import sam_local
+from cfnlint.decode import decode
 
 # The event each function's first invoke gets (and the raw mail it reads, if any). Every function of
 # the template must have an entry: one without is an error, not a function left unmeasured.
@@ -146,7 +146,7 @@ def one_start(binary, env, event):
 
 def main():
     binaries = sys.argv[1] if len(sys.argv) > 1 else os.path.join(sam_local.ROOT, ".aws-sam", "local")
-    moto, moto_proc = sam_local.start_moto()
+    moto, moto_proc = moto_launcher.endpoint_or_start()
     where = urllib.parse.urlsplit(moto)
     sam_local.wait_for(where.hostname, where.port)
     sam_local.Gateway.moto = (where.hostname, where.port)

@@ -20,11 +20,8 @@ import sys
 import tempfile
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
-
-from cfn_template import Template  # noqa: E402
-from peak_rss import SHAPES  # noqa: E402
+from cfn_template import Template
+from peak_rss import SHAPES
 
 # The functions measured are those whose environment in the template names the raw bucket: the
 # ones that read the raw mail. stop is not among them: it only asks the object's size (a HEAD, for
