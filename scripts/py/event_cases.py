@@ -78,10 +78,15 @@ def check(want, out, mid, *, s3, sqs, tap, bucket, webhooks, bounces):
                 if d.get("status") == "sent"}
         if sent != want["forwarded"]:
             problems.append(f"sent {sent}, want {want['forwarded']} (answer: {json.dumps(out)[:400]})")
-        markers = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"forwarded/{mid}/")
-                         .get("Contents", []))
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"forwarded/{mid}/")
+                      .get("Contents", []))
+        # Beside each marker stays the claim its send took (`<marker>.claim-<n>`).
+        markers = [k for k in keys if ".claim-" not in k]
+        claims = [k for k in keys if ".claim-" in k]
         if len(markers) != len(want["forwarded"]):
             problems.append(f"idempotency markers {markers}, want one per destination")
+        if len(claims) != len(want["forwarded"]):
+            problems.append(f"send claims {claims}, want one per destination")
     if "webhooks" in want:
         ids = [{k.lower(): v for k, v in h.items()}.get("webhook-id") for h, _ in webhooks]
         if len(webhooks) != want["webhooks"] or any(i != mid for i in ids):
