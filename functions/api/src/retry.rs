@@ -238,6 +238,14 @@ pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt
         Ok(p) => p,
         Err(e) => return Attempt::Unreadable(format!("raw mail does not parse: {e}")),
     };
+    // Only Postmark's RawEmail needs the raw bytes again: otherwise they go now, before the
+    // body is built beside the parsed message.
+    let raw = if config.include_raw {
+        raw
+    } else {
+        drop(raw);
+        bytes::Bytes::new()
+    };
     let now = now_unix();
     // Signed for as long as the signing credentials last, and never promised for longer.
     let lifetime = deps.store.presign_lifetime(config.presign_expiry).await;

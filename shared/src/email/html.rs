@@ -46,7 +46,14 @@ const HIDDEN: &[&str] = &["head", "script", "style", "template", "title"];
 
 /// Converts HTML to readable plain text.
 pub fn html_to_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len() / 2);
+    html_to_text_within(html, usize::MAX).0
+}
+
+/// [`html_to_text`], stopping once the text reaches `max_bytes`; the flag says it stopped. A
+/// text made up from the HTML is a convenience beside it, and a whole second copy of a 100 MB
+/// body is what puts a function over its memory.
+pub fn html_to_text_within(html: &str, max_bytes: usize) -> (String, bool) {
+    let mut out = String::with_capacity((html.len() / 2).min(max_bytes.saturating_add(4)));
     // Pending whitespace is only written when more text follows, so output never ends in blanks.
     let mut pending_space = false;
     let mut pending_newlines = 0usize;
@@ -118,9 +125,12 @@ pub fn html_to_text(html: &str) -> String {
             pending_newlines = 0;
             pending_space = false;
             out.push(if c == '\u{a0}' { ' ' } else { c });
+            if out.len() >= max_bytes {
+                return (out, true);
+            }
         }
     }
-    out
+    (out, false)
 }
 
 /// Decodes `&name;`, `&#123;` and `&#x1F600;`; anything unknown is kept as written.
@@ -214,7 +224,7 @@ fn named_entity(name: &str) -> Option<char> {
 
 #[cfg(test)]
 mod tests {
-    use super::html_to_text;
+    use super::{html_to_text, html_to_text_within};
 
     #[test]
     fn blocks_break_lines_and_inline_runs_join() {
@@ -255,5 +265,17 @@ mod tests {
             html_to_text("<table><tr><td>x</td><td>y</td></tr><tr><td>z</td></tr></table>"),
             "x y\nz"
         );
+    }
+
+    #[test]
+    fn a_text_made_from_html_stops_at_its_bound() {
+        let html = "<p>caf\u{e9} au lait</p>".repeat(1000);
+        let (whole, cut) = html_to_text_within(&html, usize::MAX);
+        assert!(!cut);
+        assert_eq!(whole, html_to_text(&html));
+        let (part, cut) = html_to_text_within(&html, 100);
+        assert!(cut);
+        assert!(part.len() >= 100 && part.len() < 110, "{}", part.len());
+        assert!(whole.starts_with(&part));
     }
 }

@@ -23,6 +23,11 @@ pub const SCHEMA: &str = "mailroom.email/1";
 /// document, and another copy of it in [`Email::reply`] would only cost memory.
 pub const REPLY_MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// The most text made up from an HTML-only message's `html` (bytes of UTF-8), flagged
+/// `text_from_html_truncated` when reached: a whole second copy of a 100 MB body is what would put
+/// every function reading it over its memory, and the HTML itself stays whole.
+pub const TEXT_FROM_HTML_MAX: usize = 4 * 1024 * 1024;
+
 /// Bounds that keep hostile input from costing unbounded time or memory.
 /// SES's largest message for the S3 action, as it is received (docs/ses.md §3): larger mail is
 /// refused at SMTP.

@@ -11,7 +11,7 @@ use mail_parser::{
 };
 use sha2::{Digest, Sha256};
 
-use super::html::html_to_text;
+use super::html::html_to_text_within;
 use super::{
     Address, Attachment, Disposition, Email, Envelope, Header, Limits, ParseError, Parsed,
     REPLY_MAX_BODY, Reply, SCHEMA, reply,
@@ -34,6 +34,9 @@ pub mod flags {
     /// forbids, a second From, Sender, Subject or Content-Type, or no blank line before the body.
     /// The model reads it as MTAs and DMARC do: the first field, strict names.
     pub const MALFORMED_HEADERS: &str = "malformed_headers";
+    /// `text` was made from `html` (the message had no text part) and stops at
+    /// [`crate::email::TEXT_FROM_HTML_MAX`]; `html` is whole.
+    pub const TEXT_FROM_HTML_TRUNCATED: &str = "text_from_html_truncated";
 }
 
 /// Fields mail-parser would parse into structured values that the model does not use.
@@ -271,8 +274,12 @@ impl Walk {
             body_ids.push(root.id());
         }
         let text_from_html = text.is_none() && html.is_some();
-        if text_from_html {
-            text = html.as_deref().map(html_to_text);
+        if text_from_html && let Some(h) = html.as_deref() {
+            let (made, cut) = html_to_text_within(h, super::TEXT_FROM_HTML_MAX);
+            text = Some(made);
+            if cut {
+                self.flag(flags::TEXT_FROM_HTML_TRUNCATED);
+            }
         }
 
         let mut attachments = Vec::new();
@@ -848,6 +855,20 @@ mod tests {
         assert_eq!(p.email.text.as_deref(), Some("Hi&bye\n\ntwo"));
         assert!(p.email.text_from_html);
         assert!(p.email.html.is_some());
+        assert!(p.email.flags.is_empty());
+    }
+
+    #[test]
+    fn text_made_from_a_huge_html_body_stops_at_its_bound() {
+        let body = "<p>Gr\u{fc}\u{df}e aus K\u{f6}ln</p>\n".repeat(250_000);
+        let p = parse(&format!(
+            "From: a@b.c\nContent-Type: text/html; charset=utf-8\n\n{body}"
+        ));
+        let text = p.email.text.as_deref().unwrap_or_default();
+        assert!(text.len() >= crate::email::TEXT_FROM_HTML_MAX, "{}", text.len());
+        assert!(text.len() < crate::email::TEXT_FROM_HTML_MAX + 8);
+        assert_eq!(p.email.html.as_deref().map(str::len), Some(body.len()));
+        assert_eq!(p.email.flags, [flags::TEXT_FROM_HTML_TRUNCATED]);
     }
 
     #[test]
