@@ -9,8 +9,9 @@
 //! copied to the function's raw location under STATE_DIR (a kernel-side copy, so its bytes never
 //! count); the parameters override the template's (e.g. `WebhookUrl=http://127.0.0.1:8080/hook`,
 //! `ForwardMap=support@example.com=me@gmail.example`: the event is addressed to support@). Prints
-//! `peak_kib=` and `result=` (the handler's report). `scripts/function-rss` runs it on every
-//! hostile shape and compares the figure with the function's `MemorySize`.
+//! `peak_kib=` and `result=` (the handler's report) or `error=` (the handler's error).
+//! `scripts/function-rss` runs it on every hostile shape and compares the figure with the
+//! function's `MemorySize`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -67,9 +68,9 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let returned = rt
-        .block_on(function.invoke(&event, &ports))
-        .map_err(|e| anyhow::anyhow!("{binary} failed: {e}"))?;
+    // A handler that refuses the message (a typed error) is measured too: how much it held before
+    // it refused is the figure.
+    let returned = rt.block_on(function.invoke(&event, &ports));
 
     let status = std::fs::read_to_string("/proc/self/status")?;
     let peak = status
@@ -81,6 +82,9 @@ fn main() -> anyhow::Result<()> {
         .trim()
         .to_string();
     println!("peak_kib={peak}");
-    println!("result={}", returned.summary);
+    match returned {
+        Ok(r) => println!("result={}", r.summary),
+        Err(e) => println!("error={}", e.to_string().replace('\n', " ")),
+    }
     Ok(())
 }

@@ -712,7 +712,7 @@ async fn deliver(
         } else {
             build(raw, config, &hop, route)
         };
-    if let Some(why) = &fallback {
+    if let (Some(why), Mode::Attach) = (&fallback, mode) {
         deps.metrics.count(metrics::FALLBACK, 1);
         tracing::warn!(message_id = id, destination = %route.destination, reason = %why,
             "rewrite refused: forwarding the original as an attachment");

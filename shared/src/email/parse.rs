@@ -865,7 +865,11 @@ mod tests {
             "From: a@b.c\nContent-Type: text/html; charset=utf-8\n\n{body}"
         ));
         let text = p.email.text.as_deref().unwrap_or_default();
-        assert!(text.len() >= crate::email::TEXT_FROM_HTML_MAX, "{}", text.len());
+        assert!(
+            text.len() >= crate::email::TEXT_FROM_HTML_MAX,
+            "{}",
+            text.len()
+        );
         assert!(text.len() < crate::email::TEXT_FROM_HTML_MAX + 8);
         assert_eq!(p.email.html.as_deref().map(str::len), Some(body.len()));
         assert_eq!(p.email.flags, [flags::TEXT_FROM_HTML_TRUNCATED]);
