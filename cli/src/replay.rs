@@ -133,9 +133,7 @@ async fn redrive(now: bool, dry_run: bool, opts: Options) -> anyhow::Result<()> 
 #[cfg(feature = "aws")]
 struct Forward {
     config: mailroom_forward::Config,
-    store: S3Store,
-    sender: mailroom_forward::sender::SesV2Sender,
-    parameters: mailroom_forward::map::SsmParameters,
+    aws: mailroom_forward::AwsAdapters,
     maps: mailroom_forward::map::MapCache,
 }
 
@@ -147,9 +145,7 @@ impl Forward {
         Ok(Forward {
             maps: config.map_cache(),
             config,
-            store: S3Store::from_conf(sdk),
-            sender: mailroom_forward::sender::SesV2Sender::from_conf(sdk),
-            parameters: mailroom_forward::map::SsmParameters(sdk.clone()),
+            aws: mailroom_forward::AwsAdapters::from_conf(sdk),
         })
     }
 }
@@ -162,13 +158,7 @@ impl Reinvoke for Forward {
     }
 
     async fn reinvoke(&self, event: &mailroom::SesEvent) -> Result<String, String> {
-        let deps = mailroom_forward::Deps {
-            store: &self.store,
-            sender: &self.sender,
-            parameters: &self.parameters,
-            maps: &self.maps,
-            metrics: &mailroom_forward::metrics::Emf,
-        };
+        let deps = self.aws.deps(&self.maps);
         let report = mailroom_forward::handle(event, &self.config, deps)
             .await
             .map_err(|e| e.to_string())?;

@@ -7,11 +7,11 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use mailroom_testkit::http::{HttpServer, Reply};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const EML: &str = "events/mail/multipart-alternative.eml";
@@ -169,56 +169,13 @@ fn other_reserved_names_go_to_the_sink_with_their_path_and_the_query_redacted() 
     );
 }
 
-/// One request as a plain HTTP server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    head: String,
-    body: Vec<u8>,
-}
-
-/// A real HTTP endpoint on 127.0.0.1 that answers 200 to everything and keeps what it got.
-fn endpoint() -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let keep = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            let head_end = loop {
-                if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break p + 4;
-                }
-                let n = stream.read(&mut chunk).unwrap();
-                assert!(n > 0, "connection closed mid-head");
-                buf.extend_from_slice(&chunk[..n]);
-            };
-            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            let mut body = buf.split_off(head_end);
-            while body.len() < length {
-                let n = stream.read(&mut chunk).unwrap();
-                body.extend_from_slice(&chunk[..n]);
-            }
-            keep.lock().unwrap().push(Seen { head, body });
-            stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-                .unwrap();
-        }
-    });
-    (url, seen)
-}
-
 #[test]
 fn an_ordinary_url_still_goes_to_its_server() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (url, seen) = endpoint();
+    // A real HTTP endpoint on 127.0.0.1 that answers 200 to everything and keeps what it got.
+    let server = HttpServer::scripted_on_thread(vec![Reply::status(200).body("ok")]);
+    let url = server.url("/hook");
     let run = deliver(
         &root().join(EML),
         &root().join("template.yaml"),
@@ -232,10 +189,18 @@ fn an_ordinary_url_still_goes_to_its_server() {
     );
     assert!(run.ok(), "{}", run.stderr());
     assert_eq!(api_outputs(&run), vec![format!("POST {url} → HTTP 200")]);
-    let seen = seen.lock().unwrap().clone();
+    let seen = server.requests();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert!(seen[0].head.starts_with("post /hook http/1.1\r\n"));
-    assert!(seen[0].head.contains("\r\nwebhook-signature: v1,"));
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("POST", "/hook")
+    );
+    assert!(
+        seen[0]
+            .header("webhook-signature")
+            .is_some_and(|s| s.starts_with("v1,")),
+        "{seen:?}"
+    );
     let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
     assert_eq!(body["data"]["messageId"], run.message_id().as_str());
     assert!(!state.join("webhooks").exists(), "the sink was not used");

@@ -2,7 +2,8 @@
 //! notification with the content, Bounce sends a DSN through the bouncer, Lambda runs our real
 //! handler in process; every action with a `TopicArn` also publishes its alert notification.
 
-use crate::functions::Function;
+use crate::error::{ActionError, Fate, FunctionError};
+use crate::functions::{Function, Returned};
 use crate::ports::{Log, Ports};
 use crate::receipt::{Action, Executor, InvocationType, Outcome, SnsEncoding, Step};
 use async_trait::async_trait;
@@ -36,7 +37,7 @@ pub struct Deployed {
 
 #[async_trait]
 impl Executor for LocalExecutor {
-    async fn execute(&self, step: &Step<'_>) -> Result<Outcome, String> {
+    async fn execute(&self, step: &Step<'_>) -> Result<Outcome, ActionError> {
         let log = Log::default();
         let ports = self.ports.recording(&log);
         let mut outcome = Outcome::default();
@@ -68,9 +69,9 @@ async fn publish_notification(
     topic: &str,
     step: &Step<'_>,
     content: Option<String>,
-) -> Result<String, String> {
-    let body = serde_json::to_string(&step.notification(content)).map_err(|e| e.to_string())?;
-    ports
+) -> Result<String, ActionError> {
+    let body = serde_json::to_string(&step.notification(content))?;
+    Ok(ports
         .publisher
         .publish(&Publication {
             topic_arn: topic.to_string(),
@@ -78,12 +79,16 @@ async fn publish_notification(
             message: body,
             ..Publication::default()
         })
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
 }
 
 impl LocalExecutor {
-    async fn run(&self, step: &Step<'_>, ports: &Ports, out: &mut Outcome) -> Result<(), String> {
+    async fn run(
+        &self,
+        step: &Step<'_>,
+        ports: &Ports,
+        out: &mut Outcome,
+    ) -> Result<(), ActionError> {
         match step.action {
             Action::S3 { bucket, .. } => {
                 let key = step.object_key().unwrap_or_default();
@@ -95,8 +100,7 @@ impl LocalExecutor {
                         Bytes::copy_from_slice(step.message),
                         &ObjectMeta::new("application/octet-stream"),
                     )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 out.summary = Some(format!(
                     "stored {} bytes at s3://{bucket}/{key}",
                     step.message.len()
@@ -107,10 +111,9 @@ impl LocalExecutor {
                 encoding,
             } => {
                 if step.message.len() > SNS_CONTENT_LIMIT {
-                    return Err(format!(
-                        "message is {} bytes, over the SNS action's 150 KB: SES bounces it",
-                        step.message.len()
-                    ));
+                    return Err(ActionError::TooLargeForSns {
+                        size: step.message.len(),
+                    });
                 }
                 let content = match encoding {
                     SnsEncoding::Utf8 => String::from_utf8_lossy(step.message).into_owned(),
@@ -134,11 +137,7 @@ impl LocalExecutor {
                     sender,
                     &self.region,
                 );
-                let id = ports
-                    .bouncer
-                    .send_bounce(&req)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let id = ports.bouncer.send_bounce(&req).await?;
                 out.summary = Some(format!("bounce sent ({id})"));
             }
             Action::Stop { .. } => {
@@ -155,10 +154,12 @@ impl LocalExecutor {
                 invocation_type,
                 ..
             } => {
-                let f = self
-                    .functions
-                    .get(function_arn)
-                    .ok_or_else(|| format!("no in-process function for {function_arn}"))?;
+                let f =
+                    self.functions
+                        .get(function_arn)
+                        .ok_or_else(|| ActionError::NoFunction {
+                            arn: function_arn.clone(),
+                        })?;
                 let event = step.event();
                 let returned = match invocation_type {
                     InvocationType::RequestResponse => tokio::time::timeout(
@@ -166,9 +167,7 @@ impl LocalExecutor {
                         f.function.invoke(&event, ports),
                     )
                     .await
-                    .map_err(|_| {
-                        "timed out after 30 s (SES's RequestResponse limit)".to_string()
-                    })??,
+                    .map_err(|_| ActionError::RequestResponseTimeout)??,
                     InvocationType::Event => invoke_async(f, function_arn, &event, ports).await?,
                 };
                 out.disposition = returned.disposition;
@@ -187,29 +186,34 @@ async fn invoke_async(
     function_arn: &str,
     event: &mailroom::SesEvent,
     ports: &Ports,
-) -> Result<crate::functions::Returned, String> {
-    let mut errors = Vec::new();
-    for attempt in 1..=f.max_retries + 1 {
+) -> Result<Returned, ActionError> {
+    let retries = usize::try_from(f.max_retries).unwrap_or(usize::MAX);
+    let mut errors: Vec<FunctionError> = Vec::new();
+    let last = loop {
         match f.function.invoke(event, ports).await {
             Ok(mut r) => {
-                if attempt > 1 {
+                if !errors.is_empty() {
+                    let before: Vec<String> = errors.iter().map(ToString::to_string).collect();
                     r.summary = format!(
-                        "attempt {attempt} succeeded after: {}; {}",
-                        errors.join("; "),
+                        "attempt {} succeeded after: {}; {}",
+                        errors.len() + 1,
+                        before.join("; "),
                         r.summary
                     );
                 }
                 return Ok(r);
             }
-            Err(e) => errors.push(e),
+            Err(e) if errors.len() < retries => errors.push(e),
+            Err(e) => break e,
         }
-    }
-    let attempts = errors.len();
-    let last = errors.pop().unwrap_or_default();
+    };
+    let attempts = errors.len() + 1;
     let Some(dest) = &f.on_failure else {
-        return Err(format!(
-            "{last} (failed {attempts} attempts; no on-failure destination, so Lambda drops the event)"
-        ));
+        return Err(ActionError::Exhausted {
+            last,
+            attempts,
+            fate: Fate::Dropped,
+        });
     };
     let record = serde_json::json!({
         "version": "1.0",
@@ -221,13 +225,16 @@ async fn invoke_async(
         },
         "requestPayload": event,
         "responseContext": { "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled" },
-        "responsePayload": { "errorMessage": last },
+        "responsePayload": { "errorMessage": last.to_string() },
     })
     .to_string();
     let sent = if let Some(rest) = dest.strip_prefix("arn:aws:sqs:") {
         let parts: Vec<&str> = rest.splitn(3, ':').collect();
         let [region, account, name] = parts.as_slice() else {
-            return Err(format!("{last} (bad on-failure destination {dest})"));
+            return Err(ActionError::BadDestination {
+                last,
+                destination: dest.clone(),
+            });
         };
         let url = format!("https://sqs.{region}.amazonaws.com/{account}/{name}");
         ports.queue.send(&url, &record, Duration::ZERO).await
@@ -241,14 +248,16 @@ async fn invoke_async(
             })
             .await
     };
-    match sent {
-        Ok(_) => Err(format!(
-            "{last} (failed {attempts} attempts; the event went to the on-failure destination {dest})"
-        )),
-        Err(e) => Err(format!(
-            "{last} (failed {attempts} attempts; sending it to {dest} failed too: {e})"
-        )),
-    }
+    let destination = dest.clone();
+    let fate = match sent {
+        Ok(_) => Fate::SentTo { destination },
+        Err(error) => Fate::NotSent { destination, error },
+    };
+    Err(ActionError::Exhausted {
+        last,
+        attempts,
+        fate,
+    })
 }
 
 fn base64_encode(bytes: &[u8]) -> String {

@@ -2,6 +2,7 @@
 //! cargo-lambda binary name, its `Config` is built from the template's (resolved) environment,
 //! and its real handler is called with the emulator's ports.
 
+use crate::error::FunctionError;
 use crate::ports::Ports;
 use anyhow::Context;
 use async_trait::async_trait;
@@ -18,7 +19,7 @@ pub struct Returned {
 
 #[async_trait]
 pub trait Function: Send + Sync {
-    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String>;
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError>;
 }
 
 /// Settings the emulator supplies in place of cloud-only configuration.
@@ -115,10 +116,10 @@ struct Store {
 
 #[async_trait]
 impl Function for Store {
-    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError> {
         let report = mailroom_store::handle(event, &self.config, ports.objects.as_ref())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(FunctionError::new)?;
         Ok(Returned {
             disposition: None,
             summary: summarize(&report.outcomes),
@@ -132,11 +133,11 @@ struct Stop {
 
 #[async_trait]
 impl Function for Stop {
-    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError> {
         let store = self.config.needs_store().then_some(ports.objects.as_ref());
         let answer = mailroom_stop::handle(event, &self.config, store)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(FunctionError::new)?;
         Ok(Returned {
             summary: summarize(&answer),
             disposition: Some(answer.disposition),
@@ -150,10 +151,10 @@ struct Bounce {
 
 #[async_trait]
 impl Function for Bounce {
-    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError> {
         let answer = mailroom_bounce::handle(event, &self.config, ports.bouncer.as_ref())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(FunctionError::new)?;
         Ok(Returned {
             summary: summarize(&answer),
             disposition: Some(answer.disposition),
@@ -167,7 +168,7 @@ struct Fanout {
 
 #[async_trait]
 impl Function for Fanout {
-    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError> {
         let report = mailroom_fanout::handle(
             event,
             &self.config,
@@ -175,7 +176,7 @@ impl Function for Fanout {
             ports.publisher.as_ref(),
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(FunctionError::new)?;
         Ok(Returned {
             disposition: None,
             summary: summarize(&report.outcomes),
@@ -189,7 +190,7 @@ struct Api {
 
 #[async_trait]
 impl Function for Api {
-    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError> {
         let deps = mailroom_api::Deps {
             store: ports.objects.as_ref(),
             queue: ports.queue.as_ref(),
@@ -197,7 +198,7 @@ impl Function for Api {
         };
         let report = mailroom_api::handle_ses(event, &self.config, deps)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(FunctionError::new)?;
         Ok(Returned {
             disposition: None,
             summary: summarize(&report.steps),
@@ -213,7 +214,7 @@ struct Forward {
 
 #[async_trait]
 impl Function for Forward {
-    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, String> {
+    async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError> {
         let deps = mailroom_forward::Deps {
             store: ports.objects.as_ref(),
             sender: ports.mailer.as_ref(),
@@ -223,7 +224,7 @@ impl Function for Forward {
         };
         let report = mailroom_forward::handle(event, &self.config, deps)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(FunctionError::new)?;
         Ok(Returned {
             disposition: None,
             summary: summarize(&report.outcomes),

@@ -10,6 +10,7 @@
 //!   and the SES rule extraction on top of it (`template/rules.rs`).
 //! - [`receipt`]: the SES receipt rule engine, pure: rule sets, recipient matching, what SES adds
 //!   to a message, the evaluation with every side effect behind an [`receipt::Executor`].
+//! - [`error`]: why an action or an in-process function failed.
 //! - [`executor`]: carries out the actions (S3, SNS, Bounce, Lambda) for the engine.
 //! - [`functions`]: our functions run in process, each from its crate's one `Config::from_env`,
 //!   and the list of variables each crate reads.
@@ -18,6 +19,7 @@
 //! - [`sink`]: the local webhook receiver.
 //! - [`smtp`]: the SMTP session of `mailroom serve`, a pure state machine (no I/O).
 
+pub mod error;
 pub mod executor;
 pub mod functions;
 pub mod local;
@@ -200,7 +202,10 @@ struct Observed<'a> {
 
 #[async_trait::async_trait]
 impl receipt::Executor for Observed<'_> {
-    async fn execute(&self, step: &receipt::Step<'_>) -> Result<receipt::Outcome, String> {
+    async fn execute(
+        &self,
+        step: &receipt::Step<'_>,
+    ) -> Result<receipt::Outcome, error::ActionError> {
         (self.observe)(step);
         self.inner.execute(step).await
     }

@@ -259,7 +259,7 @@ async fn serve(mut stream: TcpStream, shared: &Shared) {
         }
         Err(e) => {
             // Not 200: the api function then keeps the delivery for a retry, as with any endpoint.
-            let body = serde_json::json!({ "error": e }).to_string();
+            let body = serde_json::json!({ "error": e.to_string() }).to_string();
             let _ = respond(&mut stream, 500, "Internal Server Error", &body).await;
         }
     }
@@ -390,7 +390,19 @@ struct Document<'a> {
 /// Headers written to disk as [`REDACTED`].
 const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
-fn record(shared: &Shared, req: &Request) -> Result<Recorded, String> {
+/// Why a request could not be written down; the sender is answered 500 with this message.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn record(shared: &Shared, req: &Request) -> Result<Recorded, RecordError> {
     let get = |name: &str| header(&req.headers, name).unwrap_or_default();
     let id = get(signing::HEADER_ID).to_string();
     let now = time::OffsetDateTime::now_utc();
@@ -445,10 +457,13 @@ fn record(shared: &Shared, req: &Request) -> Result<Recorded, String> {
         body,
     };
     let file = shared.dir.join(format!("{}.json", file_stem(&id)));
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&doc)?;
     std::fs::create_dir_all(&shared.dir)
         .and_then(|()| std::fs::write(&file, text))
-        .map_err(|e| format!("writing {}: {e}", file.display()))?;
+        .map_err(|source| RecordError::Write {
+            path: file.clone(),
+            source,
+        })?;
     let recorded = Recorded {
         webhook_id: id,
         url,

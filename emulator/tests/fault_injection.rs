@@ -40,6 +40,7 @@ use mailroom::ports::{
 };
 use mailroom::webhook::delivery::{DeadLetter, Job};
 use mailroom_api::{SqsEvent, SqsRecord};
+use mailroom_emulator::error::FunctionError;
 use mailroom_emulator::executor::{Deployed, LocalExecutor};
 use mailroom_emulator::functions::{self, Function, LocalOverrides, Returned};
 use mailroom_emulator::ports::Ports;
@@ -327,20 +328,20 @@ impl Lambda {
         &self,
         timeout: Duration,
         crash: &Crash,
-        handler: impl Future<Output = Result<T, String>>,
-    ) -> Result<T, String> {
+        handler: impl Future<Output = Result<T, FunctionError>>,
+    ) -> Result<T, FunctionError> {
         self.invocations.fetch_add(1, Ordering::Relaxed);
         let out = tokio::select! {
             r = tokio::time::timeout(timeout, handler) => match r {
                 Ok(r) => r,
                 Err(_) => {
                     self.timeouts.fetch_add(1, Ordering::Relaxed);
-                    Err(format!("Task timed out after {timeout:?}"))
+                    Err(FunctionError::new(format!("Task timed out after {timeout:?}")))
                 }
             },
             () = crash.crashed.notified() => {
                 self.crashes.fetch_add(1, Ordering::Relaxed);
-                Err("Runtime.ExitError: the function crashed".to_string())
+                Err(FunctionError::new("Runtime.ExitError: the function crashed"))
             }
         };
         if out.is_err() {
@@ -362,7 +363,7 @@ struct Faulty {
 
 #[async_trait]
 impl Function for Faulty {
-    async fn invoke(&self, event: &SesEvent, _direct: &Ports) -> Result<Returned, String> {
+    async fn invoke(&self, event: &SesEvent, _direct: &Ports) -> Result<Returned, FunctionError> {
         let id = event
             .records
             .first()
@@ -621,7 +622,7 @@ async fn poll(
             let handler = async {
                 mailroom_api::handle_sqs(&event, &config, deps)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(FunctionError::new)
             };
             if let Ok(resp) = lambda.run(api_timeout, &crash, handler).await {
                 let failed: BTreeSet<&str> = resp

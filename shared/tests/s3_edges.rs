@@ -5,9 +5,8 @@
 use bytes::Bytes;
 use mailroom::aws::{OPERATION_TIMEOUT, S3Store};
 use mailroom::ports::{ErrorKind, ObjectMeta, ObjectStore};
+use mailroom_testkit::http::{HttpServer, Reply};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 /// An S3 client at `endpoint` with the shared timeouts.
 fn store_at(endpoint: String) -> S3Store {
@@ -39,15 +38,9 @@ async fn the_shared_config_sets_operation_and_attempt_timeouts() {
 
 #[tokio::test]
 async fn a_service_that_never_answers_times_out() {
-    // Accepts connections and reads forever, never answering.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = listener.accept().await {
-            held.push(sock);
-        }
-    });
+    // Reads each request and holds the answer far past every timeout.
+    let server = HttpServer::always(Reply::status(200).after(Duration::from_secs(3600))).await;
+    let endpoint = server.url("");
     let store = store_at(endpoint);
     let started = Instant::now();
     // The outer bound only keeps a regression from hanging the test run.
@@ -70,28 +63,16 @@ async fn a_service_that_never_answers_times_out() {
 #[tokio::test]
 async fn a_conditional_put_that_conflicts_is_retried_not_taken_as_written() {
     // S3's answer while another conditional write of the same key is in flight.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let _ = sock.read(&mut buf).await;
-                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\
-                    <Code>ConditionalRequestConflict</Code>\
-                    <Message>A conflicting conditional operation is currently in progress \
-                    against this resource. Please try again.</Message>\
-                    <RequestId>1</RequestId></Error>";
-                let head = format!(
-                    "HTTP/1.1 409 Conflict\r\ncontent-type: application/xml\r\n\
-                     content-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(body.as_bytes()).await;
-            });
-        }
-    });
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\
+        <Code>ConditionalRequestConflict</Code>\
+        <Message>A conflicting conditional operation is currently in progress \
+        against this resource. Please try again.</Message>\
+        <RequestId>1</RequestId></Error>";
+    let reply = Reply::status(409)
+        .header("content-type", "application/xml")
+        .body(body);
+    let server = HttpServer::always(reply).await;
+    let endpoint = server.url("");
     let err = store_at(endpoint)
         .put_if_absent(
             "bucket",

@@ -9,10 +9,9 @@ use mailroom::ports::{
     BounceRequest, BounceType, BouncedRecipient, Bouncer, DsnAction, ErrorKind, MessageDsn,
     RecipientDsn,
 };
+use mailroom_testkit::http::{HttpServer, Recorded, Reply};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 const OK: &str = r#"<SendBounceResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/">
@@ -29,63 +28,18 @@ fn error_xml(code: &str, message: &str) -> String {
     )
 }
 
-#[derive(Debug, Clone)]
-struct Recorded {
-    at: Instant,
-    form: BTreeMap<String, String>,
+/// Serves every request with the same status and body, recording what arrived.
+async fn endpoint(status: u16, body: String) -> (String, HttpServer) {
+    let reply = Reply::status(status)
+        .header("content-type", "text/xml")
+        .body(body);
+    let server = HttpServer::always(reply).await;
+    (server.url(""), server)
 }
 
-/// Serves every request with the same status and body, recording what arrived.
-async fn endpoint(status: u16, body: String) -> (String, Arc<Mutex<Vec<Recorded>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let log = log.clone();
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let header_end = loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                while buf.len() < header_end + len {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let form = parse_form(&String::from_utf8_lossy(&buf[header_end..]));
-                log.lock().expect("lock").push(Recorded {
-                    at: Instant::now(),
-                    form,
-                });
-                let resp = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    (format!("http://{addr}"), seen)
+/// The Query-protocol form a request carried.
+fn form(request: &Recorded) -> BTreeMap<String, String> {
+    parse_form(&String::from_utf8_lossy(&request.body))
 }
 
 fn parse_form(body: &str) -> BTreeMap<String, String> {
@@ -172,9 +126,9 @@ async fn send_bounce_puts_every_field_on_the_wire() {
     let id = bouncer.send_bounce(&request()).await.expect("bounce sent");
     assert_eq!(id, "0000014a-bounce-id");
 
-    let seen = seen.lock().expect("lock").clone();
+    let seen = seen.requests();
     assert_eq!(seen.len(), 1);
-    let f = &seen[0].form;
+    let f = &form(&seen[0]);
     let get = |k: &str| f.get(k).map(String::as_str);
     assert_eq!(get("Action"), Some("SendBounce"));
     assert_eq!(get("Version"), Some("2010-12-01"));
@@ -221,7 +175,7 @@ async fn consecutive_bounces_are_spaced_one_second_apart() {
     let bouncer = SesBouncer::new(client(&url));
     bouncer.send_bounce(&request()).await.expect("first");
     bouncer.send_bounce(&request()).await.expect("second");
-    let seen = seen.lock().expect("lock").clone();
+    let seen = seen.requests();
     assert_eq!(seen.len(), 2);
     let gap = seen[1].at.duration_since(seen[0].at);
     // A lower bound, not a speed target: SES allows one SendBounce per second.

@@ -16,6 +16,7 @@
 
 use super::mail::{self, Envelope, Verdicts};
 use super::model::{Action, InvocationType, Rule, RuleSet, TlsPolicy};
+use crate::error::ActionError;
 use async_trait::async_trait;
 use mailroom::ses::{
     Disposition, SesEvent, SesHeader, SesMail, SesMessage, SesNotification, SesReceipt, SesRecord,
@@ -97,7 +98,7 @@ pub struct Outcome {
 /// message); every other action does, including `Stop`, for its optional topic notification.
 #[async_trait]
 pub trait Executor: Send + Sync {
-    async fn execute(&self, step: &Step<'_>) -> Result<Outcome, String>;
+    async fn execute(&self, step: &Step<'_>) -> Result<Outcome, ActionError>;
 }
 
 /// The record of one evaluation: what ran, what it returned, where things went.
@@ -268,7 +269,9 @@ pub async fn evaluate(rule_set: &RuleSet, inbound: &Inbound, executor: &dyn Exec
             let disposition = match executor.execute(&step).await {
                 Ok(outcome) => record_outcome(action, outcome, &mut at),
                 Err(error) => {
-                    at.status = Status::Failed { error };
+                    at.status = Status::Failed {
+                        error: error.to_string(),
+                    };
                     Disposition::Continue
                 }
             };

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::error::{ActionError, FunctionError};
 use mailroom::ses::{SesEvent, Verdict};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,7 +26,7 @@ struct Call {
 
 #[async_trait::async_trait]
 impl Executor for Recorder {
-    async fn execute(&self, step: &Step<'_>) -> Result<Outcome, String> {
+    async fn execute(&self, step: &Step<'_>) -> Result<Outcome, ActionError> {
         let what = match step.action {
             Action::Lambda { function_arn, .. } => {
                 function_arn.rsplit(':').next().unwrap_or("").to_string()
@@ -40,7 +41,7 @@ impl Executor for Recorder {
             message: step.message.to_vec(),
         });
         if self.failing.contains(&what) {
-            return Err(format!("{what} failed"));
+            return Err(FunctionError::new(format!("{what} failed")).into());
         }
         Ok(Outcome {
             disposition: self.dispositions.get(&what).cloned(),

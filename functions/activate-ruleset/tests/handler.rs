@@ -5,11 +5,10 @@
 use async_trait::async_trait;
 use mailroom::ports::{ErrorKind, PortError};
 use mailroom_activate_ruleset::{CfnResponse, Error, HttpResponder, RuleSets, Status, handle};
+use mailroom_testkit::http::{HttpServer, Recorded, Reply};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+use std::sync::Mutex;
 
 /// SES's account-wide "which set is active" state, with optional injected failures.
 #[derive(Default)]
@@ -65,81 +64,15 @@ impl RuleSets for FakeSes {
     }
 }
 
-/// One captured HTTP request.
-#[derive(Debug, Clone)]
-struct Captured {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// The CloudFormation response a PUT carried.
+fn cfn(put: &Recorded) -> CfnResponse {
+    serde_json::from_slice(&put.body).expect("response body is a CloudFormation response")
 }
 
-impl Captured {
-    fn json(&self) -> CfnResponse {
-        serde_json::from_slice(&self.body).expect("response body is a CloudFormation response")
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A minimal HTTP/1.1 server answering every request with `status` and recording it.
-async fn response_server(status: u16) -> (String, Arc<Mutex<Vec<Captured>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("test io");
-    let addr = listener.local_addr().expect("test io");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream);
-                let mut line = String::new();
-                reader.read_line(&mut line).await.expect("test io");
-                let mut parts = line.split_whitespace();
-                let method = parts.next().unwrap_or_default().to_string();
-                let path = parts.next().unwrap_or_default().to_string();
-                let mut headers = Vec::new();
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).await.expect("test io");
-                    let h = h.trim_end();
-                    if h.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        headers.push((k.trim().to_string(), v.trim().to_string()));
-                    }
-                }
-                let len: usize = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.parse().expect("test io"))
-                    .unwrap_or(0);
-                let mut body = vec![0u8; len];
-                reader.read_exact(&mut body).await.expect("test io");
-                sink.lock().expect("lock").push(Captured {
-                    method,
-                    path,
-                    headers,
-                    body,
-                });
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-                );
-                let mut stream = reader.into_inner();
-                stream.write_all(reply.as_bytes()).await.expect("test io");
-                stream.shutdown().await.ok();
-            });
-        }
-    });
-    (format!("http://{addr}"), seen)
+/// An HTTP server answering every request with `status` and recording it.
+async fn response_server(status: u16) -> (String, HttpServer) {
+    let server = HttpServer::always(Reply::status(status).body("ok")).await;
+    (server.url(""), server)
 }
 
 fn event(kind: &str, url: &str, name: Option<&str>, physical: Option<&str>) -> Value {
@@ -164,7 +97,7 @@ fn event(kind: &str, url: &str, name: Option<&str>, physical: Option<&str>) -> V
     e
 }
 
-async fn run(ses: &FakeSes, ev: &Value) -> (Result<CfnResponse, Error>, Vec<Captured>) {
+async fn run(ses: &FakeSes, ev: &Value) -> (Result<CfnResponse, Error>, Vec<Recorded>) {
     let (url, seen) = response_server(200).await;
     let mut ev = ev.clone();
     // Point the event at this test's server.
@@ -173,7 +106,7 @@ async fn run(ses: &FakeSes, ev: &Value) -> (Result<CfnResponse, Error>, Vec<Capt
     ev["ResponseURL"] = json!(format!("{url}/cloudformation{rest}"));
     let responder = HttpResponder::new().expect("test io");
     let out = handle(&ev, ses, &responder).await;
-    let captured = seen.lock().expect("lock").clone();
+    let captured = seen.requests();
     (out, captured)
 }
 
@@ -194,7 +127,7 @@ async fn create_activates_and_answers_success() {
         put.path
     );
     assert_eq!(put.header("content-type"), Some(""));
-    let body = put.json();
+    let body = cfn(put);
     assert_eq!(body, out);
     assert_eq!(body.status, Status::Success);
     assert_eq!(body.physical_resource_id, "mailroom");
@@ -217,7 +150,7 @@ async fn update_to_a_new_name_activates_it_with_a_new_physical_id() {
     .await;
     assert_eq!(out.expect("test io").physical_resource_id, "mailroom-v2");
     assert_eq!(ses.active_now().as_deref(), Some("mailroom-v2"));
-    assert_eq!(captured[0].json().status, Status::Success);
+    assert_eq!(cfn(&captured[0]).status, Status::Success);
 }
 
 #[tokio::test]
@@ -245,7 +178,7 @@ async fn delete_leaves_another_active_set_alone() {
     assert_eq!(out.expect("test io").status, Status::Success);
     assert_eq!(ses.active_now().as_deref(), Some("other-team"));
     assert_eq!(ses.calls(), vec!["describe"]);
-    assert!(captured[0].json().reason.contains("other-team"));
+    assert!(cfn(&captured[0]).reason.contains("other-team"));
 }
 
 #[tokio::test]
@@ -271,7 +204,7 @@ async fn ses_failure_is_answered_as_failed_not_left_hanging() {
     let out = out.expect("test io");
     assert_eq!(out.status, Status::Failed);
     assert_eq!(captured.len(), 1);
-    let body = captured[0].json();
+    let body = cfn(&captured[0]);
     assert_eq!(body.status, Status::Failed);
     assert!(
         body.reason.contains("ses:SetActiveReceiptRuleSet"),
@@ -323,7 +256,7 @@ async fn malformed_event_with_a_response_url_is_still_answered() {
     ev["RequestType"] = json!("Explode");
     let (out, captured) = run(&ses, &ev).await;
     assert_eq!(out.expect("test io").status, Status::Failed);
-    let body = captured[0].json();
+    let body = cfn(&captured[0]);
     assert_eq!(body.status, Status::Failed);
     assert_eq!(body.request_id, "5f6a7b8c-1111-2222-3333-444455556666");
     assert!(body.reason.contains("malformed"), "{}", body.reason);
@@ -354,7 +287,7 @@ async fn undeliverable_response_is_an_error_so_lambda_retries() {
         matches!(out, Err(Error::Respond(ref m)) if m.contains("403")),
         "{out:?}"
     );
-    assert_eq!(seen.lock().expect("lock").len(), 1);
+    assert_eq!(seen.requests().len(), 1);
     // And a URL nobody listens on.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("test io");

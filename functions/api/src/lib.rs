@@ -43,7 +43,7 @@ use mailroom::email::Verdicts;
 use mailroom::layout::{self, Locations};
 use mailroom::policy::Mailboxes;
 use mailroom::ports::{ObjectStore, PortError, Queue, WebhookSender};
-use mailroom::ses::{SesRecord, VerdictStatus};
+use mailroom::ses::SesRecord;
 use mailroom::webhook::delivery::{DeadLetter, JOB_VERSION, Job, SesContext};
 use serde::Serialize;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -243,20 +243,11 @@ pub async fn handle_until(
 }
 
 fn ses_context(record: &SesRecord, recipients: Vec<String>) -> SesContext {
-    let r = &record.ses.receipt;
-    let status = |v: &Option<VerdictStatus>| v.as_ref().map(|v| v.status.as_str().to_string());
     SesContext {
         timestamp: record.ses.mail.timestamp.clone(),
         mail_from: record.ses.mail.source.clone(),
         recipients,
-        verdicts: Verdicts {
-            spam: status(&r.spam_verdict),
-            virus: status(&r.virus_verdict),
-            spf: status(&r.spf_verdict),
-            dkim: status(&r.dkim_verdict),
-            dmarc: status(&r.dmarc_verdict),
-            dmarc_policy: r.dmarc_policy.as_ref().map(|p| p.as_str().to_string()),
-        },
+        verdicts: Verdicts::from_receipt(&record.ses.receipt),
     }
 }
 

@@ -9,12 +9,12 @@ use mailroom::webhook::delivery::DeadLetter;
 use mailroom::webhook::http::ReqwestSender;
 use mailroom::webhook::signing::{self, Secret};
 use mailroom_api::{ApiError, Config, Deps, SqsEvent, SqsRecord, handle, handle_sqs};
+use mailroom_testkit::http::{HttpServer, Recorded, Reply};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const MESSAGE_ID: &str = "k2f9e1m0q8o3v7b4r5t6y1u2i3o4p5a6s7d8f9g0";
 
@@ -28,96 +28,35 @@ enum Act {
     Slow(Duration),
 }
 
-#[derive(Debug, Clone)]
-struct Request {
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
+impl Act {
+    fn reply(self) -> Reply {
+        let (reply, status) = match self {
+            Act::Status(s) => (Reply::status(s), s),
+            Act::RetryAfter(s, after) => (Reply::status(s).header("Retry-After", after), s),
+            Act::Slow(d) => (Reply::status(200).after(d), 200),
+        };
+        reply.body(format!("status {status}"))
+    }
 }
 
 struct Endpoint {
     url: String,
-    requests: Arc<Mutex<Vec<Request>>>,
+    server: HttpServer,
 }
 
 impl Endpoint {
     /// Serves `script[n]` to the n-th request (the last act repeats).
     async fn start(script: Vec<Act>) -> Endpoint {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/hooks/mail", listener.local_addr().expect("addr"));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = requests.clone();
-        tokio::spawn(async move {
-            let mut n = 0usize;
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let act = script
-                    .get(n)
-                    .or(script.last())
-                    .cloned()
-                    .unwrap_or(Act::Status(200));
-                n += 1;
-                let seen = seen.clone();
-                tokio::spawn(async move { serve_one(sock, act, seen).await });
-            }
-        });
-        Endpoint { url, requests }
+        let server = HttpServer::scripted(script.into_iter().map(Act::reply).collect()).await;
+        Endpoint {
+            url: server.url("/hooks/mail"),
+            server,
+        }
     }
 
-    fn requests(&self) -> Vec<Request> {
-        self.requests.lock().expect("lock").clone()
+    fn requests(&self) -> Vec<Recorded> {
+        self.server.requests()
     }
-}
-
-async fn serve_one(mut sock: TcpStream, act: Act, seen: Arc<Mutex<Vec<Request>>>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        match sock.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let headers: HashMap<String, String> = head
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        match sock.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    seen.lock().expect("lock").push(Request {
-        headers,
-        body: buf[head_end..head_end + len].to_vec(),
-    });
-    let (status, extra) = match act {
-        Act::Status(s) => (s, String::new()),
-        Act::RetryAfter(s, after) => (s, format!("Retry-After: {after}\r\n")),
-        Act::Slow(d) => {
-            tokio::time::sleep(d).await;
-            (200, String::new())
-        }
-    };
-    let body = format!("status {status}");
-    let resp = format!(
-        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
-        body.len()
-    );
-    let _ = sock.write_all(resp.as_bytes()).await;
-    let _ = sock.shutdown().await;
 }
 
 /// A URL where nothing listens (connection refused).
@@ -318,7 +257,7 @@ fn ses_event() -> Value {
 }
 
 /// Checks every request's signature with our verifier and with the `standardwebhooks` package.
-fn assert_signed(requests: &[Request], secret: &str) {
+fn assert_signed(requests: &[Recorded], secret: &str) {
     let secrets = [Secret::parse(secret).expect("secret")];
     let now = mailroom_api::now_unix();
     let mut cases = Vec::new();
@@ -396,7 +335,7 @@ fn without_presigned_urls(body: &[u8]) -> Value {
     v
 }
 
-fn ids(requests: &[Request]) -> Vec<String> {
+fn ids(requests: &[Recorded]) -> Vec<String> {
     requests
         .iter()
         .map(|r| r.headers.get("webhook-id").cloned().unwrap_or_default())

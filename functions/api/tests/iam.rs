@@ -10,60 +10,23 @@ use mailroom::ports::Queue;
 use mailroom::webhook::http::ReqwestSender;
 use mailroom::webhook::signing::Secret;
 use mailroom_api::{Config, Deps, SqsEvent, SqsRecord, handle, handle_sqs};
+use mailroom_testkit::http::{HttpServer, Reply};
 use mailroom_testkit::iam::{self, World};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MESSAGE_ID: &str = "k2f9e1m0q8o3v7b4r5t6y1u2i3o4p5a6s7d8f9g0";
 
 /// A webhook endpoint answering every request with the status it currently holds.
 async fn endpoint() -> (String, Arc<AtomicU16>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     let status = Arc::new(AtomicU16::new(200));
     let answer = status.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let status = answer.load(Ordering::SeqCst);
-            tokio::spawn(async move {
-                // Read until the body has arrived (or the client gives up), then answer.
-                let mut buf = vec![0u8; 1 << 16];
-                let mut seen = Vec::new();
-                while let Ok(n) = sock.read(&mut buf).await {
-                    seen.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&seen);
-                    let Some(head) = text.find("\r\n\r\n") else {
-                        if n == 0 {
-                            return;
-                        }
-                        continue;
-                    };
-                    let len = text[..head]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if seen.len() >= head + 4 + len || n == 0 {
-                        break;
-                    }
-                }
-                let resp = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    (url, status)
+    let server =
+        HttpServer::answering_with(move |_| Reply::status(answer.load(Ordering::SeqCst))).await;
+    (server.url("/hook"), status)
 }
 
 /// One batch from `queue`, received as Lambda's SQS poller receives it, with `conf`'s

@@ -363,7 +363,7 @@ pub fn summary<'a>(input: &Input<'a>) -> Summary<'a> {
         key: input.locations.raw_key(&mail.message_id),
     };
     let envelope = ses_envelope(mail, receipt);
-    let verdicts = ses_verdicts(receipt);
+    let verdicts = Verdicts::from_receipt(receipt);
     match input.email {
         Some(email) => {
             let attachments: Vec<_> = email
@@ -568,22 +568,6 @@ fn ses_envelope(mail: &SesMail, receipt: &SesReceipt) -> Envelope {
     Envelope {
         mail_from: Some(mail.source.clone()),
         recipients: receipt.recipients.clone(),
-    }
-}
-
-/// SES's verdicts in the model's shape.
-fn ses_verdicts(receipt: &SesReceipt) -> Verdicts {
-    let s = |v: Option<&Verdict>| v.map(|v| v.as_str().to_string());
-    Verdicts {
-        spam: s(receipt.spam()),
-        virus: s(receipt.virus()),
-        spf: s(receipt.spf()),
-        dkim: s(receipt.dkim()),
-        dmarc: s(receipt.dmarc()),
-        dmarc_policy: receipt
-            .dmarc_policy
-            .as_ref()
-            .map(|p| p.as_str().to_string()),
     }
 }
 

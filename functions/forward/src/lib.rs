@@ -26,7 +26,8 @@
 //! so a retry does not report it again.
 //!
 //! # Layout
-//! - this file: [`Config`], [`env_vars`], [`Deps`], [`ForwardError`], the handler;
+//! - this file: [`Config`], [`env_vars`], [`Deps`] (and its AWS adapters, `AwsAdapters`),
+//!   [`ForwardError`], the handler;
 //! - [`map`]: the forward map, its two notations and its cache;
 //! - [`rewrite`] and [`header`]: the two modes and the header fields they write;
 //! - [`ses_rules`]: SES's rules for raw messages, checked on every output;
@@ -238,6 +239,37 @@ pub struct Deps<'a> {
     pub parameters: &'a dyn Parameters,
     pub maps: &'a MapCache,
     pub metrics: &'a dyn Metrics,
+}
+
+/// The AWS adapters behind [`Deps`], built once per container. `mailroom replay` re-runs
+/// dead-lettered events with these same adapters, so the two cannot drift apart.
+#[cfg(feature = "aws")]
+pub struct AwsAdapters {
+    pub store: mailroom::aws::S3Store,
+    pub sender: sender::SesV2Sender,
+    pub parameters: map::SsmParameters,
+}
+
+#[cfg(feature = "aws")]
+impl AwsAdapters {
+    pub fn from_conf(sdk: &mailroom::aws::SdkConfig) -> AwsAdapters {
+        AwsAdapters {
+            store: mailroom::aws::S3Store::from_conf(sdk),
+            sender: sender::SesV2Sender::from_conf(sdk),
+            parameters: map::SsmParameters(sdk.clone()),
+        }
+    }
+
+    /// The handler's ports over these adapters, counting into CloudWatch's embedded metrics.
+    pub fn deps<'a>(&'a self, maps: &'a MapCache) -> Deps<'a> {
+        Deps {
+            store: &self.store,
+            sender: &self.sender,
+            parameters: &self.parameters,
+            maps,
+            metrics: &metrics::Emf,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

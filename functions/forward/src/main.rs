@@ -2,34 +2,21 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use mailroom::SesEvent;
-use mailroom::aws::S3Store;
 use mailroom::config::ProcessEnv;
-use mailroom_forward::map::SsmParameters;
-use mailroom_forward::metrics::Emf;
-use mailroom_forward::sender::SesV2Sender;
-use mailroom_forward::{Config, Deps, handle};
+use mailroom_forward::{AwsAdapters, Config, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     mailroom::logging::init_json();
     let config = Config::from_env(&ProcessEnv)?;
-    let sdk = mailroom::aws::sdk_config().await;
-    let store = S3Store::from_conf(&sdk);
-    let sender = SesV2Sender::from_conf(&sdk);
-    let parameters = SsmParameters(sdk);
+    let aws = AwsAdapters::from_conf(&mailroom::aws::sdk_config().await);
     let maps = config.map_cache();
     // Read the map at cold start; a failure here is retried by the first invocation, whose
     // error then reaches Lambda's retries and the dead-letter queue instead of failing init.
-    if let Err(e) = maps.get(&parameters).await {
+    if let Err(e) = maps.get(&aws.parameters).await {
         tracing::error!(error = %e, "forward map not loaded at cold start");
     }
-    let deps = Deps {
-        store: &store,
-        sender: &sender,
-        parameters: &parameters,
-        maps: &maps,
-        metrics: &Emf,
-    };
+    let deps = aws.deps(&maps);
     let config = &config;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SesEvent>| async move {
         handle(&event.payload, config, deps).await

@@ -1,7 +1,7 @@
 //! What SES knows that the MIME does not: the SMTP envelope and the receipt verdicts.
 
 use super::{Address, Email, Envelope, Verdicts};
-use crate::ses::{SesMessage, VerdictStatus};
+use crate::ses::{SesMessage, SesReceipt, Verdict};
 
 impl Email {
     /// Fills the envelope, verdicts and mailbox hash from the SES event that delivered the mail.
@@ -21,20 +21,29 @@ impl Email {
             mail_from: Some(ses.mail.source.clone()),
             recipients: receipt.recipients.clone(),
         };
-        let status = |v: &Option<VerdictStatus>| v.as_ref().map(|v| v.status.as_str().to_string());
-        self.verdicts = Some(Verdicts {
-            spam: status(&receipt.spam_verdict),
-            virus: status(&receipt.virus_verdict),
-            spf: status(&receipt.spf_verdict),
-            dkim: status(&receipt.dkim_verdict),
-            dmarc: status(&receipt.dmarc_verdict),
+        self.verdicts = Some(Verdicts::from_receipt(receipt));
+        self.mailbox_hash = mailbox_hash(receipt.recipients.iter().map(String::as_str))
+            .or_else(|| header_mailbox_hash(&self.to, &self.cc, &self.bcc));
+    }
+}
+
+impl Verdicts {
+    /// SES's receipt verdicts in the model's shape: each status as SES spells it, absent when
+    /// SES sent none. Every function that reports verdicts (the email model, api's webhook
+    /// context, fanout's summary) goes through here so they cannot disagree.
+    pub fn from_receipt(receipt: &SesReceipt) -> Verdicts {
+        let s = |v: Option<&Verdict>| v.map(|v| v.as_str().to_string());
+        Verdicts {
+            spam: s(receipt.spam()),
+            virus: s(receipt.virus()),
+            spf: s(receipt.spf()),
+            dkim: s(receipt.dkim()),
+            dmarc: s(receipt.dmarc()),
             dmarc_policy: receipt
                 .dmarc_policy
                 .as_ref()
                 .map(|p| p.as_str().to_string()),
-        });
-        self.mailbox_hash = mailbox_hash(receipt.recipients.iter().map(String::as_str))
-            .or_else(|| header_mailbox_hash(&self.to, &self.cc, &self.bcc));
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Test support shared by every crate's tests, in one place: a real moto server on 127.0.0.1
 //! and AWS SDK clients pointed at it, the sample events and mail fixtures, in-memory fakes of
-//! the ports ([`fakes`]) and log capture ([`logs`]).
+//! the ports ([`fakes`]), log capture ([`logs`]) and a recording HTTP server ([`http`]).
 //!
 //! `scripts/test` starts one moto server for the whole run and exports its address in
 //! `MAILROOM_TEST_MOTO_ENDPOINT`. When a test runs without it (`cargo test -p …` by hand), the
@@ -9,11 +9,13 @@
 
 pub mod fakes;
 pub mod fault;
+pub mod http;
 pub mod iam;
 pub mod logs;
 pub mod reply_corpus;
 
 pub use fakes::{MemoryStore, RecordingBouncer, RecordingPublisher};
+pub use http::{HttpServer, Reply};
 pub use logs::LogCapture;
 
 use mailroom::config::Env;
