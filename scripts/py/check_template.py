@@ -64,6 +64,10 @@ IAM_POLICY_TYPES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
 _ENV_VARS = None
 
 
+# The events of forwarded mail that mean it did not arrive, or not yet (SES event publishing).
+FORWARD_EVENTS = {"bounce", "complaint", "reject", "deliveryDelay"}
+
+
 def env_vars():
     """{binary: [MAILROOM_* variables its crate reads]}, from the function crates themselves
     (`mailroom template env-vars`, built once per run; MAILROOM_ENV_VARS_JSON names a saved copy)."""
@@ -127,6 +131,7 @@ class Checker:
         for fn, where, props in self.sqs_triggers():
             self.sqs_consumer(fn, where, props)
         self.sqs_scope()
+        self.forward_events()
         return self.errors
 
     def rule(self, name, sets):
@@ -423,6 +428,49 @@ class Checker:
             for name, r in self.t.of_type(type_).items():
                 doc = (r.get("Properties") or {}).get("PolicyDocument") or {}
                 self.statements(name, doc.get("Statement") if isinstance(doc, dict) else None)
+
+    def forward_events(self):
+        """A forward function sends with a configuration set that never auto-suppresses (one
+        complaint about a forwarded spam would put the operator's own inbox on the suppression
+        list, after which SES accepts every forward to it and sends none) and that publishes
+        bounces, complaints, rejections and delays to a topic someone reads: a subscription and
+        an alarm on it."""
+        for fn in self.t.of_type("AWS::Serverless::Function"):
+            if self.t.function_binary(fn) != "forward":
+                continue
+            cs = ref_target(self.t.function_env(fn).get("MAILROOM_FORWARD_CONFIGURATION_SET"))
+            if cs not in self.t.of_type("AWS::SES::ConfigurationSet"):
+                self.err(fn, "MAILROOM_FORWARD_CONFIGURATION_SET must !Ref an AWS::SES::ConfigurationSet "
+                             "of this template (without one, the account's suppression list applies)")
+                continue
+            reasons = ((self.t.properties(cs).get("SuppressionOptions") or {}).get("SuppressedReasons"))
+            if reasons != []:
+                self.err(cs, "SuppressionOptions.SuppressedReasons must be [] for forwarded mail: "
+                             f"{reasons!r} would auto-suppress the operator's own inbox after one bounce "
+                             "or complaint, and SES then drops every later forward to it unsent")
+            topics = set()
+            for name, d in self.t.of_type("AWS::SES::ConfigurationSetEventDestination").items():
+                props = d.get("Properties") or {}
+                if ref_target(props.get("ConfigurationSetName")) != cs:
+                    continue
+                dest = props.get("EventDestination") or {}
+                missing = FORWARD_EVENTS - {str(e) for e in dest.get("MatchingEventTypes") or []}
+                if missing:
+                    self.err(name, f"MatchingEventTypes misses {', '.join(sorted(missing))}")
+                topic = ref_target((dest.get("SnsDestination") or {}).get("TopicARN"))
+                if topic:
+                    topics.add(topic)
+            if not topics:
+                self.err(cs, "no event destination publishes its events to an SNS topic of this template")
+            for topic in sorted(topics):
+                subscribed = any(ref_target((r.get("Properties") or {}).get("TopicArn")) == topic
+                                 for r in self.t.of_type("AWS::SNS::Subscription").values())
+                alarmed = any(topic in json.dumps((r.get("Properties") or {}).get("Dimensions"))
+                              for r in self.t.of_type("AWS::CloudWatch::Alarm").values())
+                if not subscribed:
+                    self.err(topic, "forward's events reach no subscriber: nobody would read them")
+                if not alarmed:
+                    self.err(topic, "no CloudWatch alarm watches forward's events topic")
 
     def managed(self, where, policy):
         text = sub_text(policy) if not isinstance(policy, str) else policy
