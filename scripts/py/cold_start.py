@@ -156,8 +156,11 @@ def main():
     endpoint = f"http://127.0.0.1:{gateway.server_address[1]}"
     params.update(MAILROOM_AWS_ENDPOINT_URL=endpoint, MAILROOM_WEBHOOK_URL=f"{endpoint}/hook",
                   MAILROOM_BOUNCE_SENDER="mailer-daemon@example.com", RUST_LOG="warn")
-    # The template's forward address is an !If on a parameter: the identity resources() verified.
-    params.update(MAILROOM_FORWARD_FROM=f"forwarder@{sam_local.event_cases.FORWARD_DOMAIN}", MAILROOM_FORWARD_MAP_PARAMETER="")
+    # The template's forward address is an !If on a parameter: the identity resources() verified,
+    # and its ARN (a !Sub of pseudo parameters in the template).
+    domain = sam_local.event_cases.FORWARD_DOMAIN
+    params.update(MAILROOM_FORWARD_FROM=f"forwarder@{domain}", MAILROOM_FORWARD_MAP_PARAMETER="",
+                  MAILROOM_FORWARD_IDENTITY_ARN=f"arn:aws:ses:us-east-1:123456789012:identity/{domain}")
     tpl, matches = decode(os.path.join(binaries, "template.yaml"))
     if matches:
         raise SystemExit(f"{binaries}/template.yaml: {matches}")
