@@ -215,6 +215,16 @@ impl Walk {
             _ if matches!(part.kind(), PartKind::InlineBinary) => Disposition::Inline,
             _ => Disposition::Attachment,
         };
+        let size = contents.len() as u64;
+        let sha256 = hex::encode(Sha256::digest(&contents));
+        // Kept, or let go, before a nested message is walked: the walk decodes the levels below,
+        // and this level's copy held meanwhile would be one more copy of every level at once
+        // (message/rfc822 three deep in base64: 201 MiB for 42 MB, now 156).
+        if let Some(kept) = self.contents.as_mut() {
+            kept.push(contents.into_owned());
+        } else {
+            drop(contents);
+        }
         let message = match part.kind() {
             // The nested message's root sits one level below the part that holds it.
             PartKind::Message(nested) if depth < self.max_depth => {
@@ -241,20 +251,17 @@ impl Walk {
             index,
             safe_filename: safe_filename(filename.as_deref(), index, &content_type),
             filename,
-            size: contents.len() as u64,
+            size,
             content_id: part
                 .content_id()
                 .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>'))
                 .filter(|id| !id.is_empty())
                 .map(str::to_string),
             disposition,
-            sha256: hex::encode(Sha256::digest(&contents)),
+            sha256,
             message,
             content_type,
         };
-        if let Some(kept) = self.contents.as_mut() {
-            kept.push(contents.into_owned());
-        }
         attachment
     }
 }
