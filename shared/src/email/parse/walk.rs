@@ -247,7 +247,7 @@ impl Walk {
             }
             _ => None,
         };
-        let attachment = Attachment {
+        Attachment {
             index,
             safe_filename: safe_filename(filename.as_deref(), index, &content_type),
             filename,
@@ -261,8 +261,7 @@ impl Walk {
             sha256,
             message,
             content_type,
-        };
-        attachment
+        }
     }
 }
 
