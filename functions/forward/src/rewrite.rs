@@ -462,7 +462,9 @@ pub fn rewrite(raw: &[u8], identity: &Identity, hop: &Hop<'_>) -> Result<Vec<u8>
     } else {
         out.extend_from_slice(&to_crlf(body));
     }
-    let violations = ses_rules::validate_for(&out, &identity.address);
+    // Only what the attachment mode could mend: whether the content can go at all (size,
+    // attachment types) is decided once, on whichever message is built, by the caller.
+    let violations = ses_rules::header_rules_for(&out, &identity.address);
     if !violations.is_empty() {
         let text: Vec<String> = violations.iter().take(3).map(ToString::to_string).collect();
         return Err(Refusal::Invalid(text.join("; ")));

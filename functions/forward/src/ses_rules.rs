@@ -272,14 +272,28 @@ pub fn fields(raw: &[u8]) -> (Vec<Field<'_>>, Option<usize>, Vec<Violation>) {
 
 /// Every violation of SES's rules in `raw`; empty when SES would accept it.
 pub fn validate(raw: &[u8]) -> Vec<Violation> {
-    let mut v = Vec::new();
+    let mut v = content_limits(raw);
+    v.extend(header_rules(raw));
+    v
+}
+
+/// What the content itself breaks, however it is written: its size once base64-encoded, and
+/// attachment types SES refuses (one MIME parse, skipped when the size already rules it out).
+/// What a digest is for ([`Violation::is_content_limit`]).
+pub fn content_limits(raw: &[u8]) -> Vec<Violation> {
     if encoded_size(raw.len()) > MAX_MESSAGE_BYTES {
-        v.push(Violation::TooLarge { bytes: raw.len() });
-    } else {
-        for name in blocked_attachments(raw) {
-            v.push(Violation::BlockedAttachment { name });
-        }
+        return vec![Violation::TooLarge { bytes: raw.len() }];
     }
+    blocked_attachments(raw)
+        .into_iter()
+        .map(|name| Violation::BlockedAttachment { name })
+        .collect()
+}
+
+/// The header and line rules: what the way a message is written breaks, and another way of
+/// writing it (the attachment mode) can mend.
+pub fn header_rules(raw: &[u8]) -> Vec<Violation> {
+    let mut v = Vec::new();
     let (fields, body, problems) = fields(raw);
     v.extend(problems);
     if body.is_none() {
@@ -335,7 +349,14 @@ pub fn validate(raw: &[u8]) -> Vec<Violation> {
 /// [`validate`], plus: the `From` address must be `identity` itself or at the domain `identity`
 /// (SES sends only from verified identities).
 pub fn validate_for(raw: &[u8], identity: &str) -> Vec<Violation> {
-    let mut v = validate(raw);
+    let mut v = content_limits(raw);
+    v.extend(header_rules_for(raw, identity));
+    v
+}
+
+/// [`header_rules`] and the `From` rule of [`validate_for`].
+pub fn header_rules_for(raw: &[u8], identity: &str) -> Vec<Violation> {
+    let mut v = header_rules(raw);
     let (fields, _, _) = fields(raw);
     let identity = identity.trim().to_ascii_lowercase();
     if let Some(from) = fields.iter().find(|f| f.name.eq_ignore_ascii_case(b"From")) {
