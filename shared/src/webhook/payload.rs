@@ -157,6 +157,14 @@ fn ses_known(input: &Input<'_>) -> bool {
     !input.ses.timestamp.is_empty() || !input.ses.recipients.is_empty()
 }
 
+/// The first `+tag` among SES's envelope recipients, when SES's context is known.
+fn ses_mailbox_hash(input: &Input<'_>) -> Option<String> {
+    if !ses_known(input) {
+        return None;
+    }
+    input.ses.recipients.iter().find_map(|r| mailbox_hash(r))
+}
+
 fn email_view<'a>(input: &Input<'a>) -> EmailView<'a> {
     let e = &input.parsed.email;
     let ses = input.ses;
@@ -169,11 +177,7 @@ fn email_view<'a>(input: &Input<'a>) -> EmailView<'a> {
     } else {
         Cow::Borrowed(&e.envelope)
     };
-    let ses_hash = if known {
-        ses.recipients.iter().find_map(|r| mailbox_hash(r))
-    } else {
-        None
-    };
+    let ses_hash = ses_mailbox_hash(input);
     EmailView {
         schema: &e.schema,
         envelope,
@@ -429,13 +433,8 @@ fn postmark<'a>(input: &Input<'a>) -> PostmarkBody<'a> {
         .cloned()
         .or_else(|| email.to.first().map(|a| a.address.clone()))
         .unwrap_or_default();
-    let ses_hash = if ses_known(input) {
-        input.ses.recipients.iter().find_map(|r| mailbox_hash(r))
-    } else {
-        None
-    };
     let mailbox_hash = mailbox_hash(&original_recipient)
-        .or(ses_hash)
+        .or_else(|| ses_mailbox_hash(input))
         .or_else(|| email.mailbox_hash.clone())
         .unwrap_or_default();
     let mut body = PostmarkBody {
