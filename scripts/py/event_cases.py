@@ -61,8 +61,8 @@ def check(want, out, mid, *, s3, sqs, tap, bucket, webhooks, bounces):
             if b.get("OriginalMessageId") != [mid]:
                 problems.append(f"SendBounce OriginalMessageId {b.get('OriginalMessageId')}")
     if "stored" in want:
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="messages/").get("Contents", [])
-                if f"/{mid}/" in o["Key"]]
+        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="messages/")
+                for o in page.get("Contents", []) if f"/{mid}/" in o["Key"]]
         has = any(k.endswith("/message.json") for k in keys)
         if has != want["stored"]:
             problems.append(f"message.json for {mid} stored={has}, want {want['stored']}")

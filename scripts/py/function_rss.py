@@ -1,53 +1,145 @@
-"""Peak resident memory of every function that reads the raw mail on every hostile shape, against
-75 % of each function's MemorySize in the template.
+"""Peak resident memory of the Lambda binaries that read the raw mail, as `sam build` ships them,
+on every hostile shape, against 75 % of each function's MemorySize in the template.
 
-Usage: function_rss.py FUNCTION_RSS_BINARY TEMPLATE [SIZE_MB ...]   (sizes default to 10 20 39)
+Usage: function_rss.py LAMBDA_DIR [SIZE_MB ...]   (sizes default to 10 20 39)
 
-The shapes are peak_rss.py's. For each shape, size and function, a fresh process of the
-`function_rss` example (emulator/examples/function_rss.rs) builds the function from the template
-as the emulator does and runs its real handler once against the local adapters (a folder for S3
-and SQS, JSON lines for SNS, an outbox folder for SES); api posts its webhook over loopback HTTP to a receiver here that
-reads and discards it. The process reports its own high-water mark (VmHWM); the result column
-ends with each handler's outcome (`stored`, `published`, `delivered`, `forwarded`, or why not). Lambda's
-MemorySize is in MiB. Exits 1 when a run fails or a function goes over 75 % of its MemorySize.
+LAMBDA_DIR holds `<binary>/bootstrap` for each function (the Makefile's `make lambda`, built for
+this machine's architecture). The shapes are peak_rss.py's. For each shape and size the raw mail is
+put in moto's S3 once, then each function runs in a fresh process as Lambda starts one: its
+`bootstrap`, the environment template.yaml gives it (local_aws.Stack: S3, SNS, SQS, SSM and SES v2
+on moto, the webhook and SES v2 SendEmail on a loopback recorder) and one invocation through the Lambda runtime API
+(RuntimeApi below), with the function's own sample event from events/. Once it has answered, its
+high-water mark (VmHWM, what Lambda bills against MemorySize) is read and the process stopped.
+
+A figure counts only when the function did its whole job, checked on what it did (the stored
+layout, the SNS summary, the signed webhook, the forwarded mail): a function that gave up early
+proves no bound. A shape refused by design (peak_rss.REFUSED) must be refused as designed.
+Exits 1 when a run fails, is not done, cannot be measured, or goes over 75 % of its MemorySize.
 """
 
 import concurrent.futures
-import http.server
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from cfn_template import Template
+import moto_launcher
+from event_cases import CASES, check
+from local_aws import Recorder, Stack
 from peak_rss import FUNCTION_SHAPES, REFUSED
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The functions measured are those whose environment in the template names the raw bucket: the
 # ones that read the raw mail. stop is not among them: it only asks the object's size (a HEAD, for
 # its MAILROOM_MAX_SIZE rule), and the template gives it no bucket.
 RAW_BUCKET_VAR = "MAILROOM_RAW_BUCKET"
-# What each handler reports when it did its whole job; anything else fails the run, however little
-# memory it took (a handler that gave up early proves no bound). A function that reads the raw mail
-# and has no entry here is an error, not a function left unmeasured.
-DONE = {"store": "stored", "fanout": "published", "api": "delivered", "forward": "forwarded"}
-# Template parameters a function needs to do its job on the event function_rss.rs sends
-# (events/lambda/store-event.json, to support@example.com): forward forwards nothing without a map.
-PARAMS = {"forward": ["ForwardMap=support@example.com=owner@gmail.example"]}
-# What a function that reads the raw mail does with a shape refused by design (peak_rss.REFUSED:
-# a header block over the model's 1 MiB): store refuses it with a typed error (Lambda retries,
-# then the invocation DLQ; the raw mail stays), api dead-letters its delivery; fanout publishes a
-# summary from SES's headers and forward sends a digest, as for any mail.
-REFUSED_AS = {"store": "error: ", "api": "dead_lettered"}
+# What a function that reads the raw mail does with a shape refused by design (a header block over
+# the model's 1 MiB): store refuses it with a typed error (Lambda retries, then the invocation
+# DLQ; the raw mail stays), api dead-letters its delivery; fanout publishes a summary from SES's
+# headers and forward sends a digest, as for any mail.
+REFUSED_AS = {"store": "error", "api": "dead-lettered"}
 SHARE = 0.75
 TIMEOUT_S = 300
 
 
-def memory_sizes(template_path):
+class RuntimeApi:
+    """One Lambda runtime API for one function instance and one invocation: `/next` gives the event
+    once (then holds the function, as a frozen instance), and the answer or error is kept."""
+
+    def __init__(self, event, function_arn, timeout_s):
+        self.answered = threading.Event()
+        self.closing = threading.Event()
+        self.answer = None
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            given = False
+
+            def do_GET(self):
+                if not self.path.endswith("/runtime/invocation/next") or Handler.given:
+                    # The instance is kept frozen until it is stopped.
+                    api.closing.wait(TIMEOUT_S)
+                    self.send_response(410)
+                    self.end_headers()
+                    return
+                Handler.given = True
+                body = json.dumps(event).encode()
+                self.send_response(200)
+                self.send_header("Lambda-Runtime-Aws-Request-Id", "mem-0001")
+                self.send_header("Lambda-Runtime-Deadline-Ms", str(int((time.time() + timeout_s) * 1000)))
+                self.send_header("Lambda-Runtime-Invoked-Function-Arn", function_arn)
+                self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                kind = "answer" if self.path.endswith("/response") else "error"
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                api.answer = (kind, body.decode(errors="replace"))
+                api.answered.set()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def vm_hwm_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
+def invoke(bootstrap, env, event, memory, function_arn):
+    """Runs the function once: (peak MiB or None, ("answer" | "error" | "failed", text))."""
+    api = RuntimeApi(event, function_arn, TIMEOUT_S)
+    env = dict(env, AWS_LAMBDA_RUNTIME_API=api.address, AWS_LAMBDA_FUNCTION_NAME=function_arn.rsplit(":", 1)[1],
+               AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(memory), AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+               AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/memory", AWS_LAMBDA_LOG_STREAM_NAME="memory",
+               RUST_LOG="warn")
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([bootstrap], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + TIMEOUT_S
+            while not api.answered.wait(0.05):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    break
+            peak = vm_hwm_kib(proc.pid) if proc.poll() is None else None
+        finally:
+            proc.kill()
+            proc.wait()
+            api.close()
+        if api.answer is None:
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()
+            why = f"exit {proc.returncode}" if proc.returncode is not None else "no answer"
+            return None, ("failed", f"{why}: {(tail or ['?'])[-1][:200]}")
+    return (None if peak is None else peak / 1024), api.answer
+
+
+def memory_sizes(stack):
     """MemorySize (MiB) of each function that reads the raw mail, by binary, from the function's
     own property or Globals.Function."""
-    t = Template(template_path)
+    t = stack.template
     sizes = {}
     for logical in t.of_type("AWS::Serverless::Function"):
         if RAW_BUCKET_VAR not in t.function_env(logical):
@@ -56,113 +148,109 @@ def memory_sizes(template_path):
         size = t.function_prop(logical, "MemorySize")
         if not isinstance(size, int):
             sys.exit(f"{logical}: MemorySize {size!r} is not a number")
-        if binary not in DONE:
-            sys.exit(f"{logical} ({binary}) reads the raw mail but {__file__} has no DONE status for it")
         sizes[binary] = size
     if not sizes:
-        sys.exit(f"{template_path}: no function has {RAW_BUCKET_VAR}")
+        sys.exit(f"template.yaml: no function has {RAW_BUCKET_VAR}")
     return sizes
 
 
-class Discard(http.server.BaseHTTPRequestHandler):
-    """The webhook receiver: reads each body in chunks and answers 200."""
-
-    def do_POST(self):
-        left = int(self.headers.get("Content-Length") or 0)
-        while left > 0:
-            chunk = self.rfile.read(min(left, 1 << 20))
-            if not chunk:
-                break
-            left -= len(chunk)
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+def sample(binary):
+    """The function's first sample event that reads raw mail, and what it must have done."""
+    for function, rel, want in CASES:
+        if function == binary and "raw" in want:
+            with open(os.path.join(ROOT, "events", rel)) as f:
+                return json.load(f), {k: v for k, v in want.items() if k != "raw"}
+    sys.exit(f"{binary} reads the raw mail but event_cases.CASES has no sample event with raw mail for it")
 
 
-def run(binary, function, raw_path, state, url):
-    cmd = [binary, function, raw_path, state, f"WebhookUrl={url}", *PARAMS.get(function, [])]
-    try:
-        out = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return None, "timeout"
-    text = out.stdout.decode(errors="replace")
-    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-    if "error" in fields and fields.get("peak_kib", "").isdigit():
-        return int(fields["peak_kib"]) / 1024, "error: " + fields["error"][:300]
-    if out.returncode != 0 or not fields.get("peak_kib", "").isdigit():
-        err = out.stderr.decode(errors="replace").strip().splitlines()
-        return None, f"exit {out.returncode}, no measurement: {(err or ['?'])[-1][:100]}"
-    try:
-        outcomes = json.loads(fields.get("result", "[]"))
-        status = outcomes[0].get("status", "?") if outcomes else "-"
-        # forward's outcome is "forwarded" even when SES refused a destination: that is not done.
-        refused = {d.get("status") for o in outcomes for d in o.get("deliveries", [])} - {"sent"}
-        if refused:
-            status += "/" + ",".join(sorted(refused))
-    except (ValueError, AttributeError):
-        status = "?"
-    return int(fields["peak_kib"]) / 1024, status
+def done(stack, binary, want, answer, mid, refused):
+    """What is wrong with what the function did (an empty list when it did its whole job)."""
+    kind, text = answer
+    if refused and binary in REFUSED_AS:
+        if REFUSED_AS[binary] == "error":
+            return [] if kind == "error" and refused in text else [f"expected a refusal saying {refused!r}: {kind} {text[:200]}"]
+        letters = stack.sqs.receive_message(QueueUrl=stack.queues["WebhookDeadLetterQueue"]["ref"],
+                                            MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for m in letters:
+            stack.sqs.delete_message(QueueUrl=stack.queues["WebhookDeadLetterQueue"]["ref"], ReceiptHandle=m["ReceiptHandle"])
+        return [] if any(mid in m["Body"] for m in letters) else ["no dead letter for the refused delivery"]
+    if kind != "answer":
+        return [f"{kind}: {text[:200]}"]
+    out = json.loads(text)
+    if "forwarded" in want:
+        # Whichever way each destination went (rewritten, attached, a digest), it must have been sent.
+        sent = {d.get("destination"): d.get("mode") for o in out.get("outcomes", []) for d in o.get("deliveries", [])
+                if d.get("status") == "sent"}
+        if set(sent) != set(want["forwarded"]):
+            return [f"sent to {sorted(sent)}, want {sorted(want['forwarded'])}"]
+        want = dict(want, forwarded=sent)
+    return check(want, out, mid, s3=stack.s3, sqs=stack.sqs, tap=stack.tap, bucket=stack.bucket,
+                 webhooks=Recorder.webhooks, bounces=Recorder.bounces)
 
 
 def main():
-    if len(sys.argv) < 3:
+    if len(sys.argv) < 2:
         sys.exit(__doc__)
-    binary, template_path = sys.argv[1], sys.argv[2]
-    sizes_mb = [int(s) for s in sys.argv[3:]] or [10, 20, 39]
-    memory = memory_sizes(template_path)
-    functions = list(memory)
-    limits = {f: SHARE * memory[f] for f in functions}
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Discard)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-
-    print("peak RSS in MiB per function; limit = 75 % of MemorySize: "
-          + ", ".join(f"{f} {limits[f]:.0f} (of {memory[f]})" for f in functions))
-    print(f"{'shape':<22}{'input MB':>9}" + "".join(f"{f:>9}" for f in functions) + "  result")
-    failed = False
-    with tempfile.TemporaryDirectory() as tmp:
-        raw_path = os.path.join(tmp, "msg.eml")
+    lambda_dir = sys.argv[1]
+    sizes_mb = [int(s) for s in sys.argv[2:]] or [10, 20, 39]
+    moto, moto_proc = moto_launcher.start()
+    # moto's SES v2 answers HTTP 500 to SendEmail on several of these shapes; the recorder accepts
+    # each send as SES would and keeps its size only.
+    stack = Stack(ROOT, moto, f"memory-{os.getpid()}", record_sends=True)
+    try:
+        memory = memory_sizes(stack)
+        functions = list(memory)
+        limits = {f: SHARE * memory[f] for f in functions}
+        samples = {f: sample(f) for f in functions}
+        for f in functions:
+            if not os.access(os.path.join(lambda_dir, f, "bootstrap"), os.X_OK):
+                sys.exit(f"{lambda_dir}/{f}/bootstrap is missing: build it with `make lambda`")
+        print("peak RSS in MiB per Lambda binary; limit = 75 % of MemorySize: "
+              + ", ".join(f"{f} {limits[f]:.0f} (of {memory[f]})" for f in functions))
+        print(f"{'shape':<22}{'input MB':>9}" + "".join(f"{f:>9}" for f in functions) + "  result")
+        failed = False
         for name, make in FUNCTION_SHAPES:
             for mb in sizes_mb:
-                with open(raw_path, "wb") as f:
-                    f.write(make(mb * 1000 * 1000))
-                size = os.path.getsize(raw_path)
-                cells, problems, statuses = [], [], []
+                raw = make(mb * 1000 * 1000)
+                size = len(raw)
+                mid = f"mem{len(raw):012d}{abs(hash(name)) % 10**8:08d}"
+                stack.s3.put_object(Bucket=stack.bucket, Key=f"raw/{mid}", Body=raw)
+                del raw
+                cells, problems = [], []
 
                 def measure(function):
-                    state = tempfile.mkdtemp(dir=tmp)
-                    try:
-                        return run(binary, function, raw_path, state, url)
-                    finally:
-                        subprocess.run(["rm", "-rf", state], check=False)
+                    event, _ = samples[function]
+                    event = json.loads(json.dumps(event))
+                    for r in event["Records"]:
+                        r["ses"]["mail"]["messageId"] = mid
+                    arn = f"arn:aws:lambda:us-east-1:123456789012:function:{stack.binaries[function]}"
+                    return invoke(os.path.join(lambda_dir, function, "bootstrap"), stack.env(function),
+                                  event, memory[function], arn)
 
-                # One process per function, as many at once as there are cores: each reports its
-                # own high-water mark, which does not depend on what runs beside it.
+                Recorder.webhooks.clear()
+                # Two processes at a time (the machine's cores): each reports its own high-water
+                # mark, which does not depend on what runs beside it. The webhook recorder is shared,
+                # and only api posts to it.
                 with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
                     measured = list(pool.map(measure, functions))
-                for function, (peak, result) in zip(functions, measured):
+                for function, (peak, answer) in zip(functions, measured):
                     if peak is None:
                         cells.append("failed")
-                        problems.append(f"{function} {result}")
-                    else:
-                        cells.append(f"{peak:.1f}")
-                        statuses.append(result)
-                        if peak > limits[function]:
-                            problems.append(f"{function} OVER")
-                        refused = name in REFUSED and function in REFUSED_AS
-                        want = REFUSED_AS[function] if refused else DONE[function]
-                        if not result.startswith(want) or (
-                                want.startswith("error") and REFUSED[name] not in result):
-                            problems.append(f"{function} did not finish ({result}, not {want})")
+                        problems.append(f"{function} {answer[1]}")
+                        continue
+                    cells.append(f"{peak:.1f}")
+                    if peak > limits[function]:
+                        problems.append(f"{function} OVER")
+                    wrong = done(stack, function, samples[function][1], answer, mid, REFUSED.get(name))
+                    problems += [f"{function} did not finish: {w}" for w in wrong]
+                stack.s3.delete_object(Bucket=stack.bucket, Key=f"raw/{mid}")
                 failed |= bool(problems)
                 print(f"{name:<22}{size / 1e6:>9.1f}" + "".join(f"{c:>9}" for c in cells)
-                      + "  " + ("; ".join(problems) or "ok") + f" ({', '.join(statuses)})")
+                      + "  " + ("; ".join(problems) or "ok"))
                 sys.stdout.flush()
-    server.shutdown()
+    finally:
+        stack.close()
+        moto_proc.terminate()
     sys.exit(1 if failed else 0)
 
 

@@ -6,106 +6,27 @@ endpoint on a local recorder. Asserts each answer and its side effects.
     invoke_events.py ROOT FUNCTION...      the binaries must be built (scripts/test.d/template)
 """
 
-import base64
 import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import boto3
 
 import moto_launcher
-from event_cases import CASES, FORWARD_DOMAIN, FORWARD_MAP, check
-from cfn_template import Resolver, Template
+from event_cases import CASES, check
+from local_aws import Recorder, Stack
 
 ROOT, FUNCTIONS = sys.argv[1], sys.argv[2:]
 EVENTS = os.path.join(ROOT, "events")
-REGION, ACCOUNT = "us-east-1", "123456789012"
 RUN = f"tplcheck-{os.getpid()}"
-
-
-
-class Recorder(BaseHTTPRequestHandler):
-    """The webhook endpoint (POST /hook) and SES's query API for SendBounce (POST /ses)."""
-    webhooks, bounces = [], []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        if self.path.startswith("/hook"):
-            Recorder.webhooks.append((dict(self.headers), body))
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-            return
-        form = urllib.parse.parse_qs(body.decode())
-        if form.get("Action") == ["SendBounce"]:
-            Recorder.bounces.append(form)
-            xml = ('<SendBounceResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><SendBounceResult>'
-                   f'<MessageId>bounce-{len(Recorder.bounces)}</MessageId></SendBounceResult><ResponseMetadata>'
-                   '<RequestId>4d1b3c2a-0000-0000-0000-000000000000</RequestId></ResponseMetadata></SendBounceResponse>')
-            self.send_response(200)
-            self.send_header("content-type", "text/xml")
-            self.end_headers()
-            self.wfile.write(xml.encode())
-            return
-        self.send_response(400)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
 
 
 def main():
     moto, moto_proc = moto_launcher.endpoint_or_start()
-    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION})
-    aws = lambda svc: boto3.client(svc, endpoint_url=moto, region_name=REGION)
-    s3, sns, sqs, ssm = aws("s3"), aws("sns"), aws("sqs"), aws("ssm")
-
-    bucket = RUN
-    s3.create_bucket(Bucket=bucket)
-    topic = sns.create_topic(Name=f"{RUN}-mail")["TopicArn"]
-    tap = sqs.create_queue(QueueName=f"{RUN}-tap")["QueueUrl"]
-    tap_arn = sqs.get_queue_attributes(QueueUrl=tap, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=tap_arn)
-    queues = {}
-    for logical in ("WebhookRetryQueue", "WebhookDeadLetterQueue", "InvocationDeadLetterQueue"):
-        url = sqs.create_queue(QueueName=f"{RUN}-{logical}")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queues[logical] = {"ref": url, "Arn": arn, "QueueName": url.rsplit("/", 1)[1]}
-    secret = "whsec_" + base64.b64encode(b"mailroom template check secret!!").decode()
-    param = ssm.put_parameter(Name=f"/{RUN}/webhook-secret", Value=secret, Type="SecureString")
-    secret_arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{RUN}/webhook-secret"
-    assert param["Version"] == 1
-    ses = aws("ses")
-    ses.verify_domain_identity(Domain=FORWARD_DOMAIN)
-    config_set = f"{RUN}-forward"
-    ses.create_configuration_set(ConfigurationSet={"Name": config_set})
-
-    rec_port = moto_launcher.free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", rec_port), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-
-    template = Template(os.path.join(ROOT, "template.yaml"))
-    physical = {"RawMailBucket": {"ref": bucket, "Arn": f"arn:aws:s3:::{bucket}"},
-                "MailTopic": {"ref": topic, "TopicName": topic.rsplit(":", 1)[1]},
-                "ForwardConfigurationSet": {"ref": config_set}, **queues}
-    resolver = Resolver(template, {
-        "WebhookUrl": f"http://127.0.0.1:{rec_port}/hook",
-        "WebhookSecretArn": secret_arn,
-        "Mailboxes": "support@example.com,@team.example.com,sales@example.com,@inbox.example.com",
-        "ForwardMap": FORWARD_MAP,
-    }, physical, {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
-                  "AWS::StackName": RUN})
-    binaries = {template.function_binary(fn): fn for fn in template.of_type("AWS::Serverless::Function")}
-    base_env = {"AWS_ENDPOINT_URL": moto, "AWS_ENDPOINT_URL_SES": f"http://127.0.0.1:{rec_port}/ses",
-                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION,
-                "AWS_DEFAULT_REGION": REGION}
+    aws = Stack(ROOT, moto, RUN)
+    s3, sqs, tap, bucket, binaries = aws.s3, aws.sqs, aws.tap, aws.bucket, aws.binaries
     cases = [c for c in CASES if c[0] in FUNCTIONS]
     for f in FUNCTIONS:
         if f not in binaries:
@@ -129,8 +50,7 @@ def main():
         # One watcher per function, holding only the environment the template gives that
         # function: a variable another function happens to have cannot mask a missing one.
         stop_watcher()
-        env = dict(base_env)
-        env.update(resolver.env(binaries[fn]))
+        env = aws.env(fn)
         env["RUST_LOG"] = "warn"
         envfile = tempfile.NamedTemporaryFile("w", suffix=".env", delete=False)
         # Quoted: values such as the forward map hold '=', ';' and blanks.
@@ -205,7 +125,7 @@ def main():
                 failures.append(rel)
     finally:
         stop_watcher()
-        server.shutdown()
+        aws.close()
         if moto_proc:
             moto_proc.terminate()
     if failures:
