@@ -61,7 +61,12 @@ def check(want, out, mid, *, s3, sqs, tap, bucket, webhooks, bounces):
             if b.get("OriginalMessageId") != [mid]:
                 problems.append(f"SendBounce OriginalMessageId {b.get('OriginalMessageId')}")
     if "stored" in want:
-        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="messages/")
+        # Under the prefix the answer names when it names one (a run that stores many messages
+        # would otherwise list all of them), which must still be the message's own.
+        prefix = next((o.get("prefix") for o in (out or {}).get("outcomes", []) if o.get("prefix")), None)
+        if not (prefix or "").startswith("messages/") or f"/{mid}/" not in (prefix or ""):
+            prefix = "messages/"
+        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
                 for o in page.get("Contents", []) if f"/{mid}/" in o["Key"]]
         has = any(k.endswith("/message.json") for k in keys)
         if has != want["stored"]:

@@ -228,10 +228,10 @@ def main():
                                   event, memory[function], arn)
 
                 Recorder.webhooks.clear()
-                # Two processes at a time (the machine's cores): each reports its own high-water
-                # mark, which does not depend on what runs beside it. The webhook recorder is shared,
-                # and only api posts to it.
-                with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                # The functions of a shape side by side: each process reports its own high-water
+                # mark, which does not depend on what runs beside it, and most of a run is waiting
+                # on moto. The webhook recorder is shared, and only api posts to it.
+                with concurrent.futures.ThreadPoolExecutor(max_workers=len(functions)) as pool:
                     measured = list(pool.map(measure, functions))
                 for function, (peak, answer) in zip(functions, measured):
                     if peak is None:
