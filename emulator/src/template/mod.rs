@@ -11,7 +11,7 @@
 mod intrinsics;
 mod rules;
 
-use crate::receipt::RuleSet;
+use crate::receipt::{IpFilter, RuleSet};
 use intrinsics::Template;
 use serde_yaml_ng::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -90,6 +90,8 @@ pub struct Loaded {
     /// By function ARN, as the Lambda actions name them.
     pub functions: BTreeMap<String, FunctionDef>,
     pub region: String,
+    /// The `AWS::SES::ReceiptFilter`s the template creates with these parameters.
+    pub filters: Vec<IpFilter>,
 }
 
 pub fn load_file(path: &Path, options: &Options) -> Result<Loaded, TemplateError> {
@@ -235,6 +237,42 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("Nope")
+        );
+    }
+
+    #[test]
+    fn receipt_filters_follow_their_parameters_and_conditions() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        assert!(project_template().filters.is_empty(), "none by default");
+        let mut o = Options::default();
+        o.params
+            .insert("BlockedCidrs".into(), "0.0.0.0/0,2001:db8::/32".into());
+        o.params.insert("AllowedCidrs".into(), "192.0.2.7".into());
+        let t = load_file(&path, &o).unwrap();
+        let got: Vec<String> = t.filters.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            [
+                "BlockFilter0 (Block 0.0.0.0/0)",
+                "BlockFilter1 (Block 2001:db8::/32)",
+                "AllowFilter0 (Allow 192.0.2.7/32)",
+            ]
+        );
+        // Every entry the parameter admits gets its own filter.
+        let ten: Vec<String> = (0..10).map(|i| format!("10.{i}.0.0/16")).collect();
+        o.params.insert("BlockedCidrs".into(), ten.join(","));
+        let t = load_file(&path, &o).unwrap();
+        let blocks = t
+            .filters
+            .iter()
+            .filter(|f| f.policy == crate::receipt::Policy::Block);
+        assert_eq!(blocks.count(), 10);
+        o.params
+            .insert("BlockedCidrs".into(), "192.0.2.0/33".into());
+        let e = load_file(&path, &o).unwrap_err().to_string();
+        assert!(
+            e.contains("BlockFilter0") && e.contains("/33 is longer than the 32 bits"),
+            "{e}"
         );
     }
 
