@@ -113,8 +113,9 @@ pub fn load_str(text: &str, name: &str, options: &Options) -> Result<Loaded, Tem
 
 /// The whole template with every resource's `Properties` evaluated (parameters, conditions and
 /// intrinsics resolved, `AWS::NoValue` dropped), as JSON: `{"Resources": {id: {"Type": …,
-/// "Properties": …}}}`. A resource that cannot be evaluated carries `"Error"` instead of
-/// `Properties`, so one unsupported intrinsic does not hide the rest.
+/// "Condition": …, "Created": …, "Properties": …}}, "Outputs": {name: value}}`, outputs whose
+/// condition fails left out. A resource or output that cannot be evaluated carries `"Error"`
+/// instead, so one unsupported intrinsic does not hide the rest.
 pub fn show_file(path: &Path, options: &Options) -> Result<serde_json::Value, TemplateError> {
     let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
         path: path.display().to_string(),
@@ -274,6 +275,113 @@ mod tests {
             e.contains("BlockFilter0") && e.contains("/33 is longer than the 32 bits"),
             "{e}"
         );
+    }
+
+    /// The zone-file lines of the Route 53 records the project template creates with `params`,
+    /// and those of its `DnsRecords` output (comments left out), sorted.
+    fn zone_lines(params: &[(&str, &str)]) -> (Vec<String>, Vec<String>) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        let mut o = Options::default();
+        for (k, v) in params {
+            o.params.insert((*k).into(), (*v).into());
+        }
+        let shown = show_file(&path, &o).unwrap();
+        let mut records = Vec::new();
+        for r in shown["Resources"].as_object().unwrap().values() {
+            if r["Type"] != "AWS::Route53::RecordSet" || r["Created"] == false {
+                continue;
+            }
+            let p = &r["Properties"];
+            let kind = p["Type"].as_str().unwrap();
+            for v in p["ResourceRecords"].as_array().unwrap() {
+                let v = v.as_str().unwrap();
+                // Host names in MX and CNAME data are absolute in a zone file.
+                let v = if kind == "TXT" {
+                    v.to_string()
+                } else {
+                    format!("{v}.")
+                };
+                records.push(format!(
+                    "{}. {} IN {kind} {v}",
+                    p["Name"].as_str().unwrap(),
+                    p["TTL"].as_str().unwrap()
+                ));
+            }
+        }
+        let output = shown["Outputs"]["DnsRecords"].as_str().unwrap();
+        let mut lines: Vec<String> = output
+            .lines()
+            .filter(|l| !l.starts_with(';'))
+            .map(str::to_string)
+            .collect();
+        records.sort();
+        lines.sort();
+        (records, lines)
+    }
+
+    #[test]
+    fn the_dns_records_output_lists_exactly_the_records_a_zone_gets() {
+        let zone = ("HostedZoneId", "Z0123456789ABC");
+        let (records, lines) = zone_lines(&[zone]);
+        assert_eq!(records, lines);
+        assert_eq!(
+            records.len(),
+            6,
+            "MX, three DKIM, MAIL FROM MX and SPF: {records:#?}"
+        );
+        assert!(lines.contains(
+            &"example.com. 300 IN MX 10 inbound-smtp.us-east-1.amazonaws.com.".to_string()
+        ));
+        let dmarc = [
+            zone,
+            ("DmarcPolicy", "quarantine"),
+            ("DmarcReportTo", "dmarc@example.com"),
+        ];
+        let (records, lines) = zone_lines(&dmarc);
+        assert_eq!(records, lines);
+        assert!(lines.contains(
+            &r#"_dmarc.example.com. 300 IN TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com""#.to_string()
+        ));
+        // With the identity made elsewhere, its DKIM records are not the stack's to publish.
+        let (records, lines) = zone_lines(&[zone, ("CreateIdentity", "false")]);
+        assert_eq!(records, lines);
+        assert!(
+            !lines.iter().any(|l| l.contains("_domainkey")),
+            "{lines:#?}"
+        );
+        // Without a zone nothing is created, and the output still lists every record.
+        let (records, lines) = zone_lines(&[]);
+        assert!(records.is_empty());
+        assert_eq!(lines.len(), 6);
+    }
+
+    #[test]
+    fn dkim_tokens_stand_in_and_other_attributes_are_refused() {
+        let text = "Resources:\n  Id:\n    Type: AWS::SES::EmailIdentity\n    Properties: { EmailIdentity: example.org }\n";
+        let root: Value = serde_yaml_ng::from_str(text).unwrap();
+        let o = Options::default();
+        let t = Template::new(&root, &o).unwrap();
+        let att = |a: &str| {
+            t.get_att("Id", a, "test")
+                .map(|v| v.as_str().unwrap().to_string())
+        };
+        assert_eq!(
+            att("DkimDNSTokenName2").unwrap(),
+            "local-dkim-token-2._domainkey.example.org"
+        );
+        assert_eq!(
+            att("DkimDNSTokenValue3").unwrap(),
+            "local-dkim-token-3.dkim.amazonses.com"
+        );
+        for bad in [
+            "DkimDNSTokenName4",
+            "DkimDNSTokenName",
+            "DkimDNSTokenNamé1",
+            "DkimDNSTokenValueX",
+        ] {
+            let e = att(bad).unwrap_err().to_string();
+            assert!(e.contains("no attribute"), "{bad}: {e}");
+        }
     }
 
     const SMALL: &str = r#"
