@@ -43,6 +43,21 @@ impl<'a> Template<'a> {
                     ));
                 }
             };
+            let ty = get(v, "Type").and_then(Value::as_str).unwrap_or("String");
+            // CloudFormation refuses a String value its pattern does not match as a whole: the
+            // receipt filters' lists, for one, admit no more entries than there are slots.
+            if let Some(pattern) = get(v, "AllowedPattern").and_then(Value::as_str)
+                && ty == "String"
+            {
+                let re = regex_lite::Regex::new(&format!("^(?:{pattern})$"))
+                    .map_err(|e| err(&at, format!("AllowedPattern {pattern:?}: {e}")))?;
+                if !re.is_match(&value) {
+                    return Err(err(
+                        &at,
+                        format!("{value:?} does not match its AllowedPattern {pattern}"),
+                    ));
+                }
+            }
             if let Some(allowed) = get(v, "AllowedValues").and_then(Value::as_sequence) {
                 let allowed: Vec<String> = allowed.iter().filter_map(scalar_string).collect();
                 if !allowed.contains(&value) {
@@ -52,7 +67,6 @@ impl<'a> Template<'a> {
                     ));
                 }
             }
-            let ty = get(v, "Type").and_then(Value::as_str).unwrap_or("String");
             let resolved = if ty == "CommaDelimitedList" || ty.starts_with("List<") {
                 Value::Sequence(
                     value

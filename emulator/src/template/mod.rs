@@ -268,6 +268,13 @@ mod tests {
             .iter()
             .filter(|f| f.policy == crate::receipt::Policy::Block);
         assert_eq!(blocks.count(), 10);
+        let eleven = format!("{},10.10.0.0/16", ten.join(","));
+        o.params.insert("BlockedCidrs".into(), eleven);
+        let e = load_file(&path, &o).unwrap_err().to_string();
+        assert!(
+            e.contains("Parameters.BlockedCidrs") && e.contains("AllowedPattern"),
+            "an eleventh entry has no slot: refused, as CloudFormation does: {e}"
+        );
         o.params
             .insert("BlockedCidrs".into(), "192.0.2.0/33".into());
         let e = load_file(&path, &o).unwrap_err().to_string();
