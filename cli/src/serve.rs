@@ -124,6 +124,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             emulator.rule_set.rules.len(),
             match emulator.filters.len() {
                 0 => String::new(),
+                1 => ", 1 IP address filter".to_string(),
                 n => format!(", {n} IP address filters"),
             }
         )?;
