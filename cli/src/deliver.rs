@@ -22,6 +22,9 @@ pub struct Args {
     /// Treat the message as received over TLS (for rules with TlsPolicy Require).
     #[arg(long)]
     pub tls: bool,
+    /// The connecting address, as the template's IP address filters see it.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDRESS")]
+    pub client_ip: std::net::IpAddr,
     /// Print the trace as JSON.
     #[arg(long)]
     pub json: bool,
@@ -75,7 +78,7 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
         mail_from,
         recipients: args.to.iter().map(|r| mail::bare_address(r)).collect(),
         helo: "localhost".to_string(),
-        client_ip: "127.0.0.1".to_string(),
+        client_ip: args.client_ip.to_string(),
         tls: args.tls,
     };
     let size = raw.len();
@@ -116,8 +119,12 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
     verdict(&trace)
 }
 
-/// Success only when some recipient was taken and no action failed.
+/// Success only when the connection was let through, some recipient was taken and no action
+/// failed.
 pub fn verdict(trace: &Trace) -> anyhow::Result<()> {
+    if let Some(d) = trace.ip_filter.as_ref().filter(|d| d.refused) {
+        anyhow::bail!("{}", d.describe());
+    }
     if trace.rejected.len() == trace.recipients.len() {
         anyhow::bail!(
             "no enabled rule takes {}: SES refuses it at RCPT TO (550 5.1.1)",
@@ -178,10 +185,18 @@ pub fn render(trace: &Trace, template: &str, size: usize, colour: bool) -> Strin
         s,
         "{} {} ({size} bytes) from {from} to {}",
         p.bold("message"),
-        trace.message_id,
+        if trace.message_id.is_empty() {
+            "-"
+        } else {
+            &trace.message_id
+        },
         mail::printable(&trace.recipients.join(", "))
     );
     let _ = writeln!(s, "rule set {:?} from {template}", trace.rule_set);
+    if let Some(d) = &trace.ip_filter {
+        let line = format!("ip filter: {}", d.describe());
+        let _ = writeln!(s, "  {}", if d.refused { p.red(&line) } else { line });
+    }
     if !trace.rejected.is_empty() {
         let _ = writeln!(
             s,
@@ -280,6 +295,7 @@ mod tests {
             mail_from: "a\x1b]0;owned\x07@b.example".into(),
             recipients: vec!["x\x1b[2J@c.example".into()],
             rule_set: "set".into(),
+            ip_filter: None,
             rejected: vec!["y\r\n@c.example".into()],
             rules: Vec::new(),
             stopped: None,

@@ -8,6 +8,9 @@
 //! on blocking threads and has no way to stop it from a test, and the emulator must hold SES's
 //! limits exactly.
 //!
+//! A connection from an address the template's IP address filters block is answered 554 and
+//! closed before the session starts, as SES refuses it; it holds no connection slot.
+//!
 //! What one client can take is bounded: at most `--max-connections` sessions at once (more are
 //! answered 421 and closed), each for at most `--session-timeout`, ended after `--idle-timeout`
 //! without progress (NOOPs, rejected commands and repeated EHLOs are not progress). Message data
@@ -115,10 +118,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
-            "mailroom: SMTP on {addr}, rule set {:?} from {} ({} rules); Ctrl-C stops",
+            "mailroom: SMTP on {addr}, rule set {:?} from {} ({} rules{}); Ctrl-C stops",
             emulator.rule_set.name,
             emulator.template.display(),
-            emulator.rule_set.rules.len()
+            emulator.rule_set.rules.len(),
+            match emulator.filters.len() {
+                0 => String::new(),
+                1 => ", 1 IP address filter".to_string(),
+                n => format!(", {n} IP address filters"),
+            }
         )?;
         out.flush()?;
     }
@@ -148,9 +156,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                         continue;
                     }
                 };
+                if let Some(d) = server.emulator.ip_filter(peer.ip()).filter(|d| d.refused) {
+                    refuse(&stream, &Session::refused_greeting());
+                    server.output.refused(&d);
+                    continue;
+                }
                 let Ok(permit) = connections.clone().try_acquire_owned() else {
                     refused += 1;
-                    refuse(&stream);
+                    refuse(&stream, &format!(
+                        "421 4.7.0 {} Too many connections, try again later",
+                        mailroom_emulator::smtp::HOSTNAME
+                    ));
                     continue;
                 };
                 let server = server.clone();
@@ -169,14 +185,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// Answers a connection over the limit and drops it. The write does not wait: a fresh socket's
+/// Answers a connection with one reply and drops it. The write does not wait: a fresh socket's
 /// send buffer takes one line, and a client that cannot take it loses nothing but the reason.
-fn refuse(stream: &TcpStream) {
-    let reply = format!(
-        "421 4.7.0 {} Too many connections, try again later\r\n",
-        mailroom_emulator::smtp::HOSTNAME
-    );
-    let _ = stream.try_write(reply.as_bytes());
+fn refuse(stream: &TcpStream, reply: &str) {
+    let _ = stream.try_write(format!("{reply}\r\n").as_bytes());
 }
 
 /// A TLS acceptor from PEM files, with an explicit crypto provider (several are linked in).
@@ -210,6 +222,18 @@ struct Output {
 }
 
 impl Output {
+    /// A connection the IP address filters refused: it has no message, so no trace.
+    fn refused(&self, decision: &mailroom_emulator::receipt::FilterDecision) {
+        let text = if self.json {
+            format!("{}\n", serde_json::json!({ "ipFilter": decision }))
+        } else {
+            format!("connection from {}\n", decision.describe())
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+
     fn trace(&self, trace: &mailroom_emulator::receipt::Trace, size: usize) {
         let text = if self.json {
             let mut v = serde_json::to_value(trace).unwrap_or_default();

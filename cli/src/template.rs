@@ -3,8 +3,9 @@
 //!
 //! - `env-vars`: `{"<binary>": ["MAILROOM_…", …]}`, every `MAILROOM_*` variable each function's
 //!   crate reads (a template may set no other on that function);
-//! - `show`: the template with every resource's `Properties` evaluated (`--param K=V` as for
-//!   `deliver`).
+//! - `show`: the template with every resource's `Properties` evaluated, whether a conditional
+//!   resource is `Created`, and the `Outputs` the stack would show (`--param K=V` as for
+//!   `deliver`; SES's Easy DKIM tokens are stand-ins, `local-dkim-token-N`).
 
 use crate::settings::TemplateArgs;
 use mailroom_emulator::{functions, template};
@@ -20,7 +21,8 @@ pub struct Args {
 enum Command {
     /// Print, per function binary, the MAILROOM_* variables its crate reads (JSON).
     EnvVars,
-    /// Print the template with parameters, conditions and intrinsics evaluated (JSON).
+    /// Print the template's resources and outputs with parameters, conditions and intrinsics
+    /// evaluated (JSON).
     Show(TemplateArgs),
 }
 

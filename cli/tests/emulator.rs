@@ -305,6 +305,56 @@ fn unmatched_recipients_are_refused_and_the_exit_status_says_so() {
 }
 
 #[test]
+fn deliver_client_ip_tries_the_ip_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let msg = write_message(dir.path(), "support@example.com", "");
+    let filters = [
+        "--param=BlockedCidrs=0.0.0.0/0,2001:db8::/32",
+        "--param=AllowedCidrs=192.0.2.0/24",
+    ];
+    let from = |ip: &str| {
+        let args = [
+            &filters[..],
+            &["--to=support@example.com", "--client-ip", ip],
+        ]
+        .concat();
+        let args = [&args[..], &["--param", DEAD_WEBHOOK]].concat();
+        deliver(&msg, &root().join("template.yaml"), &state, &args)
+    };
+    let refused = from("203.0.113.9");
+    assert!(!refused.ok());
+    assert!(
+        refused
+            .stderr()
+            .contains("refused by IP filter BlockFilter0 (Block 0.0.0.0/0)"),
+        "{}",
+        refused.stderr()
+    );
+    assert_eq!(refused.json["ipFilter"]["refused"], true);
+    assert_eq!(refused.json["rules"], serde_json::json!([]), "no rule runs");
+    let v6 = from("2001:db8::25");
+    assert!(!v6.ok());
+    assert_eq!(v6.json["ipFilter"]["filter"]["name"], "BlockFilter1");
+    let allowed = from("192.0.2.5");
+    assert!(allowed.ok(), "{}", allowed.stderr());
+    assert_eq!(allowed.json["ipFilter"]["filter"]["name"], "AllowFilter0");
+    assert_eq!(
+        allowed.json["ipFilter"]["overrides"]["name"],
+        "BlockFilter0"
+    );
+    assert!(allowed.ran("receive"));
+    // Without filters the trace says nothing of them, as before.
+    let plain = deliver(
+        &msg,
+        &root().join("template.yaml"),
+        &state,
+        &["--to", "support@example.com", "--param", DEAD_WEBHOOK],
+    );
+    assert!(plain.json.get("ipFilter").is_none(), "{}", plain.json);
+}
+
+#[test]
 fn bad_input_fails_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");

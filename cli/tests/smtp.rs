@@ -582,3 +582,55 @@ fn a_session_that_keeps_making_progress_still_ends() {
     assert!(last.starts_with("421 4.4.2 Session time limit"), "{last}");
     assert!(closed(&mut r));
 }
+
+/// The IP address filters act before the session, as SES's do: a blocked address gets one 554
+/// reply instead of the greeting, and an allow entry lets an address through its block.
+#[tokio::test]
+async fn ip_filters_refuse_a_blocked_client_before_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |name: &str, filters: &[&str]| {
+        let args = [&["--param", DEAD_WEBHOOK][..], filters].concat();
+        Server::start(&root().join("template.yaml"), &dir.path().join(name), &args)
+    };
+    let blocked = serve("blocked", &["--param=BlockedCidrs=127.0.0.0/8"]);
+    let mut s = TcpStream::connect(("127.0.0.1", blocked.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    assert!(
+        all.starts_with("554 5.7.1 ") && all.ends_with("\r\n") && all.lines().count() == 1,
+        "one 554 reply, then the end: {all:?}"
+    );
+    let line = blocked.next_trace();
+    assert_eq!(line["ipFilter"]["refused"], true, "{line}");
+    assert_eq!(line["ipFilter"]["clientIp"], "127.0.0.1");
+    assert_eq!(line["ipFilter"]["filter"]["name"], "BlockFilter0");
+    assert_eq!(line["ipFilter"]["filter"]["cidr"], "127.0.0.0/8");
+    // A real client sees a permanent refusal, and nothing reaches the rules.
+    let err = blocked
+        .transport()
+        .send(message("support@example.com"))
+        .await
+        .unwrap_err();
+    assert!(err.is_permanent(), "{err}");
+    assert!(!blocked.state.join("s3").exists(), "no rule ran");
+
+    let allowed = serve(
+        "allowed",
+        &[
+            "--param=BlockedCidrs=127.0.0.0/8",
+            "--param=AllowedCidrs=127.0.0.1",
+        ],
+    );
+    let response = allowed
+        .transport()
+        .send(message("support@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(response.code().to_string(), "250");
+    let trace = allowed.next_trace();
+    assert_eq!(trace["ipFilter"]["refused"], false, "{trace}");
+    assert_eq!(trace["ipFilter"]["filter"]["name"], "AllowFilter0");
+    assert_eq!(trace["ipFilter"]["overrides"]["name"], "BlockFilter0");
+    assert!(trace["rules"].as_array().is_some_and(|r| !r.is_empty()));
+}

@@ -77,6 +77,8 @@ impl Settings {
 
 pub struct Emulator {
     pub rule_set: RuleSet,
+    /// The template's receipt IP address filters, applied to every connecting address.
+    pub filters: Vec<receipt::IpFilter>,
     pub template: PathBuf,
     pub region: String,
     pub verdicts: Verdicts,
@@ -133,6 +135,7 @@ impl Emulator {
         });
         Ok(Emulator {
             rule_set: loaded.rule_set,
+            filters: loaded.filters,
             template: settings.template.clone(),
             region: loaded.region,
             verdicts,
@@ -145,6 +148,12 @@ impl Emulator {
     /// The webhooks the local sink has recorded so far.
     pub fn sink_records(&self) -> Vec<sink::Recorded> {
         self.sink.recorded()
+    }
+
+    /// What the IP address filters make of a connection from `ip`; `None` when the template
+    /// creates no filter (nothing to decide, nothing to show).
+    pub fn ip_filter(&self, ip: std::net::IpAddr) -> Option<receipt::FilterDecision> {
+        (!self.filters.is_empty()).then(|| receipt::filters::decide(&self.filters, ip))
     }
 
     /// Runs one received message through the rule set. `raw` is the message as sent.
@@ -164,6 +173,26 @@ impl Emulator {
                 "message is {} bytes, over SES's {MAX_MESSAGE_BYTES}-byte limit: SES refuses it (552 5.3.4)",
                 raw.len()
             );
+        }
+        // An address that is not one (only a caller of the library could pass it) matches no
+        // filter: accepted, as SES accepts what its filters do not name.
+        let ip_filter = envelope
+            .client_ip
+            .parse()
+            .ok()
+            .and_then(|ip| self.ip_filter(ip));
+        if ip_filter.as_ref().is_some_and(|d| d.refused) {
+            return Ok(Trace {
+                message_id: String::new(),
+                mail_from: envelope.mail_from,
+                recipients: envelope.recipients,
+                rule_set: self.rule_set.name.clone(),
+                stopped: Some("connection refused by an IP address filter: no rule runs".into()),
+                ip_filter,
+                rejected: Vec::new(),
+                rules: Vec::new(),
+                final_message: Vec::new(),
+            });
         }
         let mut verdicts = self.verdicts.clone();
         let (headers, _) = receipt::mail::split_headers(&raw);
@@ -191,7 +220,9 @@ impl Emulator {
             inner: self.executor.as_ref(),
             observe,
         };
-        Ok(receipt::evaluate(&self.rule_set, &inbound, &observed).await)
+        let mut trace = receipt::evaluate(&self.rule_set, &inbound, &observed).await;
+        trace.ip_filter = ip_filter;
+        Ok(trace)
     }
 }
 

@@ -151,6 +151,15 @@ impl<'r> Session<'r> {
         format!("220 {HOSTNAME} ESMTP mailroom (local SES receiving emulator)")
     }
 
+    /// The only reply to a connection an IP address filter refuses, instead of the greeting
+    /// (RFC 5321 §3.1 lets a server open with 554). SES's own text is not documented
+    /// (docs/ses.md §5.5).
+    pub fn refused_greeting() -> String {
+        format!(
+            "554 5.7.1 {HOSTNAME} Access denied: your address is blocked by an IP address filter"
+        )
+    }
+
     /// The longest line the next read may return.
     pub fn max_line(&self) -> usize {
         match self.mode {

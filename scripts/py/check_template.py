@@ -7,6 +7,7 @@
 Run by scripts/check-template with the project's .venv Python.
 """
 
+import ipaddress
 import json
 import os
 import re
@@ -64,6 +65,20 @@ IAM_POLICY_TYPES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
 _ENV_VARS = None
 
 
+# The records SES needs, as the template writes them: the receiving MX and the MAIL FROM MX
+# name the stack's own Region (SES receives, and takes bounces for a MAIL FROM domain, only in
+# the Region of the identity), and the MAIL FROM domain's SPF lets amazonses.com send
+# (docs/ses.md §7.2, §7.4).
+INBOUND_MX = "10 inbound-smtp.${AWS::Region}.amazonaws.com"
+MAIL_FROM_MX = "10 feedback-smtp.${AWS::Region}.amazonses.com"
+MAIL_FROM_SPF = '"v=spf1 include:amazonses.com ~all"'
+DKIM_KEY_LENGTH = "RSA_2048_BIT"
+# A receipt filter's policies, and a filter name as SES takes it (docs/ses.md §5.5).
+FILTER_POLICIES = {"Block", "Allow"}
+FILTER_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$")
+# "{0,N}" in a list parameter's AllowedPattern: at most N + 1 comma-separated entries.
+LIST_BOUND = re.compile(r"\{0,(\d+)\}")
+
 # The events of forwarded mail that mean it did not arrive, or not yet (SES event publishing).
 FORWARD_EVENTS = {"bounce", "complaint", "reject", "deliveryDelay"}
 
@@ -95,7 +110,7 @@ class Checker:
         self.res = self.t.resources
         self.params = self.t.parameters
         self.errors = []
-        self.counts = {"rules": 0, "actions": 0, "functions": 0}
+        self.counts = {"rules": 0, "actions": 0, "functions": 0, "records": 0, "filters": 0}
 
     def err(self, where, msg):
         self.errors.append(f"{self.path}: {where}: {msg}")
@@ -132,6 +147,9 @@ class Checker:
             self.sqs_consumer(fn, where, props)
         self.sqs_scope()
         self.forward_events()
+        self.identities()
+        self.dns_records()
+        self.receipt_filters()
         return self.errors
 
     def rule(self, name, sets):
@@ -472,6 +490,139 @@ class Checker:
                 if not alarmed:
                     self.err(topic, "no CloudWatch alarm watches forward's events topic")
 
+    # ---------------------------------------------------------------- the domain
+    def identities(self):
+        """A domain identity signs with 2048-bit Easy DKIM keys and has a MAIL FROM domain of its
+        own, so what SES sends for it aligns with the domain on DKIM and SPF."""
+        for name, r in self.t.of_type("AWS::SES::EmailIdentity").items():
+            props = r.get("Properties") or {}
+            if isinstance(props.get("EmailIdentity"), str) and "@" in props["EmailIdentity"]:
+                continue
+            length = (props.get("DkimSigningAttributes") or {}).get("NextSigningKeyLength")
+            if length != DKIM_KEY_LENGTH:
+                self.err(name, f"DkimSigningAttributes.NextSigningKeyLength must be {DKIM_KEY_LENGTH} "
+                               f"(got {length!r}): SES's default is 1024-bit keys")
+            if not (props.get("MailFromAttributes") or {}).get("MailFromDomain"):
+                self.err(name, "MailFromAttributes.MailFromDomain is required: without a MAIL FROM domain "
+                               "of its own, mail SES sends for the domain fails SPF alignment")
+
+    def mail_from_domains(self):
+        """The MAIL FROM domains of the template's identities, as their !Sub text."""
+        return {sub_text((self.t.properties(n).get("MailFromAttributes") or {}).get("MailFromDomain"))
+                for n in self.t.of_type("AWS::SES::EmailIdentity")} - {None}
+
+    def dns_records(self):
+        """Route 53 records: the receiving MX and the MAIL FROM MX name the stack's Region, the
+        MAIL FROM domain has SES's SPF record, and each DKIM CNAME pairs a token's name with the
+        same token's value."""
+        mail_from = self.mail_from_domains()
+        spf_names, mx_names = set(), set()
+        for name, r in self.t.of_type("AWS::Route53::RecordSet").items():
+            self.counts["records"] += 1
+            props = r.get("Properties") or {}
+            kind = props.get("Type")
+            values = props.get("ResourceRecords") or []
+            texts = [sub_text(v) for v in values]
+            record_name = sub_text(props.get("Name"))
+            if kind == "MX":
+                for v in texts:
+                    if v and "inbound-smtp." in v and v != INBOUND_MX:
+                        self.err(name, f"MX {v!r} must be {INBOUND_MX!r}: SES receives only in the "
+                                       "Region of the stack's rule set")
+                    if v and "feedback-smtp." in v:
+                        if v != MAIL_FROM_MX:
+                            self.err(name, f"MAIL FROM MX {v!r} must be {MAIL_FROM_MX!r}")
+                        if record_name not in mail_from:
+                            self.err(name, f"MX {v!r} is on {record_name!r}, which is no identity's "
+                                           "MailFromAttributes.MailFromDomain")
+                        mx_names.add(record_name)
+            elif kind == "TXT" and any(t and "v=spf1" in t and "amazonses.com" in t for t in texts):
+                if texts != [MAIL_FROM_SPF]:
+                    self.err(name, f"the MAIL FROM SPF record must be exactly {MAIL_FROM_SPF}")
+                spf_names.add(record_name)
+            elif kind == "CNAME":
+                self.dkim_record(name, props, values)
+        for domain in sorted(mx_names - spf_names):
+            self.err("Resources", f"the MAIL FROM domain {domain!r} has an MX but no SPF record "
+                                  f"{MAIL_FROM_SPF}")
+
+    def dkim_record(self, name, props, values):
+        target = props.get("Name")
+        att = target.get("Fn::GetAtt") if isinstance(target, dict) else None
+        if isinstance(att, str):
+            att = att.split(".", 1)
+        if not (isinstance(att, list) and len(att) == 2 and str(att[1]).startswith("DkimDNSTokenName")):
+            return
+        want = [att[0], att[1].replace("DkimDNSTokenName", "DkimDNSTokenValue")]
+        got = [v.get("Fn::GetAtt") for v in values if isinstance(v, dict)]
+        got = [g.split(".", 1) if isinstance(g, str) else g for g in got]
+        if got != [want]:
+            self.err(name, f"the CNAME named by {'.'.join(att)} must point at {'.'.join(want)} "
+                           f"(got {values!r})")
+
+    # ---------------------------------------------------------------- IP address filters
+    def receipt_filters(self):
+        """Receipt filters (account-wide, before any rule runs): a valid policy and CIDR, no
+        unconditional block of every address, and for filters filled from a list parameter one
+        slot per entry the parameter admits, each created only when its entry is given."""
+        slots = {}
+        for name, r in self.t.of_type("AWS::SES::ReceiptFilter").items():
+            self.counts["filters"] += 1
+            f = ((r.get("Properties") or {}).get("Filter") or {})
+            ip = f.get("IpFilter") or {}
+            policy, cidr = ip.get("Policy"), ip.get("Cidr")
+            if policy not in FILTER_POLICIES:
+                self.err(name, f"IpFilter.Policy must be Block or Allow (got {policy!r})")
+            if isinstance(f.get("Name"), str) and not FILTER_NAME.match(f["Name"]):
+                self.err(name, f"filter name {f['Name']!r} is invalid (letters, digits, _ and -, start "
+                               "and end alphanumeric, under 64)")
+            if isinstance(cidr, str):
+                try:
+                    net = ipaddress.ip_network(cidr, strict=False)
+                except ValueError:
+                    self.err(name, f"Cidr {cidr!r} is not an IP address or CIDR range")
+                    continue
+                if policy == "Block" and net.prefixlen == 0 and "Condition" not in r:
+                    self.err(name, f"blocks every sender ({cidr}) unconditionally: all mail to the "
+                                   "account and Region would be refused; make it a deployment choice "
+                                   "(a parameter and a Condition)")
+                continue
+            slot = list_slot(cidr)
+            if slot is None:
+                self.err(name, "Cidr must be a literal or one entry of a list parameter "
+                               "(!Select [i, !Split [\",\", !Join [\"\", [!Ref P, \",,,\"]]]])")
+                continue
+            param, index, pad = slot
+            cond = self.t.conditions.get(r.get("Condition"))
+            if cond != {"Fn::Not": [{"Fn::Equals": [cidr, ""]}]}:
+                self.err(name, f"entry {index + 1} of {param} must be created only when given: Condition "
+                               f"!Not [!Equals [<the same !Select>, \"\"]] (got {r.get('Condition')!r})")
+            slots.setdefault(param, []).append((index, pad, name))
+        for param, found in sorted(slots.items()):
+            self.list_slots(param, found)
+
+    def list_slots(self, param, found):
+        pattern = (self.params.get(param) or {}).get("AllowedPattern") or ""
+        bound = LIST_BOUND.findall(pattern)
+        if not bound:
+            self.err(param, "AllowedPattern must bound the number of entries ({0,N}): an entry past "
+                            "the last filter slot would be dropped silently")
+            return
+        entries = int(bound[-1]) + 1
+        indices = sorted(i for i, _, _ in found)
+        for i in range(entries):
+            if i not in indices:
+                self.err(param, f"entry {i + 1} of {param} has no filter slot (Select index {i}): "
+                                f"AllowedPattern admits {entries} entries")
+        for index, pad, name in found:
+            if index >= entries:
+                self.err(name, f"Select index {index} is past the {entries} entries {param} admits")
+            elif pad < entries - 1:
+                self.err(name, f"the padding of {pad} commas leaves Select index {entries - 1} out of "
+                               "range for a short list: the deploy fails")
+        if len(indices) != len(set(indices)):
+            self.err(param, "two filters take the same entry")
+
     def managed(self, where, policy):
         text = sub_text(policy) if not isinstance(policy, str) else policy
         if text and SQS_MANAGED_POLICY in text:
@@ -554,6 +705,20 @@ class Checker:
             if var.startswith("MAILROOM_") and var not in reads:
                 self.err(fn, f"sets {var}, which its crate ({binary}) does not read")
 
+def list_slot(cidr):
+    """(parameter, index, commas of padding) of `!Select [i, !Split [",", !Join ["", [!Ref P,
+    ",,,"]]]]`, else None."""
+    try:
+        index, split = cidr["Fn::Select"]
+        delim, joined = split["Fn::Split"]
+        empty, (ref, pad) = joined["Fn::Join"]
+        if delim != "," or empty != "" or set(pad) - {","}:
+            return None
+        return ref["Ref"], int(index), len(pad)
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
 def check(path):
     c = Checker(path)
     return c, c.run()
@@ -599,7 +764,8 @@ def main(args):
         if errors:
             raise SystemExit(f"{len(errors)} invariant violation(s) in {path}")
         n = c.counts
-        print(f"{path}: ok ({n['rules']} rules, {n['actions']} actions, {n['functions']} functions)")
+        print(f"{path}: ok ({n['rules']} rules, {n['actions']} actions, {n['functions']} functions, "
+              f"{n['records']} DNS records, {n['filters']} receipt filters)")
 
 
 if __name__ == "__main__":

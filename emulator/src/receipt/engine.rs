@@ -109,6 +109,10 @@ pub struct Trace {
     pub mail_from: String,
     pub recipients: Vec<String>,
     pub rule_set: String,
+    /// What the template's IP address filters made of the connecting address, when it has any;
+    /// a refused connection runs no rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_filter: Option<super::FilterDecision>,
     /// Recipients no enabled rule matched: SES refuses them at RCPT time.
     pub rejected: Vec<String>,
     pub rules: Vec<RuleTrace>,
@@ -201,6 +205,7 @@ pub async fn evaluate(rule_set: &RuleSet, inbound: &Inbound, executor: &dyn Exec
         mail_from: env.mail_from.clone(),
         recipients: env.recipients.clone(),
         rule_set: rule_set.name.clone(),
+        ip_filter: None,
         rejected,
         rules: Vec::new(),
         stopped: None,

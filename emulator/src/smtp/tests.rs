@@ -343,3 +343,10 @@ fn paths_and_parameters() {
     assert!(!valid_mailbox("a b@c.d"));
     assert!(!valid_mailbox("nodomain"));
 }
+
+#[test]
+fn the_refusal_of_a_blocked_address_is_one_554_line() {
+    let r = Session::refused_greeting();
+    assert!(r.starts_with("554 5.7.1 "), "{r}");
+    assert!(!r.contains(['\r', '\n']), "{r}");
+}

@@ -12,6 +12,7 @@ pub(super) struct Template<'a> {
     pub(super) parameters: HashMap<String, Value>,
     pub(super) mappings: Option<&'a Mapping>,
     pub(super) conditions: Option<&'a Mapping>,
+    pub(super) outputs: Option<&'a Mapping>,
     pub(super) globals_env: Option<&'a Value>,
     pub(super) options: &'a Options,
 }
@@ -42,6 +43,21 @@ impl<'a> Template<'a> {
                     ));
                 }
             };
+            let ty = get(v, "Type").and_then(Value::as_str).unwrap_or("String");
+            // CloudFormation refuses a String value its pattern does not match as a whole: the
+            // receipt filters' lists, for one, admit no more entries than there are slots.
+            if let Some(pattern) = get(v, "AllowedPattern").and_then(Value::as_str)
+                && ty == "String"
+            {
+                let re = regex_lite::Regex::new(&format!("^(?:{pattern})$"))
+                    .map_err(|e| err(&at, format!("AllowedPattern {pattern:?}: {e}")))?;
+                if !re.is_match(&value) {
+                    return Err(err(
+                        &at,
+                        format!("{value:?} does not match its AllowedPattern {pattern}"),
+                    ));
+                }
+            }
             if let Some(allowed) = get(v, "AllowedValues").and_then(Value::as_sequence) {
                 let allowed: Vec<String> = allowed.iter().filter_map(scalar_string).collect();
                 if !allowed.contains(&value) {
@@ -51,7 +67,6 @@ impl<'a> Template<'a> {
                     ));
                 }
             }
-            let ty = get(v, "Type").and_then(Value::as_str).unwrap_or("String");
             let resolved = if ty == "CommaDelimitedList" || ty.starts_with("List<") {
                 Value::Sequence(
                     value
@@ -78,6 +93,7 @@ impl<'a> Template<'a> {
             parameters,
             mappings: get(root, "Mappings").and_then(Value::as_mapping),
             conditions: get(root, "Conditions").and_then(Value::as_mapping),
+            outputs: get(root, "Outputs").and_then(Value::as_mapping),
             globals_env: get(root, "Globals")
                 .and_then(|g| get(g, "Function"))
                 .and_then(|f| get(f, "Environment"))
@@ -192,6 +208,26 @@ impl<'a> Template<'a> {
                 .unwrap_or_default()
                 .to_string(),
             ("AWS::SNS::Topic", "TopicName") => name,
+            // SES makes the Easy DKIM tokens up when it creates the identity; these stand in for
+            // them, in the shape SES gives (`<token>._domainkey.<domain>`,
+            // `<token>.dkim.amazonses.com`).
+            ("AWS::SES::EmailIdentity", a) if a.starts_with("DkimDNSToken") => {
+                let rest = &a["DkimDNSToken".len()..];
+                let kind = rest.strip_suffix(['1', '2', '3']).unwrap_or(rest);
+                let token = format!("local-dkim-token-{}", &rest[kind.len()..]);
+                match kind {
+                    "Name" if rest != kind => {
+                        let props = self.resource(id).and_then(|r| get(r, "Properties"));
+                        let domain = match props.and_then(|p| get(p, "EmailIdentity")) {
+                            Some(d) => self.resolve_str(d, at)?,
+                            None => return Err(err(at, format!("{id} has no EmailIdentity"))),
+                        };
+                        format!("{token}._domainkey.{domain}")
+                    }
+                    "Value" if rest != kind => format!("{token}.dkim.amazonses.com"),
+                    _ => return Err(err(at, format!("{id} has no attribute {attr}"))),
+                }
+            }
             _ => {
                 return Err(err(
                     at,
@@ -532,13 +568,30 @@ pub(super) fn scalar_string(v: &Value) -> Option<String> {
 }
 
 impl Template<'_> {
-    /// Every resource with its `Properties` evaluated (see [`super::show_file`]).
+    /// Whether a resource or output with this `Condition` (if any) is created.
+    fn created(&self, item: &Value, at: &str) -> Result<bool, TemplateError> {
+        match get(item, "Condition").map(scalar_string) {
+            None => Ok(true),
+            Some(Some(name)) => self.condition(&name, at, 0),
+            Some(None) => Err(err(at, "bad Condition")),
+        }
+    }
+
+    /// Every resource with its `Properties` evaluated, and the outputs the stack would show
+    /// (see [`super::show_file`]).
     pub(super) fn evaluated(&self) -> serde_json::Value {
         let mut out = serde_json::Map::new();
         for (id, resource) in self.resources {
             let Some(id) = id.as_str() else { continue };
             let mut entry = serde_json::Map::new();
             entry.insert("Type".into(), self.resource_type(id).into());
+            if let Some(c) = get(resource, "Condition").and_then(scalar_string) {
+                entry.insert("Condition".into(), c.into());
+                match self.created(resource, &format!("Resources.{id}")) {
+                    Ok(created) => entry.insert("Created".into(), created.into()),
+                    Err(e) => entry.insert("Error".into(), e.to_string().into()),
+                };
+            }
             if let Some(props) = get(resource, "Properties") {
                 let at = format!("Resources.{id}.Properties");
                 match self.resolve(props, &at) {
@@ -554,6 +607,31 @@ impl Template<'_> {
             }
             out.insert(id.to_string(), entry.into());
         }
-        serde_json::json!({ "Resources": out })
+        let mut outputs = serde_json::Map::new();
+        for (name, output) in self.outputs.into_iter().flatten() {
+            let Some(name) = name.as_str() else { continue };
+            let at = format!("Outputs.{name}");
+            let value = self.created(output, &at).and_then(|created| {
+                get(output, "Value")
+                    .filter(|_| created)
+                    .map(|v| self.resolve(v, &format!("{at}.Value")))
+                    .transpose()
+            });
+            match value {
+                Ok(Some(v)) => {
+                    let json = serde_json::to_value(&v)
+                        .unwrap_or_else(|e| serde_json::Value::String(e.to_string()));
+                    outputs.insert(name.to_string(), json);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    outputs.insert(
+                        name.to_string(),
+                        serde_json::json!({ "Error": e.to_string() }),
+                    );
+                }
+            }
+        }
+        serde_json::json!({ "Resources": out, "Outputs": outputs })
     }
 }

@@ -11,7 +11,7 @@
 mod intrinsics;
 mod rules;
 
-use crate::receipt::RuleSet;
+use crate::receipt::{IpFilter, RuleSet};
 use intrinsics::Template;
 use serde_yaml_ng::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -90,6 +90,8 @@ pub struct Loaded {
     /// By function ARN, as the Lambda actions name them.
     pub functions: BTreeMap<String, FunctionDef>,
     pub region: String,
+    /// The `AWS::SES::ReceiptFilter`s the template creates with these parameters.
+    pub filters: Vec<IpFilter>,
 }
 
 pub fn load_file(path: &Path, options: &Options) -> Result<Loaded, TemplateError> {
@@ -111,8 +113,9 @@ pub fn load_str(text: &str, name: &str, options: &Options) -> Result<Loaded, Tem
 
 /// The whole template with every resource's `Properties` evaluated (parameters, conditions and
 /// intrinsics resolved, `AWS::NoValue` dropped), as JSON: `{"Resources": {id: {"Type": …,
-/// "Properties": …}}}`. A resource that cannot be evaluated carries `"Error"` instead of
-/// `Properties`, so one unsupported intrinsic does not hide the rest.
+/// "Condition": …, "Created": …, "Properties": …}}, "Outputs": {name: value}}`, outputs whose
+/// condition fails left out. A resource or output that cannot be evaluated carries `"Error"`
+/// instead, so one unsupported intrinsic does not hide the rest.
 pub fn show_file(path: &Path, options: &Options) -> Result<serde_json::Value, TemplateError> {
     let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
         path: path.display().to_string(),
@@ -236,6 +239,156 @@ mod tests {
                 .to_string()
                 .contains("Nope")
         );
+    }
+
+    #[test]
+    fn receipt_filters_follow_their_parameters_and_conditions() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        assert!(project_template().filters.is_empty(), "none by default");
+        let mut o = Options::default();
+        o.params
+            .insert("BlockedCidrs".into(), "0.0.0.0/0,2001:db8::/32".into());
+        o.params.insert("AllowedCidrs".into(), "192.0.2.7".into());
+        let t = load_file(&path, &o).unwrap();
+        let got: Vec<String> = t.filters.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            [
+                "BlockFilter0 (Block 0.0.0.0/0)",
+                "BlockFilter1 (Block 2001:db8::/32)",
+                "AllowFilter0 (Allow 192.0.2.7/32)",
+            ]
+        );
+        // Every entry the parameter admits gets its own filter.
+        let ten: Vec<String> = (0..10).map(|i| format!("10.{i}.0.0/16")).collect();
+        o.params.insert("BlockedCidrs".into(), ten.join(","));
+        let t = load_file(&path, &o).unwrap();
+        let blocks = t
+            .filters
+            .iter()
+            .filter(|f| f.policy == crate::receipt::Policy::Block);
+        assert_eq!(blocks.count(), 10);
+        let eleven = format!("{},10.10.0.0/16", ten.join(","));
+        o.params.insert("BlockedCidrs".into(), eleven);
+        let e = load_file(&path, &o).unwrap_err().to_string();
+        assert!(
+            e.contains("Parameters.BlockedCidrs") && e.contains("AllowedPattern"),
+            "an eleventh entry has no slot: refused, as CloudFormation does: {e}"
+        );
+        o.params
+            .insert("BlockedCidrs".into(), "192.0.2.0/33".into());
+        let e = load_file(&path, &o).unwrap_err().to_string();
+        assert!(
+            e.contains("BlockFilter0") && e.contains("/33 is longer than the 32 bits"),
+            "{e}"
+        );
+    }
+
+    /// The zone-file lines of the Route 53 records the project template creates with `params`,
+    /// and those of its `DnsRecords` output (comments left out), sorted.
+    fn zone_lines(params: &[(&str, &str)]) -> (Vec<String>, Vec<String>) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        let mut o = Options::default();
+        for (k, v) in params {
+            o.params.insert((*k).into(), (*v).into());
+        }
+        let shown = show_file(&path, &o).unwrap();
+        let mut records = Vec::new();
+        for r in shown["Resources"].as_object().unwrap().values() {
+            if r["Type"] != "AWS::Route53::RecordSet" || r["Created"] == false {
+                continue;
+            }
+            let p = &r["Properties"];
+            let kind = p["Type"].as_str().unwrap();
+            for v in p["ResourceRecords"].as_array().unwrap() {
+                let v = v.as_str().unwrap();
+                // Host names in MX and CNAME data are absolute in a zone file.
+                let v = if kind == "TXT" {
+                    v.to_string()
+                } else {
+                    format!("{v}.")
+                };
+                records.push(format!(
+                    "{}. {} IN {kind} {v}",
+                    p["Name"].as_str().unwrap(),
+                    p["TTL"].as_str().unwrap()
+                ));
+            }
+        }
+        let output = shown["Outputs"]["DnsRecords"].as_str().unwrap();
+        let mut lines: Vec<String> = output
+            .lines()
+            .filter(|l| !l.starts_with(';'))
+            .map(str::to_string)
+            .collect();
+        records.sort();
+        lines.sort();
+        (records, lines)
+    }
+
+    #[test]
+    fn the_dns_records_output_lists_exactly_the_records_a_zone_gets() {
+        let zone = ("HostedZoneId", "Z0123456789ABC");
+        let (records, lines) = zone_lines(&[zone]);
+        assert_eq!(records, lines);
+        assert_eq!(
+            records.len(),
+            6,
+            "MX, three DKIM, MAIL FROM MX and SPF: {records:#?}"
+        );
+        assert!(lines.contains(
+            &"example.com. 300 IN MX 10 inbound-smtp.us-east-1.amazonaws.com.".to_string()
+        ));
+        let dmarc = [
+            zone,
+            ("DmarcPolicy", "quarantine"),
+            ("DmarcReportTo", "dmarc@example.com"),
+        ];
+        let (records, lines) = zone_lines(&dmarc);
+        assert_eq!(records, lines);
+        assert!(lines.contains(
+            &r#"_dmarc.example.com. 300 IN TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com""#.to_string()
+        ));
+        // With the identity made elsewhere, its DKIM records are not the stack's to publish.
+        let (records, lines) = zone_lines(&[zone, ("CreateIdentity", "false")]);
+        assert_eq!(records, lines);
+        assert!(
+            !lines.iter().any(|l| l.contains("_domainkey")),
+            "{lines:#?}"
+        );
+        // Without a zone nothing is created, and the output still lists every record.
+        let (records, lines) = zone_lines(&[]);
+        assert!(records.is_empty());
+        assert_eq!(lines.len(), 6);
+    }
+
+    #[test]
+    fn dkim_tokens_stand_in_and_other_attributes_are_refused() {
+        let text = "Resources:\n  Id:\n    Type: AWS::SES::EmailIdentity\n    Properties: { EmailIdentity: example.org }\n";
+        let root: Value = serde_yaml_ng::from_str(text).unwrap();
+        let o = Options::default();
+        let t = Template::new(&root, &o).unwrap();
+        let att = |a: &str| {
+            t.get_att("Id", a, "test")
+                .map(|v| v.as_str().unwrap().to_string())
+        };
+        assert_eq!(
+            att("DkimDNSTokenName2").unwrap(),
+            "local-dkim-token-2._domainkey.example.org"
+        );
+        assert_eq!(
+            att("DkimDNSTokenValue3").unwrap(),
+            "local-dkim-token-3.dkim.amazonses.com"
+        );
+        for bad in [
+            "DkimDNSTokenName4",
+            "DkimDNSTokenName",
+            "DkimDNSTokenNamé1",
+            "DkimDNSTokenValueX",
+        ] {
+            let e = att(bad).unwrap_err().to_string();
+            assert!(e.contains("no attribute"), "{bad}: {e}");
+        }
     }
 
     const SMALL: &str = r#"

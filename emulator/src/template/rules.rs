@@ -4,7 +4,9 @@
 
 use super::intrinsics::{Template, get, scalar_string};
 use super::{FunctionDef, Loaded, TemplateError, err};
-use crate::receipt::{Action, InvocationType, Rule, RuleSet, SnsEncoding, TlsPolicy};
+use crate::receipt::{
+    Action, Cidr, InvocationType, IpFilter, Policy, Rule, RuleSet, SnsEncoding, TlsPolicy,
+};
 use serde_yaml_ng::Value;
 use std::collections::{BTreeMap, HashMap};
 
@@ -98,7 +100,45 @@ impl Template<'_> {
             rule_set,
             functions,
             region: self.options.region.clone(),
+            filters: self.receipt_filters()?,
         })
+    }
+
+    /// The receipt filters this deployment would create: those without a `Condition` and those
+    /// whose condition holds. They belong to the account, not to a rule set (docs/ses.md §5.5).
+    fn receipt_filters(&self) -> Result<Vec<IpFilter>, TemplateError> {
+        let mut filters = Vec::new();
+        for id in self.resource_ids_of("AWS::SES::ReceiptFilter") {
+            let res = self.resource(id).unwrap_or(&Value::Null);
+            let at = format!("Resources.{id}");
+            if let Some(cond) = get(res, "Condition") {
+                let cond = scalar_string(cond).ok_or_else(|| err(&at, "bad Condition"))?;
+                if !self.condition(&cond, &at, 0)? {
+                    continue;
+                }
+            }
+            let at = format!("{at}.Properties.Filter");
+            let filter = self.resolve(
+                get(res, "Properties")
+                    .and_then(|p| get(p, "Filter"))
+                    .ok_or_else(|| err(&at, "is required"))?,
+                &at,
+            )?;
+            let ip = get(&filter, "IpFilter").unwrap_or(&Value::Null);
+            let policy = required(ip, "Policy", &format!("{at}.IpFilter"))?;
+            let cidr = required(ip, "Cidr", &format!("{at}.IpFilter"))?;
+            filters.push(IpFilter {
+                // CloudFormation makes a name up when there is none; the logical id stands in.
+                name: str_field(&filter, "Name").unwrap_or_else(|| id.to_string()),
+                policy: policy
+                    .parse::<Policy>()
+                    .map_err(|e| err(&format!("{at}.IpFilter.Policy"), e))?,
+                cidr: cidr
+                    .parse::<Cidr>()
+                    .map_err(|e| err(&format!("{at}.IpFilter.Cidr"), e.to_string()))?,
+            });
+        }
+        Ok(filters)
     }
 
     fn function_for_arn(&self, arn: &str, at: &str) -> Result<FunctionDef, TemplateError> {
