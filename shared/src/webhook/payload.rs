@@ -17,6 +17,7 @@ use crate::email::body_reply;
 use crate::email::{
     Address, Attachment, Email, Envelope, Header, Parsed, Reply, ReplyMethod, Verdicts,
 };
+use crate::served;
 use crate::webhook::delivery::SesContext;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -387,7 +388,10 @@ fn postmark<'a>(input: &Input<'a>) -> PostmarkBody<'a> {
             let mut v = json!({
                 "Name": a.filename.clone().unwrap_or_else(|| a.safe_filename.clone()),
                 "Content": "",
-                "ContentType": a.content_type,
+                // Handlers pass this on as a response header when they serve the file, as they
+                // do Postmark's: only a clean type goes, as the stored copies are served.
+                "ContentType": served::clean_content_type(&a.content_type)
+                    .unwrap_or_else(|| served::FALLBACK_TYPE.to_string()),
                 "ContentLength": bytes.len(),
             });
             // Only inline parts have one. An empty `ContentID` would make handlers such as
@@ -647,6 +651,40 @@ mod tests {
             raw_email: Some(raw_email),
         };
         serde_json::from_slice(&build(&input).expect("test value")).expect("test value")
+    }
+
+    #[test]
+    fn postmark_attachment_types_are_the_clean_ones_a_server_may_send() {
+        let mut parsed = sample();
+        parsed.email.attachments[0].content_type = "text/html\r\nSet-Cookie: session=stolen".into();
+        parsed.email.attachments[1].content_type = "Image/PNG; name=\"a b.png\"".into();
+        let ses = ses();
+        let raw = RawLocation {
+            bucket: "b".into(),
+            key: "raw/m1".into(),
+            url: None,
+            url_expires_at: None,
+        };
+        let input = Input {
+            format: Format::Postmark,
+            webhook_id: "m1",
+            message_id: "m1",
+            parsed: &parsed,
+            ses: &ses,
+            raw_location: &raw,
+            attachments: &[Delivery::Inline, Delivery::Inline],
+            raw_email: None,
+        };
+        let v: Value =
+            serde_json::from_slice(&build(&input).expect("test value")).expect("test value");
+        assert_eq!(
+            v["Attachments"][0]["ContentType"],
+            "application/octet-stream"
+        );
+        assert_eq!(
+            v["Attachments"][1]["ContentType"],
+            "image/png; name=\"a b.png\""
+        );
     }
 
     #[test]
