@@ -24,6 +24,7 @@ pub mod aws;
 pub mod config;
 pub mod diagnostic;
 pub mod email;
+pub mod envelope;
 pub mod keys;
 pub mod layout;
 pub mod logging;

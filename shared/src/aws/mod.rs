@@ -9,6 +9,8 @@
 //! what reads no SDK type is here: the endpoint variable, the timeouts, ARN and error-code rules.
 
 #[cfg(feature = "aws")]
+pub mod kms;
+#[cfg(feature = "aws")]
 pub mod s3;
 pub mod secrets;
 #[cfg(feature = "aws")]
@@ -18,6 +20,8 @@ pub mod sns;
 #[cfg(feature = "aws")]
 pub mod sqs;
 
+#[cfg(feature = "aws")]
+pub use kms::KmsDataKeys;
 #[cfg(feature = "aws")]
 pub use s3::S3Store;
 #[cfg(feature = "aws")]

@@ -3,7 +3,16 @@
 use super::PortError;
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::time::Duration;
+
+/// An object with its user metadata (names without S3's `x-amz-meta-` prefix): an encrypted
+/// message's envelope lives there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Object {
+    pub body: Bytes,
+    pub metadata: HashMap<String, String>,
+}
 
 /// Headers stored with an object and served back on GET.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,7 +47,16 @@ pub trait ObjectStore: Send + Sync {
     /// The whole object. `ErrorKind::NotFound` when there is none.
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, PortError>;
 
-    /// The object's size in bytes. The default reads the object; adapters override it with a
+    /// The whole object and its user metadata. The default is for stores that keep none.
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
+        Ok(Object {
+            body: self.get(bucket, key).await?,
+            metadata: HashMap::new(),
+        })
+    }
+
+    /// The message's size in bytes: for an object SES encrypted, the plaintext's length its
+    /// metadata records. The default reads the object; adapters override it with a
     /// metadata-only request so a size check never pulls 40 MB through a 128 MB function.
     async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {
         Ok(self.get(bucket, key).await?.len() as u64)

@@ -161,6 +161,23 @@ pub fn ses() -> aws_sdk_ses::Client {
     aws_sdk_ses::Client::new(&sdk_config())
 }
 
+pub fn kms() -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::new(&sdk_config())
+}
+
+/// A new symmetric KMS key in moto; its ARN.
+pub async fn kms_key() -> String {
+    let out = kms()
+        .create_key()
+        .description("mailroom test key")
+        .send()
+        .await
+        .expect("CreateKey");
+    out.key_metadata
+        .and_then(|m| m.arn)
+        .expect("CreateKey answers with the key's ARN")
+}
+
 /// A domain verified in moto's SES (v1 and v2 share moto's identities): SES sends only from a
 /// verified identity.
 pub async fn verified_domain(prefix: &str) -> String {
