@@ -267,7 +267,7 @@ fn webhook_secret(state: &std::path::Path) -> anyhow::Result<String> {
 async fn aws_ports(sink: Arc<sink::WebhookSink>) -> anyhow::Result<ports::Ports> {
     let config = mailroom::aws::sdk_config().await;
     Ok(ports::Ports {
-        objects: Arc::new(mailroom::aws::S3Store::from_conf(&config)),
+        objects: Arc::new(mailroom::aws::mail_store(&config, None)),
         publisher: Arc::new(mailroom::aws::SnsPublisher::from_conf(&config)),
         bouncer: Arc::new(mailroom::aws::SesBouncer::from_conf(&config)),
         queue: Arc::new(mailroom::aws::SqsQueue::from_conf(&config)),

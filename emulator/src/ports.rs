@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use mailroom::ports::queue::{Queue, Received};
 use mailroom::ports::{
-    BounceRequest, Bouncer, ObjectMeta, ObjectStore, PortError, Publication, Publisher, PutOutcome,
-    TransportError, WebhookRequest, WebhookResponse, WebhookSender,
+    BounceRequest, Bouncer, Object, ObjectMeta, ObjectStore, PortError, Publication, Publisher,
+    PutOutcome, TransportError, WebhookRequest, WebhookResponse, WebhookSender,
 };
 use mailroom_forward::map::Parameters;
 use mailroom_forward::metrics::Metrics;
@@ -155,6 +155,10 @@ impl<T: ?Sized> Rec<T> {
 impl ObjectStore for Rec<dyn ObjectStore> {
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, PortError> {
         self.inner.get(bucket, key).await
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
+        self.inner.get_object(bucket, key).await
     }
 
     async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {

@@ -393,6 +393,99 @@ pub async fn read_mail(
     Ok(Bytes::from(body))
 }
 
+/// The variable that names the KMS key SES encrypts mail with (empty: mail is not encrypted).
+pub const KMS_KEY_VAR: &str = "MAILROOM_KMS_KEY_ARN";
+
+/// An [`ObjectStore`] whose reads decrypt what SES encrypted, so every function that reads raw
+/// mail gets the message, never ciphertext. Writes, sizes and presigned URLs go to the inner
+/// store unchanged. A refused object is a [`PortError`] (`Permanent`, or the KMS call's own kind
+/// when it may pass on a retry) naming the [`EnvelopeError`].
+#[derive(Clone)]
+pub struct Decrypting<S> {
+    inner: S,
+    keys: Option<(std::sync::Arc<dyn DataKeys>, Option<String>)>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Decrypting<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decrypting")
+            .field("inner", &self.inner)
+            .field("key_id", &self.keys.as_ref().map(|(_, id)| id))
+            .finish()
+    }
+}
+
+impl<S> Decrypting<S> {
+    /// Reads through `inner`; an encrypted object is refused until [`Self::with_keys`].
+    pub fn new(inner: S) -> Self {
+        Decrypting { inner, keys: None }
+    }
+
+    /// Decrypts with `keys`, allowing only `key_id` when given.
+    pub fn with_keys(mut self, keys: std::sync::Arc<dyn DataKeys>, key_id: Option<String>) -> Self {
+        self.keys = Some((keys, key_id));
+        self
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl From<ReadError> for PortError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Object(e) => e,
+            ReadError::Envelope(EnvelopeError::Kms(e)) if e.is_retryable() => PortError::new(
+                e.kind,
+                e.operation,
+                format!("encrypted object: {}", e.message),
+            ),
+            ReadError::Envelope(e) => {
+                PortError::new(crate::ports::ErrorKind::Permanent, "decrypt", e.to_string())
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: ObjectStore> ObjectStore for Decrypting<S> {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, PortError> {
+        let decryption = self.keys.as_ref().map(|(keys, key_id)| Decryption {
+            keys: keys.as_ref(),
+            key_id: key_id.as_deref(),
+        });
+        Ok(read_mail(&self.inner, decryption, bucket, key).await?)
+    }
+
+    async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {
+        self.inner.size(bucket, key).await
+    }
+
+    async fn put_if_absent(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        meta: &crate::ports::ObjectMeta,
+    ) -> Result<crate::ports::PutOutcome, PortError> {
+        self.inner.put_if_absent(bucket, key, body, meta).await
+    }
+
+    async fn presign_lifetime(&self, wanted: std::time::Duration) -> std::time::Duration {
+        self.inner.presign_lifetime(wanted).await
+    }
+
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String, PortError> {
+        self.inner.presign_get(bucket, key, expires_in).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,6 +84,23 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 }
 
 #[cfg(feature = "aws")]
+/// The S3 store every function reads raw mail through: it decrypts what SES encrypted under
+/// `kms_key` (KMS may use no other key), and refuses encrypted mail without one.
+pub fn mail_store(
+    config: &aws_config::SdkConfig,
+    kms_key: Option<&str>,
+) -> crate::envelope::Decrypting<S3Store> {
+    let store = crate::envelope::Decrypting::new(S3Store::from_conf(config));
+    match kms_key.map(str::trim).filter(|k| !k.is_empty()) {
+        Some(key) => store.with_keys(
+            std::sync::Arc::new(KmsDataKeys::from_conf(config)),
+            Some(key.to_string()),
+        ),
+        None => store,
+    }
+}
+
+#[cfg(feature = "aws")]
 /// True when the SDK is pointed at a custom endpoint (an emulator), where path-style S3 is needed.
 pub fn custom_endpoint() -> bool {
     [ENDPOINT_VAR, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
