@@ -34,37 +34,42 @@ def clients(endpoint):
     return boto3.client("s3", **kw), boto3.client("kms", **kw)
 
 
-def seal(args):
-    s3, kms = clients(args.endpoint)
-    plaintext = open(args.file, "rb").read()
-    context = {
-        "aws:ses:message-id": args.message_id,
-        "aws:ses:rule-name": args.rule_name,
-        "aws:ses:source-account": args.account,
-    }
-    if args.wrap == "kms":
-        material = dict(context, kms_cmk_id=args.key_arn)
+def put_sealed(s3, kms, bucket, key, key_arn, plaintext, context, wrap="kms"):
+    """Stores `plaintext` at bucket/key encrypted as SES does, `context` being the `aws:ses:*`
+    encryption context."""
+    if wrap == "kms":
+        material = dict(context, kms_cmk_id=key_arn)
     else:
         material = dict(context, **{"aws:x-amz-cek-alg": "AES/GCM/NoPadding"})
-    data_key = kms.generate_data_key(
-        KeyId=args.key_arn, KeySpec="AES_256", EncryptionContext=material
-    )
+    data_key = kms.generate_data_key(KeyId=key_arn, KeySpec="AES_256", EncryptionContext=material)
     iv = os.urandom(12)
     body = AESGCM(data_key["Plaintext"]).encrypt(iv, plaintext, None)
     s3.put_object(
-        Bucket=args.bucket,
-        Key=args.key,
+        Bucket=bucket,
+        Key=key,
         Body=body,
         Metadata={
             "x-amz-key-v2": base64.b64encode(data_key["CiphertextBlob"]).decode(),
             "x-amz-iv": base64.b64encode(iv).decode(),
             "x-amz-cek-alg": "AES/GCM/NoPadding",
-            "x-amz-wrap-alg": args.wrap,
+            "x-amz-wrap-alg": wrap,
             "x-amz-tag-len": "128",
             "x-amz-matdesc": json.dumps(material),
             "x-amz-unencrypted-content-length": str(len(plaintext)),
         },
     )
+
+
+def seal(args):
+    s3, kms = clients(args.endpoint)
+    context = {
+        "aws:ses:message-id": args.message_id,
+        "aws:ses:rule-name": args.rule_name,
+        "aws:ses:source-account": args.account,
+    }
+    with open(args.file, "rb") as f:
+        plaintext = f.read()
+    put_sealed(s3, kms, args.bucket, args.key, args.key_arn, plaintext, context, args.wrap)
 
 
 def open_object(args):

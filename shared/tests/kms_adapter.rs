@@ -134,3 +134,47 @@ async fn tampered_objects_are_refused() {
         }
     }
 }
+
+#[tokio::test]
+async fn writes_are_sse_kms_under_the_key_and_presigned_urls_still_fetch() {
+    use mailroom::ports::ObjectMeta;
+    let key_arn = mailroom_testkit::kms_key().await;
+    let bucket = mailroom_testkit::bucket("ssekms").await;
+    let store = S3Store::new(mailroom_testkit::s3()).with_sse_kms(Some(key_arn.clone()));
+    store
+        .put_if_absent(
+            &bucket,
+            "messages/m/message.json",
+            Bytes::from_static(b"{}"),
+            &ObjectMeta::new("application/json"),
+        )
+        .await
+        .expect("put");
+    let head = mailroom_testkit::s3()
+        .head_object()
+        .bucket(&bucket)
+        .key("messages/m/message.json")
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(head.ssekms_key_id(), Some(key_arn.as_str()));
+    let url = store
+        .presign_get(
+            &bucket,
+            "messages/m/message.json",
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("presign");
+    let body = reqwest::get(&url)
+        .await
+        .expect("GET")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(&body[..], b"{}");
+}

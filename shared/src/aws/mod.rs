@@ -85,13 +85,16 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 #[cfg(feature = "aws")]
 /// The S3 store every function reads raw mail through: it decrypts what SES encrypted under
-/// `kms_key` (KMS may use no other key), and refuses encrypted mail without one.
+/// `kms_key` (KMS may use no other key), refuses encrypted mail without one, and writes SSE-KMS
+/// under `kms_key` when there is one.
 pub fn mail_store(
     config: &aws_config::SdkConfig,
     kms_key: Option<&str>,
 ) -> crate::envelope::Decrypting<S3Store> {
-    let store = crate::envelope::Decrypting::new(S3Store::from_conf(config));
-    match kms_key.map(str::trim).filter(|k| !k.is_empty()) {
+    let kms_key = kms_key.map(str::trim).filter(|k| !k.is_empty());
+    let s3 = S3Store::from_conf(config).with_sse_kms(kms_key.map(str::to_string));
+    let store = crate::envelope::Decrypting::new(s3);
+    match kms_key {
         Some(key) => store.with_keys(
             std::sync::Arc::new(KmsDataKeys::from_conf(config)),
             Some(key.to_string()),

@@ -46,6 +46,8 @@ pub struct S3Store {
     /// The credentials the client signs with, to know how long a presigned URL can work (the
     /// client itself no longer tells).
     credentials: Option<SharedCredentialsProvider>,
+    /// Writes are SSE-KMS under this key (with an S3 bucket key) instead of the bucket default.
+    sse_kms_key: Option<String>,
 }
 
 impl S3Store {
@@ -55,7 +57,14 @@ impl S3Store {
         S3Store {
             client,
             credentials: None,
+            sse_kms_key: None,
         }
+    }
+
+    /// Every object this store writes is encrypted by S3 under `key` (SSE-KMS).
+    pub fn with_sse_kms(mut self, key: Option<String>) -> Self {
+        self.sse_kms_key = key;
+        self
     }
 
     /// The credentials `client` signs with.
@@ -141,6 +150,12 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(body));
         if let Some(d) = &meta.content_disposition {
             req = req.content_disposition(d);
+        }
+        if let Some(key) = &self.sse_kms_key {
+            req = req
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .ssekms_key_id(key)
+                .bucket_key_enabled(true);
         }
         match req.send().await {
             Ok(_) => Ok(PutOutcome::Created),
