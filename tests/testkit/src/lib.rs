@@ -167,7 +167,12 @@ pub fn kms() -> aws_sdk_kms::Client {
 
 /// A new symmetric KMS key in moto; its ARN.
 pub async fn kms_key() -> String {
-    let out = kms()
+    kms_key_on(&sdk_config()).await
+}
+
+/// A new symmetric KMS key where `conf` points (the IAM-enforcing server's administrator); its ARN.
+pub async fn kms_key_on(conf: &aws_config::SdkConfig) -> String {
+    let out = aws_sdk_kms::Client::new(conf)
         .create_key()
         .description("mailroom test key")
         .send()
