@@ -267,7 +267,7 @@ fn webhook_secret(state: &std::path::Path) -> anyhow::Result<String> {
 async fn aws_ports(sink: Arc<sink::WebhookSink>) -> anyhow::Result<ports::Ports> {
     let config = mailroom::aws::sdk_config().await;
     Ok(ports::Ports {
-        objects: Arc::new(mailroom::aws::mail_store(&config, None)),
+        objects: Arc::new(mailroom::aws::S3Store::from_conf(&config)),
         publisher: Arc::new(mailroom::aws::SnsPublisher::from_conf(&config)),
         bouncer: Arc::new(mailroom::aws::SesBouncer::from_conf(&config)),
         queue: Arc::new(mailroom::aws::SqsQueue::from_conf(&config)),
@@ -275,6 +275,7 @@ async fn aws_ports(sink: Arc<sink::WebhookSink>) -> anyhow::Result<ports::Ports>
         mailer: Arc::new(mailroom_forward::sender::SesV2Sender::from_conf(&config)),
         parameters: Arc::new(mailroom_forward::map::SsmParameters(config.clone())),
         metrics: Arc::new(ports::NoMetrics),
+        data_keys: Arc::new(mailroom::aws::KmsDataKeys::from_conf(&config)),
         state: None,
         local_bouncer: None,
         sink,

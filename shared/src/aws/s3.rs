@@ -151,6 +151,9 @@ impl ObjectStore for S3Store {
         if let Some(d) = &meta.content_disposition {
             req = req.content_disposition(d);
         }
+        if !meta.metadata.is_empty() {
+            req = req.set_metadata(Some(meta.metadata.clone()));
+        }
         if let Some(key) = &self.sse_kms_key {
             req = req
                 .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
