@@ -82,7 +82,7 @@ async fn publish_notification(
         .await?)
 }
 
-/// The encryption context SES wraps a message's data key in (docs/ses.md §3, "Encrypt message").
+/// The encryption context SES wraps a message's data key in (docs/ses.md §3.3, "Encrypt message").
 fn ses_context(step: &Step<'_>) -> mailroom::ports::EncryptionContext {
     mailroom::ports::EncryptionContext::from([
         (

@@ -270,7 +270,7 @@ class Checker:
 
     def kms_reader(self, where, fn, rname, env, s3):
         """A function reading mail the S3 action encrypts needs the key to decrypt it with, and a
-        grant to unwrap SES's data keys in this rule's encryption context (docs/ses.md §3)."""
+        grant to unwrap SES's data keys in this rule's encryption context (docs/ses.md §3.3)."""
         key = when_set(s3.get("KmsKeyArn"))
         if key is None:
             return

@@ -1,7 +1,7 @@
 //! Mail that SES stored with "Encrypt message": the S3 encryption client's envelope format.
 //!
 //! SES writes the message AES-encrypted under a fresh data key and puts the data key, wrapped by
-//! KMS, in the object's metadata (docs/ses.md §3, "Encrypt message"). [`Envelope`] reads that
+//! KMS, in the object's metadata (docs/ses.md §3.3, "Encrypt message"). [`Envelope`] reads that
 //! metadata into a typed value; [`Envelope::open`] decrypts the body in place, so a 40 MB message
 //! is never held twice; [`read_mail`] is what every function that reads raw mail calls.
 //!
