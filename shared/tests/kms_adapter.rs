@@ -127,6 +127,7 @@ async fn tampered_objects_are_refused() {
         let err = envelope::read_mail(&store, Some(decryption), &bucket, key)
             .await
             .expect_err(key);
+        eprintln!("refused s3://{bucket}/{key}: {err}");
         assert!(!err.is_retryable(), "{key}: {err}");
         assert!(err.to_string().contains(want), "{key}: {err}");
         if let ReadError::Envelope(EnvelopeError::Kms(e)) = &err {

@@ -60,6 +60,10 @@ async fn mail_sealed_by_the_python_client_is_read_by_mailroom() {
         );
         let mail = read(&bucket, wrap, &key_arn).await.expect(wrap);
         assert_eq!(&mail[..], &sample()[..], "{wrap}");
+        eprintln!(
+            "sealed by s3ec_interop.py ({wrap}), read by mailroom: {} bytes, identical",
+            mail.len()
+        );
     }
 }
 
@@ -111,6 +115,10 @@ async fn mail_sealed_by_mailroom_is_read_by_the_python_client() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.stdout, sample());
+    eprintln!(
+        "sealed by mailroom, read by s3ec_interop.py: {} bytes, identical",
+        out.stdout.len()
+    );
 
     // The independent client refuses the object mailroom refuses.
     let out = python(&[
@@ -132,6 +140,10 @@ async fn mail_sealed_by_mailroom_is_read_by_the_python_client() {
     let err = read(&bucket, "flipped", &key_arn)
         .await
         .expect_err("flipped");
+    eprintln!(
+        "flipped tag: s3ec_interop.py exits 3 ({}); mailroom: {err}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     assert!(matches!(
         err,
         ReadError::Envelope(EnvelopeError::Authentication(_))
