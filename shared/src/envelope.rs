@@ -398,8 +398,8 @@ pub const KMS_KEY_VAR: &str = "MAILROOM_KMS_KEY_ARN";
 
 /// An [`ObjectStore`] whose reads decrypt what SES encrypted, so every function that reads raw
 /// mail gets the message, never ciphertext. Writes, sizes and presigned URLs go to the inner
-/// store unchanged. A refused object is a [`PortError`] (`Permanent`, or the KMS call's own kind
-/// when it may pass on a retry) naming the [`EnvelopeError`].
+/// store unchanged. A refused object is a [`PortError`] naming the [`EnvelopeError`]: `Permanent`,
+/// or the KMS call's own kind when KMS refused or failed.
 #[derive(Clone)]
 pub struct Decrypting<S> {
     inner: S,
@@ -436,10 +436,14 @@ impl From<ReadError> for PortError {
     fn from(e: ReadError) -> Self {
         match e {
             ReadError::Object(e) => e,
-            ReadError::Envelope(EnvelopeError::Kms(e)) if e.is_retryable() => PortError::new(
+            // KMS's own kind: an outage is retried, a missing grant reads as access denied.
+            ReadError::Envelope(EnvelopeError::Kms(e)) => PortError::new(
                 e.kind,
                 e.operation,
-                format!("encrypted object: {}", e.message),
+                format!(
+                    "encrypted object: KMS did not unwrap its data key: {}",
+                    e.message
+                ),
             ),
             ReadError::Envelope(e) => {
                 PortError::new(crate::ports::ErrorKind::Permanent, "decrypt", e.to_string())

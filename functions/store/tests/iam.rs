@@ -46,34 +46,13 @@ async fn store_needs_exactly_its_template_policy() {
 #[tokio::test]
 async fn store_decrypts_with_exactly_its_template_policy() {
     use mailroom::aws::KmsDataKeys;
-    use mailroom::envelope::{self, Decrypting};
-    use mailroom::ports::EncryptionContext;
+    use mailroom::envelope::Decrypting;
     use std::sync::Arc;
 
     let srv = iam::server();
-    let admin_conf = srv.admin();
-    let admin = iam::s3(&admin_conf);
-    let admin_keys = KmsDataKeys::from_conf(&admin_conf);
-    let key_arn = mailroom_testkit::kms_key_on(&admin_conf).await;
-    let mut raw = mailroom_testkit::event_file("mail/store-attachments.eml");
-    let context = EncryptionContext::from([
-        ("aws:ses:message-id".into(), ID.into()),
-        ("aws:ses:rule-name".into(), "receive".into()),
-        ("aws:ses:source-account".into(), iam::ACCOUNT.into()),
-    ]);
-    let metadata = envelope::seal(&admin_keys, &key_arn, &context, &mut raw)
-        .await
-        .expect("seal");
-    let bucket = srv.bucket("store-iam-kms").await;
-    admin
-        .put_object()
-        .bucket(&bucket)
-        .key(format!("raw/{ID}"))
-        .set_metadata(Some(metadata))
-        .body(raw.into())
-        .send()
-        .await
-        .expect("put sealed raw");
+    let admin = iam::s3(&srv.admin());
+    let raw = mailroom_testkit::event_file("mail/store-attachments.eml");
+    let (bucket, key_arn) = srv.bucket_with_sealed("store-iam-kms", ID, raw).await;
     let (event, config) = event_and_config(&bucket, Some(&key_arn));
 
     let world = World::new()
