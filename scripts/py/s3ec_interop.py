@@ -34,30 +34,36 @@ def clients(endpoint):
     return boto3.client("s3", **kw), boto3.client("kms", **kw)
 
 
-def put_sealed(s3, kms, bucket, key, key_arn, plaintext, context, wrap="kms"):
-    """Stores `plaintext` at bucket/key encrypted as SES does, `context` being the `aws:ses:*`
-    encryption context."""
+GCM, CBC = "AES/GCM/NoPadding", "AES/CBC/PKCS5Padding"
+
+
+def put_sealed(s3, kms, bucket, key, key_arn, plaintext, context, wrap="kms", cek=GCM):
+    """Stores `plaintext` at bucket/key encrypted as SES does (or, with `cek` = CBC, as the
+    format's older objects are), `context` being the `aws:ses:*` encryption context."""
     if wrap == "kms":
         material = dict(context, kms_cmk_id=key_arn)
     else:
-        material = dict(context, **{"aws:x-amz-cek-alg": "AES/GCM/NoPadding"})
+        material = dict(context, **{"aws:x-amz-cek-alg": cek})
     data_key = kms.generate_data_key(KeyId=key_arn, KeySpec="AES_256", EncryptionContext=material)
-    iv = os.urandom(12)
-    body = AESGCM(data_key["Plaintext"]).encrypt(iv, plaintext, None)
-    s3.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=body,
-        Metadata={
-            "x-amz-key-v2": base64.b64encode(data_key["CiphertextBlob"]).decode(),
-            "x-amz-iv": base64.b64encode(iv).decode(),
-            "x-amz-cek-alg": "AES/GCM/NoPadding",
-            "x-amz-wrap-alg": wrap,
-            "x-amz-tag-len": "128",
-            "x-amz-matdesc": json.dumps(material),
-            "x-amz-unencrypted-content-length": str(len(plaintext)),
-        },
-    )
+    metadata = {
+        "x-amz-key-v2": base64.b64encode(data_key["CiphertextBlob"]).decode(),
+        "x-amz-cek-alg": cek,
+        "x-amz-wrap-alg": wrap,
+        "x-amz-matdesc": json.dumps(material),
+        "x-amz-unencrypted-content-length": str(len(plaintext)),
+    }
+    if cek == GCM:
+        iv = os.urandom(12)
+        body = AESGCM(data_key["Plaintext"]).encrypt(iv, plaintext, None)
+        metadata["x-amz-tag-len"] = "128"
+    else:
+        iv = os.urandom(16)
+        pad = padding.PKCS7(128).padder()
+        padded = pad.update(plaintext) + pad.finalize()
+        enc = Cipher(algorithms.AES(data_key["Plaintext"]), modes.CBC(iv)).encryptor()
+        body = enc.update(padded) + enc.finalize()
+    metadata["x-amz-iv"] = base64.b64encode(iv).decode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
 
 
 def seal(args):
@@ -69,7 +75,7 @@ def seal(args):
     }
     with open(args.file, "rb") as f:
         plaintext = f.read()
-    put_sealed(s3, kms, args.bucket, args.key, args.key_arn, plaintext, context, args.wrap)
+    put_sealed(s3, kms, args.bucket, args.key, args.key_arn, plaintext, context, args.wrap, args.cek)
 
 
 def open_object(args):
@@ -89,9 +95,9 @@ def open_object(args):
     iv = base64.b64decode(meta["x-amz-iv"])
     alg = meta["x-amz-cek-alg"]
     try:
-        if alg == "AES/GCM/NoPadding":
+        if alg == GCM:
             plaintext = AESGCM(data_key).decrypt(iv, body, None)
-        elif alg == "AES/CBC/PKCS5Padding":
+        elif alg == CBC:
             dec = Cipher(algorithms.AES(data_key), modes.CBC(iv)).decryptor()
             unpad = padding.PKCS7(128).unpadder()
             plaintext = unpad.update(dec.update(body) + dec.finalize()) + unpad.finalize()
@@ -115,6 +121,7 @@ def main():
         if name == "seal":
             p.add_argument("--file", required=True)
             p.add_argument("--wrap", choices=["kms", "kms+context"], default="kms")
+            p.add_argument("--cek", choices=[GCM, CBC], default=GCM)
             p.add_argument("--message-id", required=True)
             p.add_argument("--rule-name", default="store")
             p.add_argument("--account", default="123456789012")

@@ -149,3 +149,82 @@ async fn mail_sealed_by_mailroom_is_read_by_the_python_client() {
         ReadError::Envelope(EnvelopeError::Authentication(_))
     ));
 }
+
+#[tokio::test]
+async fn cbc_objects_of_the_python_client_are_read_and_a_bad_padding_refused() {
+    let key_arn = mailroom_testkit::kms_key().await;
+    let bucket = mailroom_testkit::bucket("pycbc").await;
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), sample()).expect("write");
+    let path = file.path().to_str().expect("utf-8 path");
+    let out = python(&[
+        "seal",
+        "--bucket",
+        &bucket,
+        "--key",
+        "cbc",
+        "--key-arn",
+        &key_arn,
+        "--file",
+        path,
+        "--cek",
+        "AES/CBC/PKCS5Padding",
+        "--message-id",
+        "pycbc-1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mail = read(&bucket, "cbc", &key_arn).await.expect("cbc");
+    assert_eq!(&mail[..], &sample()[..]);
+    eprintln!(
+        "CBC sealed by s3ec_interop.py, read by mailroom: {} bytes, identical",
+        mail.len()
+    );
+
+    // The block before the last, altered at its end, spoils the padding the last one decrypts to.
+    let s3 = mailroom_testkit::s3();
+    let got = s3
+        .get_object()
+        .bucket(&bucket)
+        .key("cbc")
+        .send()
+        .await
+        .expect("get");
+    let metadata = got.metadata().cloned();
+    let mut body = got.body.collect().await.expect("body").to_vec();
+    let n = body.len();
+    body[n - 17] ^= 0xff;
+    s3.put_object()
+        .bucket(&bucket)
+        .key("cbc-padding")
+        .set_metadata(metadata)
+        .body(body.into())
+        .send()
+        .await
+        .expect("put");
+    let err = read(&bucket, "cbc-padding", &key_arn)
+        .await
+        .expect_err("bad padding");
+    eprintln!("CBC padding spoiled: mailroom: {err}");
+    assert_eq!(
+        err,
+        ReadError::Envelope(EnvelopeError::Authentication("AES-CBC padding invalid"))
+    );
+    let out = python(&[
+        "open",
+        "--bucket",
+        &bucket,
+        "--key",
+        "cbc-padding",
+        "--key-arn",
+        &key_arn,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the independent client refuses it too"
+    );
+}
