@@ -10,7 +10,7 @@
 use anyhow::Context;
 use clap::Parser;
 #[cfg(feature = "aws")]
-use mailroom::aws::{S3Store, SqsQueue};
+use mailroom::aws::SqsQueue;
 use mailroom::config::{self, ProcessEnv};
 use mailroom::layout::Locations;
 #[cfg(feature = "aws")]
@@ -105,7 +105,7 @@ async fn redrive(now: bool, dry_run: bool, opts: Options) -> anyhow::Result<()> 
             ..config
         };
         let config = mailroom_api::secrets::resolve(config, &sdk).await?;
-        let store = S3Store::from_conf(&sdk);
+        let store = mailroom::aws::mail_store(&sdk, config.locations.kms_key.as_deref());
         let http = ReqwestSender::new()?;
         let deps = Deps {
             store: &store,
@@ -144,8 +144,8 @@ impl Forward {
             .context("reading the forward function's configuration")?;
         Ok(Forward {
             maps: config.map_cache(),
+            aws: mailroom_forward::AwsAdapters::from_conf(sdk, config.locations.kms_key.as_deref()),
             config,
-            aws: mailroom_forward::AwsAdapters::from_conf(sdk),
         })
     }
 }

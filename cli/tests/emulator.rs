@@ -536,3 +536,55 @@ fn a_function_that_keeps_failing_is_retried_then_dead_lettered_and_the_raw_mail_
     // The later actions still ran.
     assert_eq!(run.rule("receive")["actions"][2]["status"]["status"], "ok");
 }
+
+#[test]
+fn with_a_kms_key_the_raw_mail_is_stored_encrypted_and_the_functions_decrypt_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let eml = root().join("events/mail/multipart-alternative.eml");
+    let run = deliver(
+        &eml,
+        &root().join("template.yaml"),
+        &state,
+        &[
+            "--to",
+            "support@example.com",
+            "--param",
+            DEAD_WEBHOOK,
+            "--param",
+            &format!("KmsKeyArn={key}"),
+        ],
+    );
+    assert!(run.ok(), "{}", run.stderr());
+    let id = run.message_id();
+    for a in run.rule("receive")["actions"].as_array().unwrap() {
+        assert_eq!(a["status"]["status"], "ok", "{a}");
+    }
+    // On disk: ciphertext, its envelope beside it.
+    let raw = std::fs::read(state.join("s3/mailroom-rawmailbucket/raw").join(&id)).unwrap();
+    let subject = b"Subject:";
+    assert!(!raw.windows(subject.len()).any(|w| w == subject));
+    let meta = std::fs::read_to_string(
+        state.join(format!("s3-meta/mailroom-rawmailbucket/raw/{id}.json")),
+    )
+    .unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["metadata"]["x-amz-cek-alg"], "AES/GCM/NoPadding");
+    assert!(
+        meta["metadata"]["x-amz-matdesc"]
+            .as_str()
+            .unwrap()
+            .contains(&id)
+    );
+    // What the functions made of it: the decrypted message.
+    let stored = walk(&state.join("s3/mailroom-rawmailbucket/messages"));
+    let json = stored.iter().find(|p| p.ends_with("message.json")).unwrap();
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let original = std::fs::read_to_string(&eml).unwrap();
+    let subject = model["subject"].as_str().unwrap();
+    assert!(original.contains(subject), "{subject}");
+    let topic = std::fs::read_to_string(state.join("sns/mailroom-MailTopic.jsonl")).unwrap();
+    assert!(topic.contains(subject));
+}

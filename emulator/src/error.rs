@@ -28,6 +28,9 @@ pub enum ActionError {
     Port(#[from] PortError),
     #[error("{0}")]
     Encode(#[from] serde_json::Error),
+    /// The S3 action's `KmsKeyArn` is set and the message could not be encrypted under it.
+    #[error("encrypting the message: {0}")]
+    Encrypt(#[from] mailroom::envelope::EnvelopeError),
     #[error("message is {size} bytes, over the SNS action's 150 KB: SES bounces it")]
     TooLargeForSns { size: usize },
     #[error("no in-process function for {arn}")]

@@ -82,6 +82,21 @@ async fn publish_notification(
         .await?)
 }
 
+/// The encryption context SES wraps a message's data key in (docs/ses.md §3.3, "Encrypt message").
+fn ses_context(step: &Step<'_>) -> mailroom::ports::EncryptionContext {
+    mailroom::ports::EncryptionContext::from([
+        (
+            "aws:ses:message-id".to_string(),
+            step.mail.message_id.clone(),
+        ),
+        ("aws:ses:rule-name".to_string(), step.rule.name.clone()),
+        (
+            "aws:ses:source-account".to_string(),
+            crate::template::DEFAULT_ACCOUNT.to_string(),
+        ),
+    ])
+}
+
 impl LocalExecutor {
     async fn run(
         &self,
@@ -90,19 +105,32 @@ impl LocalExecutor {
         out: &mut Outcome,
     ) -> Result<(), ActionError> {
         match step.action {
-            Action::S3 { bucket, .. } => {
+            Action::S3 {
+                bucket,
+                kms_key_arn,
+                ..
+            } => {
                 let key = step.object_key().unwrap_or_default();
-                ports
-                    .objects
-                    .put_if_absent(
-                        bucket,
-                        &key,
-                        Bytes::copy_from_slice(step.message),
-                        &ObjectMeta::new("application/octet-stream"),
+                let mut body = step.message.to_vec();
+                let mut meta = ObjectMeta::new("application/octet-stream");
+                let mut how = String::new();
+                if let Some(kms_key) = kms_key_arn {
+                    let metadata = mailroom::envelope::seal(
+                        ports.data_keys.as_ref(),
+                        kms_key,
+                        &ses_context(step),
+                        &mut body,
                     )
                     .await?;
+                    meta = meta.with_metadata(metadata);
+                    how = format!(", encrypted under {kms_key}");
+                }
+                ports
+                    .objects
+                    .put_if_absent(bucket, &key, Bytes::from(body), &meta)
+                    .await?;
                 out.summary = Some(format!(
-                    "stored {} bytes at s3://{bucket}/{key}",
+                    "stored {} bytes at s3://{bucket}/{key}{how}",
                     step.message.len()
                 ));
             }

@@ -7,7 +7,10 @@ use crate::ports::Ports;
 use anyhow::Context;
 use async_trait::async_trait;
 use mailroom::SesEvent;
+use mailroom::envelope::Decrypting;
+use mailroom::ports::ObjectStore;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What a function returned, as the emulator shows it.
 #[derive(Debug, Clone, Default)]
@@ -106,6 +109,19 @@ pub fn build(
     })
 }
 
+/// The store a function reads raw mail through, as `mailroom::aws::mail_store` builds it in
+/// Lambda: it decrypts what the S3 action encrypted under the function's `MAILROOM_KMS_KEY_ARN`.
+fn mail_store(
+    ports: &Ports,
+    locations: &mailroom::layout::Locations,
+) -> Decrypting<Arc<dyn ObjectStore>> {
+    let store = Decrypting::new(ports.objects.clone());
+    match &locations.kms_key {
+        Some(key) => store.with_keys(ports.data_keys.clone(), Some(key.clone())),
+        None => store,
+    }
+}
+
 fn summarize<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| format!("(unprintable result: {e})"))
 }
@@ -117,7 +133,8 @@ struct Store {
 #[async_trait]
 impl Function for Store {
     async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError> {
-        let report = mailroom_store::handle(event, &self.config, ports.objects.as_ref())
+        let store = mail_store(ports, &self.config.locations);
+        let report = mailroom_store::handle(event, &self.config, &store)
             .await
             .map_err(FunctionError::new)?;
         Ok(Returned {
@@ -169,14 +186,10 @@ struct Fanout {
 #[async_trait]
 impl Function for Fanout {
     async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError> {
-        let report = mailroom_fanout::handle(
-            event,
-            &self.config,
-            ports.objects.as_ref(),
-            ports.publisher.as_ref(),
-        )
-        .await
-        .map_err(FunctionError::new)?;
+        let store = mail_store(ports, &self.config.locations);
+        let report = mailroom_fanout::handle(event, &self.config, &store, ports.publisher.as_ref())
+            .await
+            .map_err(FunctionError::new)?;
         Ok(Returned {
             disposition: None,
             summary: summarize(&report.outcomes),
@@ -191,8 +204,9 @@ struct Api {
 #[async_trait]
 impl Function for Api {
     async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError> {
+        let store = mail_store(ports, &self.config.locations);
         let deps = mailroom_api::Deps {
-            store: ports.objects.as_ref(),
+            store: &store,
             queue: ports.queue.as_ref(),
             http: ports.http.as_ref(),
         };
@@ -215,8 +229,9 @@ struct Forward {
 #[async_trait]
 impl Function for Forward {
     async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError> {
+        let store = mail_store(ports, &self.config.locations);
         let deps = mailroom_forward::Deps {
-            store: ports.objects.as_ref(),
+            store: &store,
             sender: ports.mailer.as_ref(),
             parameters: ports.parameters.as_ref(),
             maps: &self.maps,

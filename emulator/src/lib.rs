@@ -275,6 +275,7 @@ async fn aws_ports(sink: Arc<sink::WebhookSink>) -> anyhow::Result<ports::Ports>
         mailer: Arc::new(mailroom_forward::sender::SesV2Sender::from_conf(&config)),
         parameters: Arc::new(mailroom_forward::map::SsmParameters(config.clone())),
         metrics: Arc::new(ports::NoMetrics),
+        data_keys: Arc::new(mailroom::aws::KmsDataKeys::from_conf(&config)),
         state: None,
         local_bouncer: None,
         sink,

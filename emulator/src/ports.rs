@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use mailroom::ports::queue::{Queue, Received};
 use mailroom::ports::{
-    BounceRequest, Bouncer, ObjectMeta, ObjectStore, PortError, Publication, Publisher, PutOutcome,
-    TransportError, WebhookRequest, WebhookResponse, WebhookSender,
+    BounceRequest, Bouncer, DataKeys, LocalDataKeys, Object, ObjectMeta, ObjectStore, PortError,
+    Publication, Publisher, PutOutcome, TransportError, WebhookRequest, WebhookResponse,
+    WebhookSender,
 };
 use mailroom_forward::map::Parameters;
 use mailroom_forward::metrics::Metrics;
@@ -32,6 +33,9 @@ pub struct Ports {
     pub parameters: Arc<dyn Parameters>,
     /// Counters a function emits (CloudWatch metrics in AWS).
     pub metrics: Arc<dyn Metrics>,
+    /// KMS: the data keys the S3 action encrypts mail under when its `KmsKeyArn` is set, and
+    /// the functions decrypt it with.
+    pub data_keys: Arc<dyn DataKeys>,
     /// The local state folder, when the ports are the local ones (for naming output paths).
     pub state: Option<PathBuf>,
     /// The local SendBounce, which must be told about each received message.
@@ -55,6 +59,7 @@ impl Ports {
             mailer: Arc::new(LocalMailer::new(state)),
             parameters: Arc::new(NoParameters),
             metrics: Arc::new(NoMetrics),
+            data_keys: Arc::new(LocalDataKeys),
             state: Some(state.to_path_buf()),
             sink,
         })
@@ -99,6 +104,7 @@ impl Ports {
                 log: log.clone(),
                 state: self.state.clone(),
             }),
+            data_keys: self.data_keys.clone(),
             state: self.state.clone(),
             local_bouncer: self.local_bouncer.clone(),
             sink: self.sink.clone(),
@@ -155,6 +161,10 @@ impl<T: ?Sized> Rec<T> {
 impl ObjectStore for Rec<dyn ObjectStore> {
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, PortError> {
         self.inner.get(bucket, key).await
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
+        self.inner.get_object(bucket, key).await
     }
 
     async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {

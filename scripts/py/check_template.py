@@ -34,6 +34,8 @@ REQUEST_RESPONSE_BINARIES = {"stop", "bounce"}
 # The variable a function reads the raw message location from: such a function needs content.
 RAW_BUCKET_VAR = "MAILROOM_RAW_BUCKET"
 RAW_PREFIX_VAR = "MAILROOM_RAW_PREFIX"
+# The key a function decrypts raw mail with when the S3 action encrypts it.
+KMS_KEY_VAR = "MAILROOM_KMS_KEY_ARN"
 SES = "ses.amazonaws.com"
 # What one job of an SQS batch may take at worst, per binary: the variable bounding it, its unit
 # in seconds, and where the crate's default for it is written (used when the template leaves the
@@ -81,6 +83,23 @@ LIST_BOUND = re.compile(r"\{0,(\d+)\}")
 
 # The events of forwarded mail that mean it did not arrive, or not yet (SES event publishing).
 FORWARD_EVENTS = {"bounce", "complaint", "reject", "deliveryDelay"}
+
+
+def when_set(value):
+    """What a value is when its condition holds: the true branch of an `!If`, else itself."""
+    while isinstance(value, dict) and "Fn::If" in value:
+        value = value["Fn::If"][1]
+    return value
+
+
+def function_statements(policies):
+    """The inline statements of a SAM function's Policies, conditional ones as when set."""
+    for policy in policies or []:
+        if isinstance(policy, dict):
+            for st in policy.get("Statement") or []:
+                st = when_set(st)
+                if isinstance(st, dict):
+                    yield st
 
 
 def env_vars():
@@ -249,6 +268,26 @@ class Checker:
             self.err(where, f"bucket policy must allow {SES} s3:PutObject with AWS:SourceAccount and "
                             f"AWS:SourceArn ending in :receipt-rule/{rname}")
 
+    def kms_reader(self, where, fn, rname, env, s3):
+        """A function reading mail the S3 action encrypts needs the key to decrypt it with, and a
+        grant to unwrap SES's data keys in this rule's encryption context (docs/ses.md §3.3)."""
+        key = when_set(s3.get("KmsKeyArn"))
+        if key is None:
+            return
+        if when_set(env.get(KMS_KEY_VAR)) != key:
+            self.err(where, f"the S3 action encrypts with KmsKeyArn, but {fn} does not set "
+                            f"{KMS_KEY_VAR} to that key: it would refuse every message")
+        for st in function_statements(self.t.function_prop(fn, "Policies")):
+            actions = st.get("Action")
+            actions = [actions] if isinstance(actions, str) else (actions or [])
+            cond = (st.get("Condition") or {}).get("StringEquals") or {}
+            if (st.get("Effect") == "Allow" and "kms:Decrypt" in actions
+                    and when_set(st.get("Resource")) == key
+                    and cond.get("kms:EncryptionContext:aws:ses:rule-name") == rname):
+                return
+        self.err(where, f"{fn} has no kms:Decrypt on the S3 action's key conditioned on "
+                        f"kms:EncryptionContext:aws:ses:rule-name = {rname!r}")
+
     def lambda_action(self, where, rule, rname, body, deps, s3_before):
         fn = ref_target(body.get("FunctionArn"))
         if fn not in self.res:
@@ -274,6 +313,8 @@ class Checker:
                 self.err(where, f"{fn} reads the message from {RAW_BUCKET_VAR}/{RAW_PREFIX_VAR}, but no "
                                 "earlier S3Action in this rule writes that bucket and prefix (the Lambda "
                                 "event carries no body)")
+            for action in match:
+                self.kms_reader(where, fn, rname, env, action)
         perms = [p for p, r in self.t.of_type("AWS::Lambda::Permission").items()
                  if ref_target((r.get("Properties") or {}).get("FunctionName")) == fn
                  and (r.get("Properties") or {}).get("Principal") == SES]

@@ -150,7 +150,7 @@ def main():
     where = urllib.parse.urlsplit(moto)
     sam_local.wait_for(where.hostname, where.port)
     sam_local.Gateway.moto = (where.hostname, where.port)
-    (s3, _, _), params = sam_local.resources(moto)
+    (s3, _, _, _), params = sam_local.resources(moto)
     gateway = ThreadingHTTPServer(("127.0.0.1", 0), sam_local.Gateway)
     threading.Thread(target=gateway.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{gateway.server_address[1]}"

@@ -3,6 +3,9 @@ what must have happened: one list and one check for both ways they are run (scri
 under cargo lambda, scripts/py/sam_local.py under sam local invoke)."""
 
 import json
+import os
+
+import s3ec_interop
 
 # Each sample event, the function it is for, what the answer must be, and what must have happened.
 # raw: the .eml uploaded to raw/<messageId> first (the receive rule's S3 action did that in SES).
@@ -24,6 +27,8 @@ CASES = [
     ("bounce", "lambda/bounce-event-invocation.json", {"bounced": ["nobody@example.com"]}),
     ("store", "lambda/store-event.json", {"raw": "mail/store-attachments.eml", "stored": True}),
     ("store", "lambda/store-setup-notification.json", {"stored": False}),
+    # sealed: stored as SES's "Encrypt message" stores it (KMS, AES-GCM), the functions given the key.
+    ("store", "lambda/store-encrypted.json", {"raw": "mail/store-attachments.eml", "sealed": True, "stored": True}),
     ("fanout", "lambda/fanout-event.json", {"raw": "mail/store-attachments.eml", "published": True}),
     ("fanout", "lambda/fanout-dmarc-fail.json", {"raw": "mail/store-hostile-filenames.eml", "published": True}),
     ("api", "lambda/api-event.json", {"raw": "mail/attachments.eml", "webhooks": 1}),
@@ -41,6 +46,24 @@ FORWARD_MAP = ("invoices@inbox.example.com=owner@gmail.example; "
 # The identity the forward function sends as (forwarder@<DomainName>); SES, and moto, send only
 # from a verified identity.
 FORWARD_DOMAIN = "example.com"
+
+
+def kms_key(kms):
+    """A KMS key for the sealed cases; the functions get its ARN as the template's KmsKeyArn."""
+    return kms.create_key(Description="mailroom sample events")["KeyMetadata"]["Arn"]
+
+
+def put_raw(s3, kms, bucket, mid, eml_path, want, key_arn):
+    """The case's raw mail at raw/<mid>, as SES's S3 action writes it (encrypted when `sealed`)."""
+    with open(eml_path, "rb") as f:
+        raw = f.read()
+    key = f"raw/{mid}"
+    if want.get("sealed"):
+        context = {"aws:ses:message-id": mid, "aws:ses:rule-name": "receive",
+                   "aws:ses:source-account": "123456789012"}
+        s3ec_interop.put_sealed(s3, kms, bucket, key, key_arn, raw, context)
+    else:
+        s3.put_object(Bucket=bucket, Key=key, Body=raw)
 
 
 def check(want, out, mid, *, s3, sqs, tap, bucket, webhooks, bounces):

@@ -95,7 +95,7 @@ def main():
             else:
                 mid = data["Records"][0]["ses"]["mail"]["messageId"]
             if "raw" in want:
-                s3.put_object(Bucket=bucket, Key=f"raw/{mid}", Body=open(os.path.join(EVENTS, want["raw"]), "rb").read())
+                aws.put_raw(mid, os.path.join(EVENTS, want["raw"]), want)
             Recorder.webhooks.clear()
             Recorder.bounces.clear()
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as ev:

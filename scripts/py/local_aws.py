@@ -15,7 +15,7 @@ import boto3
 
 import moto_launcher
 from cfn_template import Resolver, Template
-from event_cases import FORWARD_DOMAIN, FORWARD_MAP
+from event_cases import FORWARD_DOMAIN, FORWARD_MAP, kms_key, put_raw
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 
@@ -71,6 +71,8 @@ class Stack:
                            "AWS_DEFAULT_REGION": REGION})
         aws = lambda svc: boto3.client(svc, endpoint_url=moto, region_name=REGION)
         self.s3, self.sns, self.sqs, self.ssm = aws("s3"), aws("sns"), aws("sqs"), aws("ssm")
+        self.kms = aws("kms")
+        self.kms_key = kms_key(self.kms)
 
         self.bucket = run
         self.s3.create_bucket(Bucket=self.bucket)
@@ -106,6 +108,7 @@ class Stack:
             "WebhookSecretArn": secret_arn,
             "Mailboxes": "support@example.com,@team.example.com,sales@example.com,@inbox.example.com",
             "ForwardMap": FORWARD_MAP,
+            "KmsKeyArn": self.kms_key,
         }, physical, {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
                       "AWS::StackName": run})
         # Binary name -> logical id.
@@ -123,6 +126,9 @@ class Stack:
         env = dict(self.base_env)
         env.update(self.resolver.env(self.binaries[binary]))
         return env
+
+    def put_raw(self, mid, eml_path, want):
+        put_raw(self.s3, self.kms, self.bucket, mid, eml_path, want, self.kms_key)
 
     def close(self):
         self.server.shutdown()

@@ -145,7 +145,7 @@ def resources(moto, bucket=RUN):
     """The stack's bucket, topic (with an SQS tap to see what was published), queues, secret."""
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
     aws = lambda svc: boto3.client(svc, endpoint_url=moto, region_name=REGION)
-    s3, sns, sqs, ssm = aws("s3"), aws("sns"), aws("sqs"), aws("ssm")
+    s3, sns, sqs, ssm, kms = aws("s3"), aws("sns"), aws("sqs"), aws("ssm"), aws("kms")
     try:
         s3.create_bucket(Bucket=bucket)
     except s3.exceptions.BucketAlreadyOwnedByYou:
@@ -176,8 +176,9 @@ def resources(moto, bucket=RUN):
         "MAILROOM_MAILBOXES": MAILBOXES,
         "MAILROOM_FORWARD_MAP": event_cases.FORWARD_MAP,
         "MAILROOM_FORWARD_CONFIGURATION_SET": config_set,
+        "MAILROOM_KMS_KEY_ARN": event_cases.kms_key(kms),
     }
-    return (s3, sqs, tap), params
+    return (s3, sqs, tap, kms), params
 
 
 def invoke(logical, event, env_file):
@@ -218,7 +219,8 @@ class LocalAws:
         wait_for(where.hostname, where.port)
         Gateway.moto = (where.hostname, where.port)
         self.bucket = bucket
-        (self.s3, self.sqs, self.tap), params = resources(self.moto, bucket)
+        (self.s3, self.sqs, self.tap, self.kms), params = resources(self.moto, bucket)
+        self.kms_key = params["MAILROOM_KMS_KEY_ARN"]
 
         # Bound to the bridge gateway only: reachable from the containers and this machine, no further.
         gw = bridge_gateway()
@@ -231,9 +233,9 @@ class LocalAws:
         with open(env_file, "w") as f:
             json.dump({"Parameters": params}, f, indent=2)
 
-    def put_raw(self, mid, eml_rel):
-        with open(os.path.join(EVENTS, eml_rel), "rb") as f:
-            self.s3.put_object(Bucket=self.bucket, Key=f"raw/{mid}", Body=f.read())
+    def put_raw(self, mid, eml_rel, want):
+        event_cases.put_raw(self.s3, self.kms, self.bucket, mid, os.path.join(EVENTS, eml_rel), want,
+                            self.kms_key)
 
     def close(self):
         self.server.shutdown()
@@ -260,7 +262,7 @@ def run_cases(aws, work):
                 r["body"] = json.dumps(job)
         mid = message_id(data, rel)
         if "raw" in want:
-            aws.put_raw(mid, want["raw"])
+            aws.put_raw(mid, want["raw"], want)
         Gateway.webhooks.clear()
         Gateway.bounces.clear()
         event = os.path.join(work, os.path.basename(rel))
@@ -304,7 +306,7 @@ def seed_samples(aws):
     """Every sample event's raw mail in the bucket, under the messageId the event names."""
     for _, rel, want in CASES:
         if "raw" in want:
-            aws.put_raw(message_id(json.load(open(os.path.join(EVENTS, rel))), rel), want["raw"])
+            aws.put_raw(message_id(json.load(open(os.path.join(EVENTS, rel))), rel), want["raw"], want)
 
 
 def run_readme(aws):

@@ -22,6 +22,7 @@ pub const STORE_BUCKET_VAR: &str = "MAILROOM_STORE_BUCKET";
 pub const STORE_PREFIX_VAR: &str = "MAILROOM_STORE_PREFIX";
 /// The variables [`Locations::from_env`] reads.
 pub const ENV_VARS: &[&str] = &[
+    crate::envelope::KMS_KEY_VAR,
     RAW_BUCKET_VAR,
     RAW_PREFIX_VAR,
     STORE_BUCKET_VAR,
@@ -48,6 +49,8 @@ pub struct Locations {
     pub store_bucket: String,
     /// Always empty or ending in `/`.
     pub store_prefix: String,
+    /// The KMS key SES encrypts raw mail with ("Encrypt message"); `None`: it does not.
+    pub kms_key: Option<String>,
 }
 
 impl Locations {
@@ -63,11 +66,19 @@ impl Locations {
             raw_bucket,
             raw_prefix: raw_prefix.into(),
             store_prefix: normalize_prefix(store_prefix.as_deref().unwrap_or(DEFAULT_STORE_PREFIX)),
+            kms_key: None,
         }
     }
 
+    /// The same locations, raw mail encrypted under `kms_key`.
+    pub fn with_kms_key(mut self, kms_key: Option<String>) -> Self {
+        self.kms_key = kms_key;
+        self
+    }
+
     /// `MAILROOM_RAW_BUCKET` (required), `MAILROOM_RAW_PREFIX` (default empty),
-    /// `MAILROOM_STORE_BUCKET` (default: the raw bucket), `MAILROOM_STORE_PREFIX` (default `messages/`).
+    /// `MAILROOM_STORE_BUCKET` (default: the raw bucket), `MAILROOM_STORE_PREFIX` (default `messages/`),
+    /// `MAILROOM_KMS_KEY_ARN` (default: raw mail is not encrypted).
     pub fn from_env(env: &(impl Env + ?Sized)) -> Result<Self, ConfigError> {
         let raw_bucket = config::required(env, RAW_BUCKET_VAR)?;
         // Blank means "no prefix", which `optional` already reports as unset.
@@ -92,7 +103,8 @@ impl Locations {
             raw_prefix,
             config::optional(env, STORE_BUCKET_VAR),
             store_prefix,
-        ))
+        )
+        .with_kms_key(config::optional(env, crate::envelope::KMS_KEY_VAR)))
     }
 
     /// The raw object's key for a message.

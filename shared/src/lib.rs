@@ -10,7 +10,8 @@
 //! - [`ses`]: the SES receipt event and the `disposition` answer, as SES really sends them.
 //! - [`email`]: the MIME parser and the JSON model of an email every function shares.
 //! - [`layout`] and [`keys`]: where mail lives in S3, and keys made safe from untrusted names;
-//!   [`served`]: the headers an attachment is stored and served with.
+//!   [`served`]: the headers an attachment is stored and served with; [`envelope`]: raw mail SES
+//!   encrypted with KMS, decrypted as it is read.
 //! - [`policy`]: the filter policy (verdicts, allow and deny lists, size) stop and bounce apply;
 //!   [`automated`]: mail a machine sent, which bounce never answers and forward never passes on.
 //! - [`webhook`]: Standard Webhooks signing, payload formats, the retry schedule.
@@ -24,6 +25,7 @@ pub mod aws;
 pub mod config;
 pub mod diagnostic;
 pub mod email;
+pub mod envelope;
 pub mod keys;
 pub mod layout;
 pub mod logging;

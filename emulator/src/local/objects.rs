@@ -3,7 +3,8 @@
 use super::{io_error, safe_relative};
 use async_trait::async_trait;
 use bytes::Bytes;
-use mailroom::ports::{ObjectMeta, ObjectStore, PortError, PutOutcome};
+use mailroom::ports::{Object, ObjectMeta, ObjectStore, PortError, PutOutcome};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -30,6 +31,31 @@ impl LocalObjectStore {
             .join(safe_relative("s3", key)?))
     }
 
+    /// The user metadata saved beside an object (none for objects written before it was kept).
+    async fn user_metadata(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<HashMap<String, String>, PortError> {
+        let path = self.meta_path(bucket, key)?;
+        let text = match tokio::fs::read(&path).await {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+            Err(e) => return Err(io_error("HeadObject", &path, &e)),
+        };
+        let saved: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+            PortError::new(
+                mailroom::ports::ErrorKind::Permanent,
+                "HeadObject",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        Ok(saved
+            .get("metadata")
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+            .unwrap_or_default())
+    }
+
     fn meta_path(&self, bucket: &str, key: &str) -> Result<PathBuf, PortError> {
         let bucket = safe_relative("s3", bucket)?;
         let mut p = self
@@ -53,12 +79,27 @@ impl ObjectStore for LocalObjectStore {
             .map_err(|e| io_error("GetObject", &path, &e))
     }
 
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
+        let body = self.get(bucket, key).await?;
+        Ok(Object {
+            body,
+            metadata: self.user_metadata(bucket, key).await?,
+        })
+    }
+
     async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {
         let path = self.path_of(bucket, key)?;
-        tokio::fs::metadata(&path)
+        let stored = tokio::fs::metadata(&path)
             .await
             .map(|m| m.len())
-            .map_err(|e| io_error("HeadObject", &path, &e))
+            .map_err(|e| io_error("HeadObject", &path, &e))?;
+        // As S3Store: an encrypted message is measured by its plaintext.
+        let plaintext = self
+            .user_metadata(bucket, key)
+            .await?
+            .get(mailroom::envelope::UNENCRYPTED_LENGTH)
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        Ok(plaintext.unwrap_or(stored))
     }
 
     async fn put_if_absent(
@@ -105,6 +146,7 @@ impl ObjectStore for LocalObjectStore {
         let json = serde_json::json!({
             "contentType": meta.content_type,
             "contentDisposition": meta.content_disposition,
+            "metadata": meta.metadata,
             "size": body.len(),
         });
         tokio::fs::write(&meta_path, json.to_string())

@@ -2,7 +2,7 @@
 //! both the SES action and the retry queue's SQS trigger.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use mailroom::aws::{S3Store, SqsQueue};
+use mailroom::aws::SqsQueue;
 use mailroom::config::ProcessEnv;
 use mailroom::webhook::http::ReqwestSender;
 use mailroom_api::{Config, Deadline, Deps, handle_until};
@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&ProcessEnv)?;
     let sdk = mailroom::aws::sdk_config().await;
     let config = mailroom_api::secrets::resolve(config, &sdk).await?;
-    let store = S3Store::from_conf(&sdk);
+    let store = mailroom::aws::mail_store(&sdk, config.locations.kms_key.as_deref());
     let queue = SqsQueue::from_conf(&sdk);
     let http = ReqwestSender::new()?;
     let deps = Deps {

@@ -4,6 +4,7 @@
 //! the independent `standardwebhooks` Python package as well as our own verifier.
 
 use mailroom::aws::{S3Store, SqsQueue};
+use mailroom::envelope::Decrypting;
 use mailroom::ports::{Queue, Received};
 use mailroom::webhook::delivery::DeadLetter;
 use mailroom::webhook::http::ReqwestSender;
@@ -74,7 +75,7 @@ struct World {
     retry_url: String,
     dlq_url: String,
     secret: String,
-    store: S3Store,
+    store: Decrypting<S3Store>,
     queue: SqsQueue,
     http: ReqwestSender,
 }
@@ -113,7 +114,7 @@ impl World {
             retry_url,
             dlq_url,
             secret: Secret::generate(),
-            store: S3Store::new(mailroom_testkit::s3()),
+            store: Decrypting::new(S3Store::new(mailroom_testkit::s3())),
             queue: SqsQueue::new(sqs),
             http: ReqwestSender::new().expect("client"),
         }
@@ -1218,7 +1219,9 @@ async fn presigned_links_promise_no_more_than_the_signing_credentials_last() {
         .credentials_provider(creds.clone())
         .force_path_style(true)
         .build();
-    w.store = S3Store::new(aws_sdk_s3::Client::from_conf(conf)).with_credentials(Some(creds));
+    w.store = Decrypting::new(
+        S3Store::new(aws_sdk_s3::Client::from_conf(conf)).with_credentials(Some(creds)),
+    );
     let ep = Endpoint::start(vec![Act::Status(200)]).await;
     let config = w.config(&ep.url, &[("MAILROOM_INLINE_ATTACHMENT_MAX_BYTES", "0")]);
     assert_eq!(config.presign_expiry, Duration::from_secs(7 * 86400));
@@ -1491,5 +1494,44 @@ async fn large_attachments_are_uploaded_with_safe_headers_whatever_the_mail_says
         let (ct, cd) = served_headers(&w.bucket, &key(i)).await;
         assert!(ct.ends_with("+xml"), "{ct}");
         assert!(cd.starts_with("attachment;"), "{ct} served as {cd:?}");
+    }
+}
+
+#[tokio::test]
+async fn mail_ses_encrypted_is_delivered_and_tampered_mail_dead_lettered_unsent() {
+    use mailroom_testkit::Sealed;
+    for how in [Sealed::Intact, Sealed::FlippedTag, Sealed::OtherKey] {
+        let mut w = World::new().await;
+        (w.bucket, w.store) =
+            mailroom_testkit::bucket_with_sealed_raw("api-kms", MESSAGE_ID, "attachments.eml", how)
+                .await;
+        let ep = Endpoint::start(vec![Act::Status(200)]).await;
+        let config = w.config(&ep.url, &[]);
+        let report = handle(ses_event(), &config, w.deps()).await.expect("ses");
+        if how == Sealed::Intact {
+            let reqs = ep.requests();
+            assert_eq!(reqs.len(), 1, "{report}");
+            let body: Value = serde_json::from_slice(&reqs[0].body).expect("json");
+            assert_eq!(
+                body["data"]["email"]["subject"],
+                "Invoice and statement for January"
+            );
+            assert!(w.dead_letters().await.is_empty());
+        } else {
+            assert_eq!(
+                report["steps"][0]["status"], "dead_lettered",
+                "{how:?}: {report}"
+            );
+            assert!(
+                ep.requests().is_empty(),
+                "{how:?}: no webhook for a refused object"
+            );
+            let dead = w.dead_letters().await;
+            assert!(
+                dead[0].detail.contains("encrypted object"),
+                "{how:?}: {}",
+                dead[0].detail
+            );
+        }
     }
 }

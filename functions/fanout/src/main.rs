@@ -2,7 +2,7 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use mailroom::SesEvent;
-use mailroom::aws::{S3Store, SnsPublisher};
+use mailroom::aws::SnsPublisher;
 use mailroom::config::ProcessEnv;
 use mailroom_fanout::{Config, handle};
 
@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     mailroom::logging::init_json();
     let config = Config::from_env(&ProcessEnv)?;
     let sdk = mailroom::aws::sdk_config().await;
-    let store = S3Store::from_conf(&sdk);
+    let store = mailroom::aws::mail_store(&sdk, config.locations.kms_key.as_deref());
     let publisher = SnsPublisher::from_conf(&sdk);
     let (config, store, publisher) = (&config, &store, &publisher);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SesEvent>| async move {

@@ -3,21 +3,39 @@
 //! of its grants.
 
 use mailroom::SesEvent;
-use mailroom::aws::{S3Store, SnsPublisher};
+use mailroom::aws::{KmsDataKeys, S3Store, SnsPublisher};
+use mailroom::envelope::Decrypting;
 use mailroom_fanout::{Config, handle};
 use mailroom_testkit::iam::{self, World};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 const ID: &str = "o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1";
 
 #[tokio::test]
 async fn fanout_needs_exactly_its_template_policy() {
+    needs_exactly_its_template_policy(false).await;
+}
+
+/// With `KmsKeyArn` set (the raw mail encrypted as SES does), the one kms:Decrypt grant is needed.
+#[tokio::test]
+async fn fanout_decrypts_with_exactly_its_template_policy() {
+    needs_exactly_its_template_policy(true).await;
+}
+
+async fn needs_exactly_its_template_policy(encrypted: bool) {
     let srv = iam::server();
     let admin = srv.admin();
     let raw = mailroom_testkit::event_file("mail/store-attachments.eml");
-    let bucket = srv
-        .bucket_with("fanout-iam", &format!("raw/{ID}"), raw)
-        .await;
+    let (bucket, kms_key) = if encrypted {
+        let (bucket, key) = srv.bucket_with_sealed("fanout-iam-kms", ID, raw).await;
+        (bucket, Some(key))
+    } else {
+        let bucket = srv
+            .bucket_with("fanout-iam", &format!("raw/{ID}"), raw)
+            .await;
+        (bucket, None)
+    };
     let topic = srv.topic("mail").await;
     let (inbox, inbox_arn) = srv.queue("inbox").await;
     aws_sdk_sns::Client::new(&admin)
@@ -37,6 +55,7 @@ async fn fanout_needs_exactly_its_template_policy() {
         ("MAILROOM_STORE_BUCKET", bucket.as_str()),
         ("MAILROOM_STORE_PREFIX", "messages/"),
         ("MAILROOM_TOPIC_ARN", topic.as_str()),
+        ("MAILROOM_KMS_KEY_ARN", kms_key.as_deref().unwrap_or("")),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -44,13 +63,20 @@ async fn fanout_needs_exactly_its_template_policy() {
     let config = Config::from_env(&env).expect("config");
     let sqs = aws_sdk_sqs::Client::new(&admin);
 
-    let world = World::new()
+    let mut world = World::new()
         .bucket("RawMailBucket", &bucket)
         .topic("MailTopic", &topic);
+    if let Some(key) = &kms_key {
+        world = world.param("KmsKeyArn", key);
+    }
     let report = iam::least_privilege("FanoutFunction", &world, |conf| {
         let (event, config, sqs, inbox) = (&event, &config, &sqs, &inbox);
         async move {
-            let store = S3Store::new(iam::s3(&conf));
+            let mut store = Decrypting::new(S3Store::new(iam::s3(&conf)));
+            if let Some(key) = &config.locations.kms_key {
+                let keys = Arc::new(KmsDataKeys::from_conf(&conf));
+                store = store.with_keys(keys, Some(key.clone()));
+            }
             let publisher = SnsPublisher::from_conf(&conf);
             let report = handle(event, config, &store, &publisher)
                 .await
@@ -85,4 +111,19 @@ async fn fanout_needs_exactly_its_template_policy() {
     )]);
     // moto does not check SNS resources: the template must name exactly the configured topic.
     assert_eq!(report.widened_resources("sns:Publish"), vec![topic.clone()]);
+    // Nor KMS keys: with a key, the template names exactly it, and fanout needs the grant.
+    let kms: Vec<String> = kms_key.into_iter().collect();
+    assert_eq!(report.widened_resources("kms:Decrypt"), kms);
+    for (g, without) in report
+        .needed
+        .iter()
+        .filter(|(g, _)| g.action == "kms:Decrypt")
+    {
+        eprintln!(
+            "needed {} on {}: without it, {without}",
+            g.action, g.resource
+        );
+    }
+    let needs_kms = report.needed.iter().any(|(g, _)| g.action == "kms:Decrypt");
+    assert_eq!(needs_kms, !kms.is_empty(), "{report:?}");
 }

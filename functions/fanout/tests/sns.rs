@@ -375,3 +375,38 @@ async fn unparseable_mail_is_still_announced_with_a_pointer_to_the_raw_message()
     assert_eq!(summary["raw"]["bucket"], bucket.as_str());
     assert_eq!(summary["subject"], "Quarterly report");
 }
+
+#[tokio::test]
+async fn mail_ses_encrypted_is_published_and_tampered_mail_is_not() {
+    use mailroom_testkit::Sealed;
+    const ID: &str = "o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1";
+    let topic_arn = topic(false).await;
+    let all = subscribe(&topic_arn, false, None).await;
+    let publisher = SnsPublisher::new(mailroom_testkit::sns());
+    for how in [Sealed::Intact, Sealed::FlippedTag, Sealed::OtherKey] {
+        let (bucket, store) = mailroom_testkit::bucket_with_sealed_raw(
+            "fanout-kms",
+            ID,
+            "store-attachments.eml",
+            how,
+        )
+        .await;
+        let config = config(&bucket, &topic_arn);
+        let result = handle(&event("fanout-event.json"), &config, &store, &publisher).await;
+        let got = receive(&all.queue_url).await;
+        if how == Sealed::Intact {
+            result.expect("published");
+            assert_eq!(got.len(), 1);
+            let message = got[0].envelope["Message"].as_str().expect("Message");
+            let summary: Value = serde_json::from_str(message).expect("JSON");
+            assert_eq!(summary["subject"], "Quarterly report");
+        } else {
+            let err = result.expect_err("refused");
+            assert!(
+                matches!(err, mailroom_fanout::FanoutError::ReadRaw { .. }),
+                "{how:?}: {err}"
+            );
+            assert!(got.is_empty(), "{how:?}: nothing published");
+        }
+    }
+}

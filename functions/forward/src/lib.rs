@@ -245,16 +245,17 @@ pub struct Deps<'a> {
 /// dead-lettered events with these same adapters, so the two cannot drift apart.
 #[cfg(feature = "aws")]
 pub struct AwsAdapters {
-    pub store: mailroom::aws::S3Store,
+    pub store: mailroom::envelope::Decrypting<mailroom::aws::S3Store>,
     pub sender: sender::SesV2Sender,
     pub parameters: map::SsmParameters,
 }
 
 #[cfg(feature = "aws")]
 impl AwsAdapters {
-    pub fn from_conf(sdk: &mailroom::aws::SdkConfig) -> AwsAdapters {
+    /// `kms_key`: the key SES encrypts raw mail with (`Locations::kms_key`).
+    pub fn from_conf(sdk: &mailroom::aws::SdkConfig, kms_key: Option<&str>) -> AwsAdapters {
         AwsAdapters {
-            store: mailroom::aws::S3Store::from_conf(sdk),
+            store: mailroom::aws::mail_store(sdk, kms_key),
             sender: sender::SesV2Sender::from_conf(sdk),
             parameters: map::SsmParameters(sdk.clone()),
         }

@@ -9,7 +9,10 @@ use mailroom_forward::{AwsAdapters, Config, handle};
 async fn main() -> Result<(), Error> {
     mailroom::logging::init_json();
     let config = Config::from_env(&ProcessEnv)?;
-    let aws = AwsAdapters::from_conf(&mailroom::aws::sdk_config().await);
+    let aws = AwsAdapters::from_conf(
+        &mailroom::aws::sdk_config().await,
+        config.locations.kms_key.as_deref(),
+    );
     let maps = config.map_cache();
     // Read the map at cold start; a failure here is retried by the first invocation, whose
     // error then reaches Lambda's retries and the dead-letter queue instead of failing init.

@@ -522,3 +522,59 @@ async fn missing_raw_mail_setup_probes_and_unmapped_recipients() {
     assert!(skipped_reason(&report.outcomes[0]).contains("no forward map entry"));
     assert!(w.outbox.sent().is_empty());
 }
+
+#[tokio::test]
+async fn mail_ses_encrypted_is_forwarded_and_tampered_mail_fails_unsent() {
+    use mailroom_testkit::Sealed;
+    let raw = mailroom_testkit::event_file("mail/multipart-alternative.eml");
+    for how in [Sealed::Intact, Sealed::FlippedTag, Sealed::OtherKey] {
+        let (bucket, sealed) = mailroom_testkit::bucket_with_sealed_raw(
+            "forward-kms",
+            ID,
+            "multipart-alternative.eml",
+            how,
+        )
+        .await;
+        let cfg = mailroom_forward::Config::from_env(
+            [
+                ("MAILROOM_RAW_BUCKET", bucket.as_str()),
+                ("MAILROOM_RAW_PREFIX", "raw/"),
+                ("MAILROOM_FORWARD_FROM", "forwarder@example.com"),
+                (
+                    "MAILROOM_FORWARD_MAP",
+                    "orders@inbox.example.com=me@gmail.com",
+                ),
+            ]
+            .as_slice(),
+        )
+        .unwrap();
+        let w = World::new(&cfg, Store::default(), Outbox::default());
+        let deps = mailroom_forward::Deps {
+            store: &sealed,
+            ..w.deps()
+        };
+        let ev = event(
+            ID,
+            &raw,
+            "shop@example.net",
+            &["orders@inbox.example.com"],
+            &[],
+        );
+        let result = handle(&ev, &cfg, deps).await;
+        if how == Sealed::Intact {
+            let report = result.unwrap();
+            assert_eq!(deliveries(&report.outcomes[0]).len(), 1);
+            let sent = w.outbox.sent();
+            assert_eq!(sent.len(), 1);
+            assert!(String::from_utf8_lossy(&sent[0].raw).contains("Example Shop"));
+        } else {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(err, ForwardError::ReadRaw { .. }),
+                "{how:?}: {err}"
+            );
+            assert!(!err.is_retryable(), "{how:?}: {err}");
+            assert!(w.outbox.sent().is_empty(), "{how:?}: nothing forwarded");
+        }
+    }
+}

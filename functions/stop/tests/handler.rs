@@ -223,3 +223,27 @@ async fn one_structured_line_per_decision_names_the_reasons() {
         "{reasons}"
     );
 }
+
+#[tokio::test]
+async fn size_rule_measures_encrypted_mail_by_its_plaintext() {
+    let ev = event("stop-clean.json");
+    let id = ev.records[0].ses.mail.message_id.clone();
+    let (bucket, store) = mailroom_testkit::bucket_with_sealed_raw(
+        "stop-kms",
+        &id,
+        "multipart-alternative.eml",
+        mailroom_testkit::Sealed::Intact,
+    )
+    .await;
+    let plain = mailroom_testkit::event_file("mail/multipart-alternative.eml").len();
+    // A limit of exactly the mail's size: the ciphertext, 16 bytes longer, would exceed it.
+    let limit = plain.to_string();
+    let cfg = config(&[
+        ("MAILROOM_MAX_SIZE", limit.as_str()),
+        ("MAILROOM_RAW_BUCKET", bucket.as_str()),
+        ("MAILROOM_RAW_PREFIX", "raw/"),
+    ]);
+    let d = decide(&ev.records[0], &cfg, Some(store.inner())).await;
+    assert_eq!(d.size, SizeCheck::Checked(plain as u64));
+    assert_eq!(d.action, Action::Allow);
+}

@@ -2,7 +2,6 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use mailroom::SesEvent;
-use mailroom::aws::S3Store;
 use mailroom::config::ProcessEnv;
 use mailroom_store::{Config, handle};
 
@@ -10,7 +9,10 @@ use mailroom_store::{Config, handle};
 async fn main() -> Result<(), Error> {
     mailroom::logging::init_json();
     let config = Config::from_env(&ProcessEnv)?;
-    let store = S3Store::from_conf(&mailroom::aws::sdk_config().await);
+    let store = mailroom::aws::mail_store(
+        &mailroom::aws::sdk_config().await,
+        config.locations.kms_key.as_deref(),
+    );
     let (config, store) = (&config, &store);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SesEvent>| async move {
         handle(&event.payload, config, store).await

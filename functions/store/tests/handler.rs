@@ -344,3 +344,47 @@ async fn a_message_over_the_size_limit_fails_the_invocation_and_stays_raw() {
         vec![&format!("raw/{ID}")]
     );
 }
+
+#[tokio::test]
+async fn mail_ses_encrypted_is_decrypted_and_stored() {
+    use mailroom_testkit::Sealed;
+    let (bucket, store) = mailroom_testkit::bucket_with_sealed_raw(
+        "store-kms",
+        ID,
+        "store-attachments.eml",
+        Sealed::Intact,
+    )
+    .await;
+    let report = handle(&event("store-event.json"), &config(&bucket), &store)
+        .await
+        .expect("stored");
+    assert_eq!(stored(&report.outcomes[0]), (5, 0));
+    let objs = objects(&bucket).await;
+    let text = &objs[&format!("{PREFIX}body.txt")];
+    assert!(String::from_utf8_lossy(&text.body).contains("Grüße"));
+}
+
+#[tokio::test]
+async fn tampered_or_foreign_encrypted_mail_is_refused_and_nothing_stored() {
+    use mailroom_testkit::Sealed;
+    for how in [Sealed::FlippedTag, Sealed::OtherKey] {
+        let (bucket, store) =
+            mailroom_testkit::bucket_with_sealed_raw("store-kms", ID, "store-attachments.eml", how)
+                .await;
+        let err = handle(&event("store-event.json"), &config(&bucket), &store)
+            .await
+            .expect_err("refused");
+        // An error, not an `Ok` report: the invocation fails, is retried and dead-lettered.
+        assert!(
+            matches!(err, mailroom_store::StoreError::ReadRaw { .. }),
+            "{how:?}: {err}"
+        );
+        assert!(!err.is_retryable(), "{how:?}: {err}");
+        let keys: Vec<String> = objects(&bucket).await.into_keys().collect();
+        assert_eq!(
+            keys,
+            vec![format!("raw/{ID}")],
+            "{how:?}: only the raw mail"
+        );
+    }
+}

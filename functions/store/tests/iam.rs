@@ -19,53 +19,18 @@ async fn store_needs_exactly_its_template_policy() {
     let bucket = srv
         .bucket_with("store-iam", &format!("raw/{ID}"), raw)
         .await;
-    let event: SesEvent =
-        serde_json::from_slice(&mailroom_testkit::event_file("lambda/store-event.json"))
-            .expect("event");
-    // The template's environment: raw/ and messages/ in the one bucket.
-    let config = Config {
-        locations: Locations::new(
-            &bucket,
-            "raw/",
-            Some(bucket.clone()),
-            Some("messages/".into()),
-        ),
-        limits: mailroom::Limits::default(),
-    };
+    let (event, config) = event_and_config(&bucket, None);
 
     let world = World::new().bucket("RawMailBucket", &bucket);
     let report = iam::least_privilege("StoreFunction", &world, |conf| {
         let (admin, bucket, event, config) = (&admin, &bucket, &event, &config);
         async move {
-            // Each run starts from nothing stored.
-            let listed = admin
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix("messages/")
-                .send()
-                .await
-                .map_err(|e| format!("list: {e:?}"))?;
-            for o in listed.contents() {
-                admin
-                    .delete_object()
-                    .bucket(bucket)
-                    .key(o.key().unwrap_or_default())
-                    .send()
-                    .await
-                    .map_err(|e| format!("delete: {e:?}"))?;
-            }
+            clear_stored(admin, bucket).await?;
             let store = S3Store::new(iam::s3(&conf));
             let report = handle(event, config, &store)
                 .await
                 .map_err(|e| e.to_string())?;
-            admin
-                .head_object()
-                .bucket(bucket)
-                .key(MESSAGE_JSON)
-                .send()
-                .await
-                .map_err(|e| format!("message.json not stored ({report:?}): {e:?}"))?;
-            Ok(())
+            stored(admin, bucket, &report).await
         }
     })
     .await;
@@ -74,4 +39,123 @@ async fn store_needs_exactly_its_template_policy() {
         &format!("arn:aws:s3:::{bucket}"),
         "lets a missing raw object read as 404 rather than 403; moto answers 404 either way",
     )]);
+}
+
+/// With `KmsKeyArn` set, the raw mail is encrypted as SES encrypts it: store must still manage with
+/// exactly its template policy, whose KMS grants name exactly the configured key.
+#[tokio::test]
+async fn store_decrypts_with_exactly_its_template_policy() {
+    use mailroom::aws::KmsDataKeys;
+    use mailroom::envelope::Decrypting;
+    use std::sync::Arc;
+
+    let srv = iam::server();
+    let admin = iam::s3(&srv.admin());
+    let raw = mailroom_testkit::event_file("mail/store-attachments.eml");
+    let (bucket, key_arn) = srv.bucket_with_sealed("store-iam-kms", ID, raw).await;
+    let (event, config) = event_and_config(&bucket, Some(&key_arn));
+
+    let world = World::new()
+        .bucket("RawMailBucket", &bucket)
+        .param("KmsKeyArn", &key_arn);
+    let report = iam::least_privilege("StoreFunction", &world, |conf| {
+        let (admin, bucket, event, config, key_arn) = (&admin, &bucket, &event, &config, &key_arn);
+        async move {
+            clear_stored(admin, bucket).await?;
+            let store = Decrypting::new(
+                mailroom::aws::S3Store::new(iam::s3(&conf)).with_sse_kms(Some(key_arn.clone())),
+            )
+            .with_keys(
+                Arc::new(KmsDataKeys::from_conf(&conf)),
+                Some(key_arn.clone()),
+            );
+            let report = handle(event, config, &store)
+                .await
+                .map_err(|e| e.to_string())?;
+            stored(admin, bucket, &report).await
+        }
+    })
+    .await;
+    let key = key_arn.as_str();
+    // moto evaluates no IAM condition: the two kms:Decrypt statements (SES's context, and SSE-KMS
+    // via S3) are the same grant to it, so neither alone is needed; which context each allows is
+    // held by check-template instead. moto's S3 asks KMS nothing for SSE-KMS writes.
+    let overlapping = "moto ignores the conditions that tell the two kms:Decrypt grants apart";
+    report.assert_exercised_except(&[
+        ("kms:Decrypt", key, overlapping),
+        ("kms:Decrypt", key, overlapping),
+        (
+            "kms:GenerateDataKey",
+            key,
+            "moto's S3 writes SSE-KMS objects without calling KMS",
+        ),
+        (
+            "s3:ListBucket",
+            &format!("arn:aws:s3:::{bucket}"),
+            "lets a missing raw object read as 404 rather than 403; moto answers 404 either way",
+        ),
+    ]);
+    // moto checks no KMS resource: the template must name exactly the configured key.
+    assert_eq!(
+        report.widened_resources("kms:Decrypt"),
+        vec![key_arn.clone(); 2]
+    );
+    assert_eq!(
+        report.widened_resources("kms:GenerateDataKey"),
+        vec![key_arn.clone()]
+    );
+}
+
+/// Each run starts from nothing stored.
+async fn clear_stored(admin: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
+    let listed = admin
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix("messages/")
+        .send()
+        .await
+        .map_err(|e| format!("list: {e:?}"))?;
+    for o in listed.contents() {
+        admin
+            .delete_object()
+            .bucket(bucket)
+            .key(o.key().unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| format!("delete: {e:?}"))?;
+    }
+    Ok(())
+}
+
+async fn stored(
+    admin: &aws_sdk_s3::Client,
+    bucket: &str,
+    report: &mailroom_store::Report,
+) -> Result<(), String> {
+    admin
+        .head_object()
+        .bucket(bucket)
+        .key(MESSAGE_JSON)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("message.json not stored ({report:?}): {e:?}"))
+}
+
+/// The sample event, and the template's environment: raw/ and messages/ in the one bucket.
+fn event_and_config(bucket: &str, kms_key: Option<&str>) -> (SesEvent, Config) {
+    let event = serde_json::from_slice(&mailroom_testkit::event_file("lambda/store-event.json"))
+        .expect("event");
+    let locations = Locations::new(
+        bucket,
+        "raw/",
+        Some(bucket.into()),
+        Some("messages/".into()),
+    )
+    .with_kms_key(kms_key.map(str::to_string));
+    let config = Config {
+        locations,
+        limits: mailroom::Limits::default(),
+    };
+    (event, config)
 }

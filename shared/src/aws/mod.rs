@@ -9,6 +9,8 @@
 //! what reads no SDK type is here: the endpoint variable, the timeouts, ARN and error-code rules.
 
 #[cfg(feature = "aws")]
+pub mod kms;
+#[cfg(feature = "aws")]
 pub mod s3;
 pub mod secrets;
 #[cfg(feature = "aws")]
@@ -18,6 +20,8 @@ pub mod sns;
 #[cfg(feature = "aws")]
 pub mod sqs;
 
+#[cfg(feature = "aws")]
+pub use kms::KmsDataKeys;
 #[cfg(feature = "aws")]
 pub use s3::S3Store;
 #[cfg(feature = "aws")]
@@ -76,6 +80,26 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     match non_empty_var(ENDPOINT_VAR) {
         Some(url) => loader.endpoint_url(url).load().await,
         None => loader.load().await,
+    }
+}
+
+#[cfg(feature = "aws")]
+/// The S3 store every function reads raw mail through: it decrypts what SES encrypted under
+/// `kms_key` (KMS may use no other key), refuses encrypted mail without one, and writes SSE-KMS
+/// under `kms_key` when there is one.
+pub fn mail_store(
+    config: &aws_config::SdkConfig,
+    kms_key: Option<&str>,
+) -> crate::envelope::Decrypting<S3Store> {
+    let kms_key = kms_key.map(str::trim).filter(|k| !k.is_empty());
+    let s3 = S3Store::from_conf(config).with_sse_kms(kms_key.map(str::to_string));
+    let store = crate::envelope::Decrypting::new(s3);
+    match kms_key {
+        Some(key) => store.with_keys(
+            std::sync::Arc::new(KmsDataKeys::from_conf(config)),
+            Some(key.to_string()),
+        ),
+        None => store,
     }
 }
 

@@ -1,7 +1,8 @@
 //! [`ObjectStore`] over Amazon S3.
 
 use super::classify;
-use crate::ports::{ErrorKind, ObjectMeta, ObjectStore, PortError, PutOutcome};
+use crate::envelope::UNENCRYPTED_LENGTH;
+use crate::ports::{ErrorKind, Object, ObjectMeta, ObjectStore, PortError, PutOutcome};
 use async_trait::async_trait;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -45,6 +46,8 @@ pub struct S3Store {
     /// The credentials the client signs with, to know how long a presigned URL can work (the
     /// client itself no longer tells).
     credentials: Option<SharedCredentialsProvider>,
+    /// Writes are SSE-KMS under this key (with an S3 bucket key) instead of the bucket default.
+    sse_kms_key: Option<String>,
 }
 
 impl S3Store {
@@ -54,7 +57,14 @@ impl S3Store {
         S3Store {
             client,
             credentials: None,
+            sse_kms_key: None,
         }
+    }
+
+    /// Every object this store writes is encrypted by S3 under `key` (SSE-KMS).
+    pub fn with_sse_kms(mut self, key: Option<String>) -> Self {
+        self.sse_kms_key = key;
+        self
     }
 
     /// The credentials `client` signs with.
@@ -80,7 +90,11 @@ impl S3Store {
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, PortError> {
-        let out = self
+        Ok(self.get_object(bucket, key).await?.body)
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
+        let mut out = self
             .client
             .get_object()
             .bucket(bucket)
@@ -88,6 +102,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| classify("s3:GetObject", &e))?;
+        let metadata = out.metadata.take().unwrap_or_default();
         let body = out.body.collect().await.map_err(|e| {
             PortError::new(
                 ErrorKind::Transient,
@@ -95,7 +110,10 @@ impl ObjectStore for S3Store {
                 format!("reading body: {e}"),
             )
         })?;
-        Ok(body.into_bytes())
+        Ok(Object {
+            body: body.into_bytes(),
+            metadata,
+        })
     }
 
     async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {
@@ -107,7 +125,12 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| classify("s3:HeadObject", &e))?;
-        Ok(out.content_length().unwrap_or(0).max(0) as u64)
+        // An encrypted message is its ciphertext plus a 16-byte tag; the limit is on the mail.
+        let plaintext = out
+            .metadata()
+            .and_then(|m| m.get(UNENCRYPTED_LENGTH))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        Ok(plaintext.unwrap_or_else(|| out.content_length().unwrap_or(0).max(0) as u64))
     }
 
     async fn put_if_absent(
@@ -127,6 +150,15 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(body));
         if let Some(d) = &meta.content_disposition {
             req = req.content_disposition(d);
+        }
+        if !meta.metadata.is_empty() {
+            req = req.set_metadata(Some(meta.metadata.clone()));
+        }
+        if let Some(key) = &self.sse_kms_key {
+            req = req
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .ssekms_key_id(key)
+                .bucket_key_enabled(true);
         }
         match req.send().await {
             Ok(_) => Ok(PutOutcome::Created),

@@ -5,6 +5,7 @@
 //! functions need to decide between "let Lambda retry" and "log once and stop".
 
 pub mod bouncer;
+pub mod datakeys;
 pub mod http;
 pub mod objects;
 pub mod publisher;
@@ -14,10 +15,11 @@ pub use bouncer::{
     BounceRequest, BounceType, BouncedRecipient, Bouncer, DsnAction, DsnExtension, MessageDsn,
     RecipientDsn,
 };
+pub use datakeys::{DataKey, DataKeys, EncryptionContext, LocalDataKeys};
 pub use http::{
     TransportError, TransportErrorKind, WebhookRequest, WebhookResponse, WebhookSender,
 };
-pub use objects::{ObjectMeta, ObjectStore, PutOutcome};
+pub use objects::{Object, ObjectMeta, ObjectStore, PutOutcome};
 pub use publisher::{Attribute, Publication, Publisher};
 pub use queue::{Queue, Received};
 

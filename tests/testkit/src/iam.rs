@@ -153,6 +153,40 @@ impl IamMoto {
         name
     }
 
+    /// A fresh bucket holding the raw mail `body` of `message_id` at `raw/<message_id>`, encrypted
+    /// as SES's "Encrypt message" does for this account's `receive` rule under a new KMS key:
+    /// (bucket, key ARN).
+    pub async fn bucket_with_sealed(
+        &self,
+        prefix: &str,
+        message_id: &str,
+        mut body: Vec<u8>,
+    ) -> (String, String) {
+        use mailroom::ports::EncryptionContext;
+        let admin = self.admin();
+        let key_arn = crate::kms_key_on(&admin).await;
+        let context = EncryptionContext::from([
+            ("aws:ses:message-id".to_string(), message_id.to_string()),
+            ("aws:ses:rule-name".to_string(), "receive".to_string()),
+            ("aws:ses:source-account".to_string(), ACCOUNT.to_string()),
+        ]);
+        let keys = mailroom::aws::KmsDataKeys::from_conf(&admin);
+        let metadata = mailroom::envelope::seal(&keys, &key_arn, &context, &mut body)
+            .await
+            .unwrap_or_else(|e| panic!("sealing raw/{message_id}: {e}"));
+        let name = self.bucket(prefix).await;
+        s3(&admin)
+            .put_object()
+            .bucket(&name)
+            .key(format!("raw/{message_id}"))
+            .set_metadata(Some(metadata))
+            .body(body.into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put s3://{name}/raw/{message_id}: {e:?}"));
+        (name, key_arn)
+    }
+
     /// A fresh queue, made by the administrator: (URL, ARN).
     pub async fn queue(&self, prefix: &str) -> (String, String) {
         let name = crate::unique(prefix);

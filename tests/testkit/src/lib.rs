@@ -161,6 +161,28 @@ pub fn ses() -> aws_sdk_ses::Client {
     aws_sdk_ses::Client::new(&sdk_config())
 }
 
+pub fn kms() -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::new(&sdk_config())
+}
+
+/// A new symmetric KMS key in moto; its ARN.
+pub async fn kms_key() -> String {
+    kms_key_on(&sdk_config()).await
+}
+
+/// A new symmetric KMS key where `conf` points (the IAM-enforcing server's administrator); its ARN.
+pub async fn kms_key_on(conf: &aws_config::SdkConfig) -> String {
+    let out = aws_sdk_kms::Client::new(conf)
+        .create_key()
+        .description("mailroom test key")
+        .send()
+        .await
+        .expect("CreateKey");
+    out.key_metadata
+        .and_then(|m| m.arn)
+        .expect("CreateKey answers with the key's ARN")
+}
+
 /// A domain verified in moto's SES (v1 and v2 share moto's identities): SES sends only from a
 /// verified identity.
 pub async fn verified_domain(prefix: &str) -> String {
@@ -302,6 +324,70 @@ pub async fn bucket_with_raw(
         )
         .await
         .unwrap_or_else(|e| panic!("putting raw/{message_id} into {bucket}: {e}"));
+    (bucket, store)
+}
+
+/// How [`bucket_with_sealed_raw`] leaves the encrypted object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealed {
+    /// As SES writes it.
+    Intact,
+    /// One bit of the AES-GCM tag flipped.
+    FlippedTag,
+    /// Encrypted under another KMS key than the one the store may use.
+    OtherKey,
+}
+
+/// Like [`bucket_with_raw`], with the raw object encrypted as SES's "Encrypt message" writes it
+/// (moto's KMS, the SES encryption context), and a store that decrypts with a new moto key.
+pub async fn bucket_with_sealed_raw(
+    prefix: &str,
+    message_id: &str,
+    eml: &str,
+    how: Sealed,
+) -> (
+    String,
+    mailroom::envelope::Decrypting<mailroom::aws::S3Store>,
+) {
+    use mailroom::aws::KmsDataKeys;
+    use mailroom::ports::EncryptionContext;
+    let bucket = bucket(prefix).await;
+    let key_arn = kms_key().await;
+    let seal_with = match how {
+        Sealed::OtherKey => kms_key().await,
+        _ => key_arn.clone(),
+    };
+    let keys = std::sync::Arc::new(KmsDataKeys::new(kms()));
+    let context = EncryptionContext::from([
+        ("aws:ses:message-id".to_string(), message_id.to_string()),
+        (
+            "aws:ses:rule-name".to_string(),
+            "mailroom-store".to_string(),
+        ),
+        (
+            "aws:ses:source-account".to_string(),
+            "123456789012".to_string(),
+        ),
+    ]);
+    let mut body = event_file(&format!("mail/{eml}"));
+    let metadata = mailroom::envelope::seal(keys.as_ref(), &seal_with, &context, &mut body)
+        .await
+        .unwrap_or_else(|e| panic!("sealing {eml}: {e}"));
+    if how == Sealed::FlippedTag
+        && let Some(last) = body.last_mut()
+    {
+        *last ^= 0x01;
+    }
+    s3().put_object()
+        .bucket(&bucket)
+        .key(format!("raw/{message_id}"))
+        .set_metadata(Some(metadata))
+        .body(body.into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("putting raw/{message_id} into {bucket}: {e:?}"));
+    let store = mailroom::envelope::Decrypting::new(mailroom::aws::S3Store::new(s3()))
+        .with_keys(keys, Some(key_arn));
     (bucket, store)
 }
 
