@@ -64,7 +64,9 @@ impl LocalDataKeys {
             .chain_update(b"mailroom local data key wrapping\0")
             .chain_update(key_id.as_bytes())
             .finalize();
-        Aes256Gcm::new_from_slice(secret.as_slice()).expect("a SHA-256 digest is 32 bytes")
+        // A SHA-256 digest is exactly an AES-256 key: no length to check.
+        let key: [u8; 32] = secret.into();
+        Aes256Gcm::new(&key.into())
     }
 
     fn aad(key_id: &str, context: &EncryptionContext) -> Vec<u8> {
