@@ -632,7 +632,15 @@ mod tests {
     }
 
     fn body_with_raw(format: Format, deliveries: &[Delivery], raw_email: &[u8]) -> Value {
-        let parsed = sample();
+        body_of(&sample(), format, deliveries, Some(raw_email))
+    }
+
+    fn body_of(
+        parsed: &Parsed,
+        format: Format,
+        deliveries: &[Delivery],
+        raw_email: Option<&[u8]>,
+    ) -> Value {
         let ses = ses();
         let raw = RawLocation {
             bucket: "b".into(),
@@ -644,11 +652,11 @@ mod tests {
             format,
             webhook_id: "m1",
             message_id: "m1",
-            parsed: &parsed,
+            parsed,
             ses: &ses,
             raw_location: &raw,
             attachments: deliveries,
-            raw_email: Some(raw_email),
+            raw_email,
         };
         serde_json::from_slice(&build(&input).expect("test value")).expect("test value")
     }
@@ -658,25 +666,12 @@ mod tests {
         let mut parsed = sample();
         parsed.email.attachments[0].content_type = "text/html\r\nSet-Cookie: session=stolen".into();
         parsed.email.attachments[1].content_type = "Image/PNG; name=\"a b.png\"".into();
-        let ses = ses();
-        let raw = RawLocation {
-            bucket: "b".into(),
-            key: "raw/m1".into(),
-            url: None,
-            url_expires_at: None,
-        };
-        let input = Input {
-            format: Format::Postmark,
-            webhook_id: "m1",
-            message_id: "m1",
-            parsed: &parsed,
-            ses: &ses,
-            raw_location: &raw,
-            attachments: &[Delivery::Inline, Delivery::Inline],
-            raw_email: None,
-        };
-        let v: Value =
-            serde_json::from_slice(&build(&input).expect("test value")).expect("test value");
+        let v = body_of(
+            &parsed,
+            Format::Postmark,
+            &[Delivery::Inline, Delivery::Inline],
+            None,
+        );
         assert_eq!(
             v["Attachments"][0]["ContentType"],
             "application/octet-stream"
