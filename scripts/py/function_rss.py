@@ -209,11 +209,11 @@ def main():
               + ", ".join(f"{f} {limits[f]:.0f} (of {memory[f]})" for f in functions))
         print(f"{'shape':<22}{'input MB':>9}" + "".join(f"{f:>9}" for f in functions) + "  result")
         failed = False
-        for name, make in FUNCTION_SHAPES:
+        for shape, (name, make) in enumerate(FUNCTION_SHAPES):
             for mb in sizes_mb:
                 raw = make(mb * 1000 * 1000)
                 size = len(raw)
-                mid = f"mem{len(raw):012d}{abs(hash(name)) % 10**8:08d}"
+                mid = f"mem{shape:03d}x{mb:03d}"
                 stack.s3.put_object(Bucket=stack.bucket, Key=f"raw/{mid}", Body=raw)
                 del raw
                 cells, problems = [], []
