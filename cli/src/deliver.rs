@@ -28,8 +28,20 @@ pub struct Args {
     /// Print the trace as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Transactions the inspector's record keeps, newest first (0 keeps all).
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub keep: usize,
     #[command(flatten)]
     pub settings: crate::settings::EmulatorArgs,
+}
+
+impl Args {
+    fn retention(&self) -> mailroom_inspector::Retention {
+        mailroom_inspector::Retention {
+            max_messages: self.keep,
+            max_age: None,
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -82,6 +94,9 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
         tls: args.tls,
     };
     let size = raw.len();
+    let sent = envelope.clone();
+    // A connection the IP filters refuse has no final message: keep what was sent to record it.
+    let kept = (!emulator.filters.is_empty()).then(|| raw.clone());
     // Progress goes to standard error, and only when it is a terminal.
     let progress = std::io::stderr().is_terminal();
     let show = |step: &mailroom_emulator::receipt::Step<'_>| {
@@ -97,7 +112,23 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
     if progress {
         eprint!("\r\x1b[2K");
     }
-    let trace = trace?;
+    let mut trace = trace?;
+    let inbox = crate::inspect::open(&args.settings.state_dir, args.retention())?;
+    let message = match std::mem::take(&mut trace.final_message) {
+        m if m.is_empty() => kept.unwrap_or_default(),
+        m => m,
+    };
+    let mut record = mailroom_inspector::Record::from_trace(
+        &trace,
+        mailroom_inspector::Source::Deliver,
+        &sent,
+        &message,
+        size,
+        result_line(&trace),
+    );
+    record.params.clone_from(&args.settings.template.params);
+    let recorded_id = record.id.clone();
+    crate::inspect::record(&inbox, record, Some(message)).await;
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut json = serde_json::to_value(&trace)?;
@@ -114,9 +145,21 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
             colour,
         );
         out.write_all(text.as_bytes())?;
+        writeln!(
+            out,
+            "recorded for the inspector: mailroom inspect, then http://127.0.0.1:8025/message/{recorded_id}"
+        )?;
     }
     out.flush()?;
     verdict(&trace)
+}
+
+/// What an SMTP client would have read at the end of this transaction.
+fn result_line(trace: &Trace) -> String {
+    match verdict(trace) {
+        Ok(()) => format!("250 2.0.0 Ok {}", trace.message_id),
+        Err(e) => format!("{e:#}"),
+    }
 }
 
 /// Success only when the connection was let through, some recipient was taken and no action

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod deliver;
+mod inspect;
 mod parse;
 mod replay;
 mod serve;
@@ -33,6 +34,8 @@ enum Command {
     Deliver(deliver::Args),
     /// Accept SMTP on 127.0.0.1:2525 and run each message through the local SES receipt rule set.
     Serve(serve::Args),
+    /// Browse the inspector's record of a state dir (http://127.0.0.1:8025/), without SMTP.
+    Inspect(inspect::Args),
     /// Re-drive the api function's dead-lettered webhook deliveries.
     Replay(replay::Args),
     /// Verify a Standard Webhooks signature (exit 0 when valid, 1 when not).
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Parse(args) => parse::run(args),
         Command::Deliver(args) => deliver::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Replay(args) => replay::run(args),
         Command::VerifyWebhook(args) => verify_webhook::run(args),
         Command::Template(args) => template::run(args),

@@ -65,6 +65,11 @@ pub struct Args {
     /// Seconds a session may last in all, whatever it does.
     #[arg(long, default_value_t = 1800, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub session_timeout: u64,
+    /// Serve no web inspector (transactions are still recorded for `mailroom inspect`).
+    #[arg(long)]
+    pub no_ui: bool,
+    #[command(flatten)]
+    pub ui: crate::inspect::UiArgs,
     #[command(flatten)]
     pub settings: crate::settings::EmulatorArgs,
 }
@@ -99,6 +104,8 @@ struct Server {
     lifetime: Duration,
     /// Messages being read back from their spool and run through the rule set.
     deliveries: Semaphore,
+    /// Every transaction, for the inspector.
+    inbox: Arc<mailroom_inspector::Inbox>,
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -107,6 +114,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         _ => None,
     };
     let emulator = Emulator::new(&args.settings.clone().into()).await?;
+    let inbox = crate::inspect::open(&args.settings.state_dir, args.ui.retention())?;
+    let ui = if args.no_ui {
+        None
+    } else {
+        Some(crate::inspect::start(&args.ui, inbox.clone()).await?)
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -118,7 +131,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
-            "mailroom: SMTP on {addr}, rule set {:?} from {} ({} rules{}); Ctrl-C stops",
+            "mailroom: SMTP on {addr}, rule set {:?} from {} ({} rules{}){}; Ctrl-C stops",
             emulator.rule_set.name,
             emulator.template.display(),
             emulator.rule_set.rules.len(),
@@ -126,6 +139,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 0 => String::new(),
                 1 => ", 1 IP address filter".to_string(),
                 n => format!(", {n} IP address filters"),
+            },
+            match ui {
+                Some(ui) => format!(", inspector on http://{ui}/"),
+                None => String::new(),
             }
         )?;
         out.flush()?;
@@ -142,6 +159,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         idle: Duration::from_secs(args.idle_timeout),
         lifetime: Duration::from_secs(args.session_timeout),
         deliveries: Semaphore::new(MAX_DELIVERIES),
+        inbox,
     });
     let connections = Arc::new(Semaphore::new(args.max_connections as usize));
     let mut refused: u64 = 0;
@@ -157,8 +175,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                     }
                 };
                 if let Some(d) = server.emulator.ip_filter(peer.ip()).filter(|d| d.refused) {
-                    refuse(&stream, &Session::refused_greeting());
+                    let reply = Session::refused_greeting();
+                    refuse(&stream, &reply);
                     server.output.refused(&d);
+                    let server = server.clone();
+                    tokio::spawn(async move {
+                        let record = connection_refused(&d, peer, reply);
+                        crate::inspect::record(&server.inbox, record, None).await;
+                    });
                     continue;
                 }
                 let Ok(permit) = connections.clone().try_acquire_owned() else {
@@ -420,6 +444,10 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                     }
                 }
+                Event::Refused(refusal) => {
+                    let record = mailroom_inspector::Record::refused(&refusal);
+                    crate::inspect::record(&server.inbox, record, None).await;
+                }
                 Event::StartTls => return Ok(Next::StartTls),
                 Event::Close => return Ok(Next::Done),
             }
@@ -446,13 +474,57 @@ async fn run_message(
         None => Vec::new(),
     };
     let size = raw.len();
+    let sent = envelope.clone();
     match server.emulator.receive(raw, envelope).await {
-        Ok(trace) => {
+        Ok(mut trace) => {
             server.output.trace(&trace, size);
+            let message = std::mem::take(&mut trace.final_message);
+            let record = mailroom_inspector::Record::from_trace(
+                &trace,
+                mailroom_inspector::Source::Smtp,
+                &sent,
+                &message,
+                size,
+                format!("250 2.0.0 Ok {}", trace.message_id),
+            );
+            crate::inspect::record(&server.inbox, record, Some(message)).await;
             Ok(trace.message_id)
         }
-        Err(e) => Err(format!("{e:#}")),
+        Err(e) => {
+            let why = format!("{e:#}");
+            let record = mailroom_inspector::Record::without_message(
+                mailroom_inspector::Source::Smtp,
+                &sent,
+                format!("554 5.6.0 {}", why.replace(['\r', '\n'], " ")),
+                "failed",
+            );
+            crate::inspect::record(&server.inbox, record, None).await;
+            Err(why)
+        }
     }
+}
+
+/// The record of a connection an IP address filter refused before the session.
+fn connection_refused(
+    decision: &mailroom_emulator::receipt::FilterDecision,
+    peer: SocketAddr,
+    reply: String,
+) -> mailroom_inspector::Record {
+    let envelope = Envelope {
+        mail_from: String::new(),
+        recipients: Vec::new(),
+        helo: String::new(),
+        client_ip: peer.ip().to_string(),
+        tls: false,
+    };
+    let mut record = mailroom_inspector::Record::without_message(
+        mailroom_inspector::Source::Smtp,
+        &envelope,
+        reply,
+        "refused",
+    );
+    record.trace = Some(serde_json::json!({ "ipFilter": decision, "rules": [] }));
+    record
 }
 
 /// Message data as it arrives, in an anonymous temporary file (gone when dropped), so a slow

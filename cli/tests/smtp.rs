@@ -28,7 +28,15 @@ impl Server {
     fn start(template: &Path, state: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mailroom"))
             .current_dir(root())
-            .args(["serve", "--listen", "127.0.0.1:0", "--json", "--template"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--ui",
+                "127.0.0.1:0",
+                "--json",
+                "--template",
+            ])
             .arg(template)
             .arg("--state-dir")
             .arg(state)

@@ -267,7 +267,15 @@ fn serve_routes_the_default_url_to_the_sink_too() {
     let state = dir.path().join("state");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailroom"))
         .current_dir(root())
-        .args(["serve", "--listen", "127.0.0.1:0", "--json", "--state-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--ui",
+            "127.0.0.1:0",
+            "--json",
+            "--state-dir",
+        ])
         .arg(&state)
         .env_remove("MAILROOM_WEBHOOK_SECRET")
         .stdout(Stdio::piped())

@@ -31,6 +31,10 @@ pub struct LocalExecutor {
 /// A function with Lambda's asynchronous-invocation settings from the template.
 pub struct Deployed {
     pub function: Box<dyn Function>,
+    /// The function's binary (`store`, `api`, ...), as the template's CodeUri names it.
+    pub binary: String,
+    /// Its logical id in the template.
+    pub logical_id: String,
     pub max_retries: u32,
     pub on_failure: Option<String>,
 }
@@ -49,6 +53,12 @@ impl Executor for LocalExecutor {
         }
         outcome.outputs = log.take();
         result.map(|()| outcome)
+    }
+
+    fn function_of(&self, function_arn: &str) -> Option<(String, String)> {
+        self.functions
+            .get(function_arn)
+            .map(|f| (f.binary.clone(), f.logical_id.clone()))
     }
 }
 

@@ -122,6 +122,8 @@ impl Emulator {
                 arn.clone(),
                 executor::Deployed {
                     function: functions::build(&def.logical_id, &def.binary, &def.env, &overrides)?,
+                    binary: def.binary.clone(),
+                    logical_id: def.logical_id.clone(),
                     max_retries: def.max_retries,
                     on_failure: def.on_failure.clone(),
                 },
@@ -239,6 +241,10 @@ impl receipt::Executor for Observed<'_> {
     ) -> Result<receipt::Outcome, error::ActionError> {
         (self.observe)(step);
         self.inner.execute(step).await
+    }
+
+    fn function_of(&self, function_arn: &str) -> Option<(String, String)> {
+        self.inner.function_of(function_arn)
     }
 }
 

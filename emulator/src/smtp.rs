@@ -69,6 +69,9 @@ pub enum Event<'a> {
     /// The message is complete: run it through the rule set, then call
     /// [`Session::delivered`] with the outcome.
     Message(Envelope),
+    /// A recipient was refused at RCPT as SES refuses it (no rule, or TLS required): the reply
+    /// is also sent as an [`Event::Reply`]; this is for a record of what the client saw.
+    Refused(Refusal),
     /// Upgrade the connection to TLS, then start a new session over it (RFC 3207).
     StartTls,
     /// Close the connection.
@@ -94,6 +97,17 @@ impl<'a> Step<'a> {
         self.progress = true;
         self
     }
+}
+
+/// A recipient refused at RCPT time, with the reply the client read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub mail_from: String,
+    pub recipient: String,
+    pub client_ip: String,
+    pub helo: String,
+    pub tls: bool,
+    pub reply: String,
 }
 
 #[derive(Debug, Default)]
@@ -215,6 +229,21 @@ impl<'r> Session<'r> {
                 printable(&why.replace(['\r', '\n'], " "))
             )),
         }
+    }
+
+    /// A refused recipient: the reply, and the refusal for the record.
+    fn refuse(&mut self, recipient: String, reply: String) -> Step<'static> {
+        let refusal = Refusal {
+            mail_from: self.tx.mail_from.clone().unwrap_or_default(),
+            recipient,
+            client_ip: self.client_ip.clone(),
+            helo: self.helo.clone().unwrap_or_default(),
+            tls: self.tls,
+            reply: reply.clone(),
+        };
+        let mut step = self.error(reply);
+        step.events.push(Event::Refused(refusal));
+        step
     }
 
     fn error(&mut self, reply: impl Into<String>) -> Step<'static> {
@@ -357,12 +386,14 @@ impl<'r> Session<'r> {
             return self.error("452 4.5.3 Too many recipients");
         }
         if !self.rules.accepts(&addr) {
-            return self.error(format!(
+            let reply = format!(
                 "550 5.1.1 <{addr}>: Recipient address rejected: no enabled receipt rule matches"
-            ));
+            );
+            return self.refuse(addr, reply);
         }
         if !self.tls && self.rules.requires_tls(&addr) {
-            return self.error("530 5.7.0 Must issue a STARTTLS command first (TlsPolicy Require)");
+            let reply = "530 5.7.0 Must issue a STARTTLS command first (TlsPolicy Require)";
+            return self.refuse(addr, reply.to_string());
         }
         self.tx.recipients.push(addr);
         Step::reply("250 2.1.5 Ok").progress()

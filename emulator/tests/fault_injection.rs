@@ -906,6 +906,8 @@ async fn no_mail_is_lost_under_injected_faults() {
             arn.clone(),
             Deployed {
                 function,
+                binary: def.binary.clone(),
+                logical_id: def.logical_id.clone(),
                 max_retries: def.max_retries,
                 on_failure: def.on_failure.clone(),
             },

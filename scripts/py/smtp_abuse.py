@@ -47,7 +47,7 @@ class Server:
     def __init__(self, binary, extra=()):
         self.state = tempfile.TemporaryDirectory(prefix="smtp-abuse-")
         self.proc = subprocess.Popen(
-            [binary, "serve", "--listen", "127.0.0.1:0", "--json", "--template", str(TEMPLATE),
+            [binary, "serve", "--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--json", "--template", str(TEMPLATE),
              "--state-dir", self.state.name, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
         banner = self.proc.stdout.readline()

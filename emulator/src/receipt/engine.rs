@@ -99,6 +99,11 @@ pub struct Outcome {
 #[async_trait]
 pub trait Executor: Send + Sync {
     async fn execute(&self, step: &Step<'_>) -> Result<Outcome, ActionError>;
+
+    /// Which of our functions `function_arn` is: its binary's name and its logical id.
+    fn function_of(&self, _function_arn: &str) -> Option<(String, String)> {
+        None
+    }
 }
 
 /// The record of one evaluation: what ran, what it returned, where things went.
@@ -157,6 +162,18 @@ pub struct ActionTrace {
     pub disposition: Option<String>,
     pub outputs: Vec<String>,
     pub summary: Option<String>,
+    /// Which of our functions a Lambda action invoked (`store`, `api`, ...), when the executor
+    /// knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// The function's logical id in the template (`StoreFunction`), for `sam local invoke`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logical_id: Option<String>,
+    /// The exact event a Lambda action was invoked with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<serde_json::Value>,
+    /// How long the action took, retries included.
+    pub duration_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -242,6 +259,10 @@ pub async fn evaluate(rule_set: &RuleSet, inbound: &Inbound, executor: &dyn Exec
                 disposition: None,
                 outputs: Vec::new(),
                 summary: None,
+                function: None,
+                logical_id: None,
+                event: None,
+                duration_ms: 0,
             };
             if let Action::AddHeader { name, value } = action {
                 let added = SesHeader {
@@ -271,7 +292,17 @@ pub async fn evaluate(rule_set: &RuleSet, inbound: &Inbound, executor: &dyn Exec
                 mail: &mail,
                 receipt: &receipt,
             };
-            let disposition = match executor.execute(&step).await {
+            if let Action::Lambda { function_arn, .. } = action {
+                if let Some((binary, logical_id)) = executor.function_of(function_arn) {
+                    at.function = Some(binary);
+                    at.logical_id = Some(logical_id);
+                }
+                at.event = serde_json::to_value(step.event()).ok();
+            }
+            let started = std::time::Instant::now();
+            let executed = executor.execute(&step).await;
+            at.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let disposition = match executed {
                 Ok(outcome) => record_outcome(action, outcome, &mut at),
                 Err(error) => {
                     at.status = Status::Failed {

@@ -48,6 +48,7 @@ struct Fed {
     replies: Vec<String>,
     discarded: bool,
     closed: bool,
+    refused: Vec<Refusal>,
 }
 
 fn feed_raw(s: &mut Session<'_>, raw: &[u8]) -> Fed {
@@ -64,11 +65,45 @@ fn feed_raw(s: &mut Session<'_>, raw: &[u8]) -> Fed {
                 }
                 Event::Message(env) => fed.envelopes.push(env),
                 Event::Close => fed.closed = true,
+                Event::Refused(r) => fed.refused.push(r),
                 Event::StartTls => {}
             }
         }
     }
     fed
+}
+
+#[test]
+fn a_recipient_refused_at_rcpt_is_reported_with_the_reply_the_client_read() {
+    let rules = rules();
+    let mut s = Session::new(&rules, "192.0.2.1".into(), false, false);
+    let fed = feed_raw(
+        &mut s,
+        b"EHLO client.test\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@elsewhere.example>\r\n\
+          RCPT TO:<x@secure.example.com>\r\nRCPT TO:<x@plain.example.com>\r\n",
+    );
+    let seen: Vec<(&str, &str)> = fed
+        .refused
+        .iter()
+        .map(|r| (r.recipient.as_str(), &r.reply[..9]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("x@elsewhere.example", "550 5.1.1"),
+            ("x@secure.example.com", "530 5.7.0")
+        ]
+    );
+    let first = &fed.refused[0];
+    assert_eq!(
+        (
+            first.mail_from.as_str(),
+            first.client_ip.as_str(),
+            first.helo.as_str()
+        ),
+        ("a@b.example", "192.0.2.1", "client.test")
+    );
+    assert!(fed.replies.contains(&first.reply), "{:?}", fed.replies);
 }
 
 fn ready<'r>(rules: &'r RuleSet) -> Session<'r> {

@@ -1,0 +1,120 @@
+//! `mailroom inspect`: the receipt inspector over an existing state dir, without SMTP; and what
+//! `serve` and `deliver` use to record into it and serve it.
+
+use anyhow::Context;
+use mailroom_inspector::{Inbox, Inspector, Retention};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where the inspector listens and how much it keeps (shared by `serve` and `inspect`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct UiArgs {
+    /// Address of the web inspector and its JSON API.
+    #[arg(
+        long = "ui",
+        default_value = "127.0.0.1:8025",
+        value_name = "ADDR:PORT"
+    )]
+    pub ui: SocketAddr,
+    /// Let --ui listen on an address other hosts can reach (mail, traces and the API have no
+    /// authentication).
+    #[arg(long)]
+    pub ui_allow_remote: bool,
+    /// Transactions kept, newest first (0 keeps all).
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub keep: usize,
+    /// Days a transaction is kept (none: no age limit).
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_days: Option<u64>,
+}
+
+impl UiArgs {
+    pub fn retention(&self) -> Retention {
+        Retention {
+            max_messages: self.keep,
+            max_age: self
+                .keep_days
+                .map(|d| std::time::Duration::from_secs(d * 86_400)),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The state dir whose record to browse.
+    #[arg(long, default_value = ".mailroom", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub ui: UiArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let inbox = open(&args.state_dir, args.ui.retention())?;
+        let addr = start(&args.ui, inbox.clone()).await?;
+        println!(
+            "mailroom: inspector on http://{addr}/ ({} transactions in {}); Ctrl-C stops",
+            inbox.count()?,
+            inbox.dir().display()
+        );
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    })
+}
+
+/// The record under `state_dir`.
+pub fn open(state_dir: &Path, retention: Retention) -> anyhow::Result<Arc<Inbox>> {
+    Ok(Arc::new(Inbox::open(state_dir, retention).with_context(
+        || format!("opening the inspector's record in {}", state_dir.display()),
+    )?))
+}
+
+/// Binds the inspector and serves it in the background; the address it got.
+pub async fn start(ui: &UiArgs, inbox: Arc<Inbox>) -> anyhow::Result<SocketAddr> {
+    if !ui.ui.ip().is_loopback() {
+        if !ui.ui_allow_remote {
+            anyhow::bail!(
+                "--ui {}: not a loopback address; add --ui-allow-remote to serve mail and traces to other hosts",
+                ui.ui
+            );
+        }
+        eprintln!(
+            "mailroom: warning: the inspector on {} is reachable from other hosts, without authentication",
+            ui.ui
+        );
+        mailroom_inspector::web::allow_host(ui.ui.ip());
+    }
+    let listener = tokio::net::TcpListener::bind(ui.ui)
+        .await
+        .with_context(|| format!("inspector: listening on {}", ui.ui))?;
+    let addr = listener.local_addr()?;
+    let state = Inspector::new(inbox, addr.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = mailroom_inspector::web::serve(listener, state).await {
+            eprintln!("mailroom: inspector stopped: {e}");
+        }
+    });
+    Ok(addr)
+}
+
+/// Records in the background of the async runtime (SQLite and file writes block); a failure
+/// is reported and never fails the mail, whose outputs are already where the rule set put them.
+pub async fn record(
+    inbox: &Arc<Inbox>,
+    record: mailroom_inspector::Record,
+    message: Option<Vec<u8>>,
+) {
+    let inbox = inbox.clone();
+    let id = record.id.clone();
+    let done = tokio::task::spawn_blocking(move || inbox.add(&record, message.as_deref())).await;
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("mailroom: inspector: not recorded {id}: {e}"),
+        Err(e) => eprintln!("mailroom: inspector: not recorded {id}: {e}"),
+    }
+}

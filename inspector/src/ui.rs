@@ -1,0 +1,385 @@
+//! The pages, rendered on the server (maud escapes every value; markup from mail never reaches
+//! a page, only the sandboxed frame of its own route).
+
+use crate::record::{Page, Record};
+use crate::web::{Inspector, ListParams};
+use maud::{DOCTYPE, Markup, html};
+use serde_json::Value;
+
+fn layout(title: &str, s: &Inspector, q: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · mailroom inspector" }
+                link rel="stylesheet" href="/assets/style.css";
+                script src="/assets/app.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "mailroom" span { "inspector" } }
+                    form.search method="get" action="/" role="search" {
+                        label.visually-hidden for="q" { "Search messages" }
+                        input #q type="search" name="q" value=(q) placeholder="from:carla subject:invoice rule:receive verdict:spam=FAIL";
+                        button type="submit" { "Search" }
+                    }
+                    span.where { (s.label) }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+pub fn list_page(s: &Inspector, p: &ListParams, page: &Page, error: Option<&str>) -> Markup {
+    layout(
+        "Inbox",
+        s,
+        &p.q,
+        html! {
+            div.bar {
+                h1 { "Inbox" }
+                span #live .live hidden title="New mail appears as it arrives" { "live" }
+                p.count #count {
+                    @if p.q.is_empty() {
+                        (page.total) " transactions"
+                    } @else {
+                        (page.matched) " of " (page.total) " match " code { (p.q) }
+                        " · " a href="/" { "clear" }
+                    }
+                }
+                form method="post" action="/delete" {
+                    input type="hidden" name="token" value=(s.token);
+                    button.danger type="submit" { "Delete all" }
+                }
+            }
+            @if let Some(e) = error {
+                p.error role="alert" { "Search: " (e) }
+            }
+            table.messages {
+                caption.visually-hidden { "Transactions, newest first" }
+                thead {
+                    tr {
+                        th scope="col" { "Received" }
+                        th scope="col" { "Envelope" }
+                        th scope="col" { "Subject" }
+                        th scope="col" { "Verdicts" }
+                        th scope="col" { "Disposition" }
+                        th scope="col" { "Rules" }
+                        th scope="col" { "Webhook" }
+                        th scope="col" { "Forward" }
+                    }
+                }
+                tbody #rows data-q=(p.q) data-start=(page.start) {
+                    (rows(page))
+                }
+            }
+            @if page.matched > page.start + page.messages.len() as u64 {
+                p.more {
+                    a href={ "/?q=" (urlencode(&p.q)) "&start=" (page.start + page.messages.len() as u64) } { "Older →" }
+                }
+            }
+        },
+    )
+}
+
+pub fn rows(page: &Page) -> Markup {
+    html! {
+        @if page.messages.is_empty() {
+            tr.empty { td colspan="8" { "No mail yet. Send some to the SMTP port, or run " code { "mailroom deliver" } "." } }
+        }
+        @for r in &page.messages {
+            tr {
+                td.time { time datetime=(r.received_at) { (short_time(&r.received_at)) } }
+                td.envelope {
+                    a href={ "/message/" (r.id) } {
+                        span.from { (if r.mail_from.is_empty() { "<>" } else { &r.mail_from }) }
+                        " → "
+                        span.to { (r.recipients.join(", ")) }
+                    }
+                }
+                td.subject {
+                    a href={ "/message/" (r.id) } {
+                        @if r.subject.is_empty() { span.muted { "(no subject)" } } @else { (r.subject) }
+                    }
+                    @if r.attachments > 0 { " " span.badge.neutral { (r.attachments) @if r.attachments == 1 { " attachment" } @else { " attachments" } } }
+                }
+                td { (verdicts(r)) }
+                td { (badge(&r.disposition)) }
+                td.rules { (r.rules.join(", ")) }
+                td { @if let Some(w) = &r.webhook { (badge(w)) } }
+                td { @if let Some(f) = &r.forward { (badge(f)) } }
+            }
+        }
+    }
+}
+
+fn verdicts(r: &Record) -> Markup {
+    html! {
+        @for (k, v) in &r.verdicts {
+            @if v != "PASS" {
+                span.badge.(tone(v)) title={ (k) " verdict" } { (k) " " (v) }
+                " "
+            }
+        }
+        @if !r.verdicts.is_empty() && r.verdicts.values().all(|v| v == "PASS") {
+            span.badge.good title="every verdict PASS" { "all pass" }
+        }
+    }
+}
+
+fn tone(v: &str) -> &'static str {
+    match v {
+        "PASS" | "accepted" | "delivered" | "sent" | "ok" => "good",
+        "FAIL" | "failed" | "refused" | "rejected" | "bounced" => "bad",
+        "GRAY" | "PROCESSING_FAILED" | "retrying" | "stopped" | "skipped" => "warn",
+        _ => "neutral",
+    }
+}
+
+fn badge(v: &str) -> Markup {
+    html! { span.badge.(tone(v)) { (v) } }
+}
+
+fn short_time(rfc3339: &str) -> String {
+    // 2026-12-06T20:01:02.123Z → 2026-12-06 20:01:02
+    rfc3339.get(..19).unwrap_or(rfc3339).replace('T', " ")
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub fn message_page(s: &Inspector, r: &Record, message: Option<&[u8]>) -> Markup {
+    let parsed = message.and_then(|m| mailroom::Email::parse(m, &mailroom::Limits::default()).ok());
+    let email = parsed.as_ref().map(|p| &p.email);
+    let title = if r.subject.is_empty() {
+        "(no subject)"
+    } else {
+        &r.subject
+    };
+    layout(
+        title,
+        s,
+        "",
+        html! {
+            p.back { a href="/" { "← Inbox" } }
+            div.bar {
+                h1 { (title) }
+                form method="post" action={ "/message/" (r.id) "/delete" } {
+                    input type="hidden" name="token" value=(s.token);
+                    button.danger type="submit" { "Delete" }
+                }
+            }
+            dl.facts {
+                dt { "Disposition" } dd { (badge(&r.disposition)) }
+                dt { "Reply to the client" } dd { code { (r.reply) } }
+                dt { "MAIL FROM" } dd { (if r.mail_from.is_empty() { "<>" } else { &r.mail_from }) }
+                dt { "RCPT TO" } dd { (r.recipients.join(", ")) }
+                dt { "Client" } dd { (r.client_ip) " · HELO " (r.helo) " · " (if r.tls { "TLS" } else { "no TLS" }) }
+                dt { "Received" } dd { time datetime=(r.received_at) { (r.received_at) } " · " (r.source_label()) }
+                dt { "Verdicts" } dd { @if r.verdicts.is_empty() { "—" } @else { @for (k, v) in &r.verdicts { span.badge.(tone(v)) { (k) " " (v) } " " } } }
+                @if let Some(w) = &r.webhook { dt { "Webhook" } dd { (badge(w)) } }
+                @if let Some(f) = &r.forward { dt { "Forward" } dd { (badge(f)) } }
+                dt { "Size" } dd { (r.size) " bytes" }
+                dt { "Message id" } dd { code { (r.id) } }
+            }
+            nav.tabs aria-label="Sections" {
+                a href="#trace" { "Rule trace" }
+                @if email.is_some() {
+                    a href="#body" { "Message" }
+                    a href="#headers" { "Headers" }
+                    a href="#attachments" { "Attachments" }
+                    a href="#raw" { "Raw" }
+                }
+            }
+            section #trace {
+                h2 { "Rule trace" }
+                (trace(r))
+            }
+            @if let Some(e) = email {
+                section #body {
+                    h2 { "Message" }
+                    @if let Some(h) = &e.html {
+                        div.frame-bar {
+                            span { "HTML, sandboxed: no script, no network." }
+                            a href={ "/message/" (r.id) "/html?images=remote" } target="mailframe" { "Load remote images" }
+                        }
+                        iframe name="mailframe" title="The message's HTML" sandbox="" src={ "/message/" (r.id) "/html" } {}
+                        @if h.is_empty() {}
+                    }
+                    @if let Some(t) = &e.text {
+                        h3 { "Text" @if e.text_from_html { " (from the HTML)" } }
+                        pre.text { (t) }
+                    }
+                }
+                section #headers {
+                    h2 { "Headers" }
+                    table.headers {
+                        @for h in &e.headers {
+                            tr { th scope="row" { (h.name) } td { (h.value) } }
+                        }
+                    }
+                }
+                section #attachments {
+                    h2 { "Attachments" }
+                    @if e.attachments.is_empty() { p.muted { "None." } }
+                    ul.attachments {
+                        @for a in &e.attachments {
+                            li {
+                                a href={ "/api/v1/message/" (r.id) "/part/" (a.index) } download=(a.safe_filename) { (a.safe_filename) }
+                                " · " (a.content_type) " · " (a.size) " bytes"
+                                @if let Some(m) = &a.message { " · message: " (m.subject.clone().unwrap_or_default()) }
+                            }
+                        }
+                    }
+                }
+                section #raw {
+                    h2 { "Raw" }
+                    p { a href={ "/api/v1/message/" (r.id) "/raw" } { "Download the message as SES stored it" } }
+                    details {
+                        summary { "Show source" }
+                        pre.raw { (String::from_utf8_lossy(message.unwrap_or_default())) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+impl Record {
+    fn source_label(&self) -> &'static str {
+        match self.source {
+            crate::record::Source::Smtp => "over SMTP",
+            crate::record::Source::Deliver => "by mailroom deliver",
+            crate::record::Source::Inject => "injected",
+            crate::record::Source::Replay => "replayed",
+        }
+    }
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The rule set's trace as a timeline: each rule, matched or why not, each action with its
+/// status, time, disposition, outputs, and a Lambda action's event and answer.
+fn trace(r: &Record) -> Markup {
+    let Some(t) = &r.trace else {
+        return html! { p { "Refused at RCPT: no message, no rule ran. The client read " code { (r.reply) } "." } };
+    };
+    let rules = t
+        .get("rules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    html! {
+        @if let Some(f) = t.get("ipFilter").filter(|f| !f.is_null()) {
+            p.filter { "IP address filter: " (describe_filter(f)) }
+        }
+        @if let Some(rej) = t.get("rejected").and_then(Value::as_array).filter(|a| !a.is_empty()) {
+            p.warn { "Refused at RCPT: " @for (i, a) in rej.iter().enumerate() { @if i > 0 { ", " } (a.as_str().unwrap_or_default()) } }
+        }
+        ol.timeline {
+            @for rule in &rules {
+                li.rule {
+                    div.rule-head {
+                        strong { "rule " (s(rule, "name")) }
+                        @if let Some(why) = rule.get("skipped").and_then(Value::as_str) {
+                            " " span.badge.neutral { "not run" } " " span.muted { (why) }
+                        } @else {
+                            " " span.badge.good { "matched" } " "
+                            span.muted { @for (i, m) in rule.get("matched").and_then(Value::as_array).into_iter().flatten().enumerate() { @if i > 0 { ", " } (m.as_str().unwrap_or_default()) } }
+                        }
+                        @if let Some(e) = rule.get("endedBy").and_then(Value::as_str) { " " span.badge.warn { (e) } }
+                    }
+                    ol.actions {
+                        @for a in rule.get("actions").and_then(Value::as_array).into_iter().flatten() {
+                            (action(a))
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(stopped) = t.get("stopped").and_then(Value::as_str) {
+            p.warn { "Evaluation ended: " (stopped) }
+        }
+    }
+}
+
+fn describe_filter(f: &Value) -> String {
+    let verdict = if f.get("refused").and_then(Value::as_bool) == Some(true) {
+        "refused"
+    } else {
+        "accepted"
+    };
+    let by = f
+        .get("filter")
+        .and_then(|x| x.get("name"))
+        .and_then(Value::as_str)
+        .map_or("no filter matches".to_string(), |n| format!("by {n}"));
+    format!("{} {verdict} {by}", s(f, "clientIp"))
+}
+
+fn action(a: &Value) -> Markup {
+    let status = a
+        .get("status")
+        .and_then(|x| x.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or("ok");
+    let error = a
+        .get("status")
+        .and_then(|x| x.get("error"))
+        .and_then(Value::as_str);
+    let summary = a.get("summary").and_then(Value::as_str);
+    html! {
+        li.action.(if status == "failed" { "failed" } else { "ok" }) {
+            div.action-head {
+                span.kind { (s(a, "description")) }
+                " " (badge(if status == "failed" { "failed" } else { "ok" }))
+                @if let Some(d) = a.get("disposition").and_then(Value::as_str) { " " span.badge.warn { "→ " (d) } }
+                " " span.muted.duration { (a.get("durationMs").and_then(Value::as_u64).unwrap_or(0)) " ms" }
+            }
+            @if let Some(e) = error { pre.error { (e) } }
+            @if let Some(sm) = summary { pre.answer { (pretty(sm)) } }
+            @let outputs = a.get("outputs").and_then(Value::as_array).cloned().unwrap_or_default();
+            @if !outputs.is_empty() {
+                ul.outputs { @for o in &outputs { li { (o.as_str().unwrap_or_default()) } } }
+            }
+            @if let Some(ev) = a.get("event") {
+                details.event {
+                    summary { "Lambda event" @if let Some(id) = a.get("logicalId").and_then(Value::as_str) { " for " code { (id) } } }
+                    @if let Some(id) = a.get("logicalId").and_then(Value::as_str) {
+                        p.muted { "Replay it: save it as " code { "events/lambda/my-case.json" } ", then " code { "sam local invoke " (id) " -e events/lambda/my-case.json" } }
+                    }
+                    pre { (serde_json::to_string_pretty(ev).unwrap_or_default()) }
+                }
+            }
+        }
+    }
+}
+
+/// A function's JSON answer pretty-printed; anything else as it is.
+fn pretty(summary: &str) -> String {
+    let (note, json) = match summary.find(['[', '{']) {
+        Some(i) => summary.split_at(i),
+        None => return summary.to_string(),
+    };
+    match serde_json::from_str::<Value>(json) {
+        Ok(v) => format!(
+            "{note}{}",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        ),
+        Err(_) => summary.to_string(),
+    }
+}

@@ -1,0 +1,415 @@
+//! The inspector's HTTP server: the web inbox (server-rendered pages, one small script for live
+//! updates), its JSON API, and a Mailpit-compatible subset.
+//!
+//! Safety: every page carries a Content-Security-Policy that allows only this server's own
+//! script and styles. A message's HTML is served on its own route with a policy of its own
+//! (`sandbox`, no script, no network, no remote images unless asked) and shown in a sandboxed
+//! frame. Requests must name a loopback host (a DNS-rebinding page cannot reach the API), and
+//! the pages' state-changing actions are POSTs with a token made for this run.
+
+use crate::mailpit;
+use crate::query::Query;
+use crate::record::{Inbox, Record, RecordError};
+use crate::ui;
+use axum::Router;
+use axum::extract::{Path, Query as Params, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the handlers share.
+pub struct Inspector {
+    pub inbox: Arc<Inbox>,
+    /// The per-run token every state-changing form carries.
+    pub token: String,
+    /// The address the server answers on, shown in the pages.
+    pub label: String,
+}
+
+pub type Shared = Arc<Inspector>;
+
+impl Inspector {
+    pub fn new(inbox: Arc<Inbox>, label: String) -> Shared {
+        Arc::new(Inspector {
+            inbox,
+            token: crate::record::new_id(),
+            label,
+        })
+    }
+}
+
+/// The pages' policy: this origin's script and styles, frames of this origin (the message's
+/// HTML), nothing else.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// A message's HTML: no script, no plugin, no fetch, no form, inline styles and `data:`
+/// images only; `sandbox` makes it an opaque origin even if opened outside the frame.
+pub(crate) const MAIL_CSP: &str = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+     font-src data:; form-action 'none'; base-uri 'none'; frame-ancestors 'self'";
+/// The same, with remote images, once the reader asks for them.
+const MAIL_CSP_IMAGES: &str = "sandbox; default-src 'none'; style-src 'unsafe-inline'; \
+     img-src data: http: https:; font-src data:; form-action 'none'; base-uri 'none'; \
+     frame-ancestors 'self'";
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/", get(list_page))
+        .route("/rows", get(rows_fragment))
+        .route("/message/{id}", get(message_page))
+        .route("/message/{id}/html", get(message_html))
+        .route("/message/{id}/delete", post(delete_one))
+        .route("/delete", post(delete_all))
+        .route("/assets/style.css", get(style))
+        .route("/assets/app.js", get(script))
+        .route("/api/messages", get(api_list))
+        .route("/api/message/{id}", get(api_message))
+        .route("/api/wait", get(api_wait))
+        .route("/api/events", get(api_events))
+        .route(
+            "/api/v1/messages",
+            get(mailpit::messages).delete(mailpit::delete_messages),
+        )
+        .route(
+            "/api/v1/search",
+            get(mailpit::search).delete(mailpit::delete_search),
+        )
+        .route("/api/v1/message/{id}", get(mailpit::message))
+        .route("/api/v1/message/{id}/raw", get(mailpit::raw))
+        .route("/api/v1/message/{id}/headers", get(mailpit::headers))
+        .route("/api/v1/message/{id}/part/{part}", get(mailpit::part))
+        .route("/api/v1/info", get(mailpit::info))
+        .route("/view/{file}", get(mailpit::view))
+        .layer(axum::middleware::from_fn(guard))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: Shared) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+/// Refuses a Host that is not a loopback name, and sets the headers every answer carries.
+async fn guard(req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if !loopback_host(&host) {
+        return (
+            StatusCode::FORBIDDEN,
+            format!("Host {host:?} is not a loopback name: the inspector answers 127.0.0.1, [::1] and localhost only\n"),
+        )
+            .into_response();
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_CSP),
+        );
+    }
+    resp
+}
+
+/// `127.0.0.1:8025`, `localhost`, `[::1]:8025`; a server started on another address with
+/// `--ui-listen` is reached by that address, which is loopback-only unless asked otherwise.
+pub fn loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(n, _)| n)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || allowed_public(ip))
+}
+
+static PUBLIC: std::sync::OnceLock<Vec<std::net::IpAddr>> = std::sync::OnceLock::new();
+
+/// Addresses other than loopback that Host may name: the one a non-loopback `--ui-listen` was
+/// given (set once, by the command that asked for it).
+pub fn allow_host(ip: std::net::IpAddr) {
+    let _ = PUBLIC.set(vec![ip]);
+}
+
+fn allowed_public(ip: std::net::IpAddr) -> bool {
+    PUBLIC.get().is_some_and(|v| v.contains(&ip))
+}
+
+/// A typed error as an HTTP answer.
+pub struct WebError(pub StatusCode, pub String);
+
+impl From<RecordError> for WebError {
+    fn from(e: RecordError) -> Self {
+        let status = match e {
+            RecordError::NotFound(_) => StatusCode::NOT_FOUND,
+            RecordError::Query(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        WebError(status, e.to_string())
+    }
+}
+
+impl From<crate::query::QueryError> for WebError {
+    fn from(e: crate::query::QueryError) -> Self {
+        WebError(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+pub type WebResult<T> = Result<T, WebError>;
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ListParams {
+    #[serde(default, alias = "query")]
+    pub q: String,
+    #[serde(default)]
+    pub start: u64,
+    pub limit: Option<u64>,
+}
+
+impl ListParams {
+    pub fn limit(&self) -> u64 {
+        self.limit.unwrap_or(50).clamp(1, 1000)
+    }
+}
+
+async fn list_page(State(s): State<Shared>, Params(p): Params<ListParams>) -> WebResult<Response> {
+    let query = Query::parse(&p.q);
+    let (page, error) = match &query {
+        Ok(q) => (s.inbox.list(q, p.start, p.limit())?, None),
+        Err(e) => (s.inbox.list(&Query::default(), 0, 0)?, Some(e.to_string())),
+    };
+    Ok(html(ui::list_page(&s, &p, &page, error.as_deref())))
+}
+
+async fn rows_fragment(
+    State(s): State<Shared>,
+    Params(p): Params<ListParams>,
+) -> WebResult<Response> {
+    let page = s.inbox.list(&Query::parse(&p.q)?, p.start, p.limit())?;
+    Ok(html(ui::rows(&page)))
+}
+
+async fn message_page(State(s): State<Shared>, Path(id): Path<String>) -> WebResult<Response> {
+    let record = s.inbox.get(&id)?;
+    let message = s.inbox.message(&record.id)?;
+    Ok(html(ui::message_page(&s, &record, message.as_deref())))
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct HtmlParams {
+    #[serde(default)]
+    images: Option<String>,
+}
+
+async fn message_html(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    Params(p): Params<HtmlParams>,
+) -> WebResult<Response> {
+    let html_body = s
+        .inbox
+        .message(&id)?
+        .and_then(|m| mailroom::Email::parse(&m, &mailroom::Limits::default()).ok())
+        .and_then(|p| p.email.html)
+        .unwrap_or_default();
+    let csp = if p.images.as_deref() == Some("remote") {
+        MAIL_CSP_IMAGES
+    } else {
+        MAIL_CSP
+    };
+    let mut resp = html_string(html_body);
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    token: String,
+}
+
+fn check_token(s: &Inspector, form: &TokenForm) -> WebResult<()> {
+    if form.token == s.token {
+        Ok(())
+    } else {
+        Err(WebError(
+            StatusCode::FORBIDDEN,
+            "missing or stale form token: reload the page and try again".into(),
+        ))
+    }
+}
+
+async fn delete_one(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<TokenForm>,
+) -> WebResult<Response> {
+    check_token(&s, &form)?;
+    s.inbox.delete(&[id])?;
+    Ok(Redirect::to("/").into_response())
+}
+
+async fn delete_all(
+    State(s): State<Shared>,
+    axum::Form(form): axum::Form<TokenForm>,
+) -> WebResult<Response> {
+    check_token(&s, &form)?;
+    s.inbox.delete(&[])?;
+    Ok(Redirect::to("/").into_response())
+}
+
+async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("assets/style.css"),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("assets/app.js"),
+    )
+        .into_response()
+}
+
+async fn api_list(State(s): State<Shared>, Params(p): Params<ListParams>) -> WebResult<Response> {
+    let page = s.inbox.list(&Query::parse(&p.q)?, p.start, p.limit())?;
+    Ok(axum::Json(page).into_response())
+}
+
+async fn api_message(State(s): State<Shared>, Path(id): Path<String>) -> WebResult<Response> {
+    Ok(axum::Json(s.inbox.get(&id)?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitParams {
+    #[serde(default, alias = "query")]
+    q: String,
+    /// Seconds; at most 300.
+    timeout: Option<u64>,
+}
+
+/// Answers with the newest message matching the query as soon as there is one: at once when
+/// one is already recorded, else when it arrives; 408 after the timeout (default 30 s).
+async fn api_wait(State(s): State<Shared>, Params(p): Params<WaitParams>) -> WebResult<Response> {
+    let query = Query::parse(&p.q)?;
+    // Subscribe before looking, so a message recorded in between is not missed.
+    let mut news = s.inbox.subscribe();
+    let found = |s: &Inspector| -> WebResult<Option<Record>> {
+        Ok(s.inbox.list(&query, 0, 1)?.messages.into_iter().next())
+    };
+    if let Some(r) = found(&s)? {
+        return Ok(axum::Json(s.inbox.get(&r.id)?).into_response());
+    }
+    let timeout = Duration::from_secs(p.timeout.unwrap_or(30).min(300));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, news.recv()).await {
+            Err(_) => {
+                return Err(WebError(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "no message matching {:?} within {}s",
+                        p.q,
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            // Lagged or new: either way, ask the index (it is the truth).
+            Ok(_) => {
+                if let Some(r) = found(&s)? {
+                    return Ok(axum::Json(s.inbox.get(&r.id)?).into_response());
+                }
+            }
+        }
+    }
+}
+
+/// Server-sent events: one `message` event per new record (its summary as JSON).
+async fn api_events(State(s): State<Shared>) -> Response {
+    use tokio_stream::StreamExt;
+    let stream = tokio_stream::wrappers::BroadcastStream::new(s.inbox.subscribe()).map(|r| {
+        let event = match r {
+            Ok(record) => Event::default()
+                .event("message")
+                .json_data(&record)
+                .unwrap_or_default(),
+            // Missed some: the page reloads its rows either way.
+            Err(_) => Event::default().event("message").data("{}"),
+        };
+        Ok::<_, std::convert::Infallible>(event)
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+pub fn html(markup: maud::Markup) -> Response {
+    html_string(markup.into_string())
+}
+
+fn html_string(body: String) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    (headers, body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_are_served() {
+        for ok in [
+            "127.0.0.1:8025",
+            "localhost:8025",
+            "LOCALHOST",
+            "[::1]:8025",
+            "127.0.0.1",
+        ] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for no in [
+            "evil.example:8025",
+            "192.0.2.1:8025",
+            "",
+            "127.0.0.1.evil.example",
+            "[2001:db8::1]:80",
+        ] {
+            assert!(!loopback_host(no), "{no}");
+        }
+    }
+}

@@ -1,0 +1,301 @@
+// The receipt inspector in a real browser: `mailroom serve` with its web inspector, mail sent
+// over SMTP, Debian's chromium driven through playwright-core, axe-core on every page, the
+// Mailpit-compatible API through the `mailpit-api` client, and hostile mail HTML that must neither
+// run script nor reach the network. Screenshots go to target/inspector/.
+//
+// MAILROOM_BIN: the mailroom binary (default target/debug/mailroom); CHROMIUM: the browser
+// (default /usr/bin/chromium). Run from the repository root: node tests/browser/inspector.test.mjs
+
+import { spawn } from "node:child_process";
+import { createServer, request as httpRequest } from "node:http";
+import { connect } from "node:net";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createRequire } from "node:module";
+import { chromium } from "playwright-core";
+import { MailpitClient } from "mailpit-api";
+
+const require = createRequire(import.meta.url);
+const root = resolve(new URL("../..", import.meta.url).pathname);
+const bin = process.env.MAILROOM_BIN || join(root, "target/debug/mailroom");
+const browserPath = process.env.CHROMIUM || "/usr/bin/chromium";
+const shots = join(root, "target/inspector");
+mkdirSync(shots, { recursive: true });
+
+let failures = 0;
+const results = [];
+function check(name, ok, detail = "") {
+  results.push(`${ok ? "ok  " : "FAIL"} ${name}${detail ? ` (${detail})` : ""}`);
+  console.log(results.at(-1));
+  if (!ok) failures++;
+}
+
+// --- a beacon: any request the mail's HTML makes lands here ---------------------------------
+const beaconHits = [];
+const beacon = createServer((req, res) => {
+  beaconHits.push(req.url);
+  res.writeHead(200, { "content-type": "image/gif" });
+  res.end(Buffer.from("R0lGODlhAQABAAAAACw=", "base64"));
+});
+await new Promise((r) => beacon.listen(0, "127.0.0.1", r));
+const B = `http://127.0.0.1:${beacon.address().port}`;
+
+// --- mailroom serve ---------------------------------------------------------------------------
+const state = mkdtempSync(join(tmpdir(), "mailroom-inspector-"));
+const serve = spawn(
+  bin,
+  ["serve", "--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--state-dir", state],
+  { cwd: root, stdio: ["ignore", "pipe", "inherit"] },
+);
+const banner = await new Promise((resolveBanner, reject) => {
+  let out = "";
+  const timer = setTimeout(() => reject(new Error(`no banner from serve: ${out}`)), 30000);
+  serve.stdout.on("data", (d) => {
+    out += d;
+    const m = out.match(/SMTP on ([\d.:]+).*inspector on (http:\/\/[\d.:]+\/)/);
+    if (m) {
+      clearTimeout(timer);
+      resolveBanner({ smtp: m[1], ui: m[2] });
+    }
+  });
+  serve.on("exit", (c) => reject(new Error(`serve exited ${c}: ${out}`)));
+});
+serve.stdout.resume();
+const [smtpHost, smtpPort] = banner.smtp.split(":");
+const UI = banner.ui.replace(/\/$/, "");
+console.log(`serve: SMTP ${banner.smtp}, inspector ${UI}, state ${state}`);
+
+/** One SMTP transaction; returns every reply line the client read. */
+function smtp(from, rcpts, message) {
+  return new Promise((resolveSmtp, reject) => {
+    const sock = connect(Number(smtpPort), smtpHost);
+    const replies = [];
+    const script = [`EHLO browser.test`, `MAIL FROM:<${from}>`, ...rcpts.map((r) => `RCPT TO:<${r}>`), "DATA"];
+    let buf = "";
+    let step = -1;
+    let sentData = false;
+    let ended = false;
+    sock.setEncoding("utf8");
+    sock.on("data", (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf("\r\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (line[3] === "-") continue;
+        replies.push(line);
+        if (ended) continue;
+        if (sentData) {
+          ended = true;
+          sock.end("QUIT\r\n");
+          return;
+        }
+        step++;
+        if (step < script.length) {
+          sock.write(script[step] + "\r\n");
+        } else if (line.startsWith("354")) {
+          const body = message.replace(/\r?\n/g, "\r\n").replace(/^\./gm, "..");
+          sock.write(body + "\r\n.\r\n");
+          sentData = true;
+        } else {
+          ended = true;
+          sock.end("QUIT\r\n");
+        }
+      }
+    });
+    sock.on("close", () => resolveSmtp(replies));
+    sock.on("error", reject);
+  });
+}
+
+const plain = (subject, extra = "") => `From: Carla Rossi <carla@example.org>
+To: support@example.com
+Subject: ${subject}
+Message-ID: <${subject.replace(/\W/g, "")}@example.org>
+Date: Sun, 06 Dec 2026 10:00:00 +0000
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+${extra}
+Hello from the browser test: ${subject}.
+`;
+
+const hostile = `From: "<b>Mallory</b>" <mallory@example.org>
+To: support@example.com
+Subject: <img src=x onerror="document.title='PW'+'NED'"> hostile
+Message-ID: <hostile@example.org>
+X-Markup: <script>document.title='PW'+'NED'</script>
+MIME-Version: 1.0
+Content-Type: text/html; charset=utf-8
+
+<html><head>
+<meta http-equiv="refresh" content="0;url=${B}/meta-refresh">
+<link rel="stylesheet" href="${B}/stylesheet">
+<style>body { background: url('${B}/css-url'); } @import url('${B}/css-import');</style>
+<base href="${B}/base/">
+</head><body>
+<h1>Totally normal newsletter</h1>
+<script>document.title='PW'+'NED'; fetch('${B}/script-fetch'); parent.document.title='PW'+'NED';</script>
+<img src="${B}/remote-image.gif" alt="tracker">
+<img src="x" onerror="fetch('${B}/onerror')">
+<a id="js" href="javascript:fetch('${B}/javascript-link')">click me</a>
+<svg xmlns="http://www.w3.org/2000/svg"><script>fetch('${B}/svg-script')</script><image href="${B}/svg-image"/></svg>
+<iframe src="${B}/nested-frame"></iframe>
+<form action="${B}/form"><input name="q"><button>go</button></form>
+<object data="${B}/object"></object>
+</body></html>
+`;
+
+const attachments = readFileSync(join(root, "events/mail/attachments.eml"), "utf8");
+
+const browser = await chromium.launch({ executablePath: browserPath, args: ["--no-sandbox"] });
+const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+const page = await context.newPage();
+const dialogs = [];
+page.on("dialog", (d) => {
+  dialogs.push(d.message());
+  d.dismiss();
+});
+const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+async function axe(name) {
+  await page.evaluate(axeSource + "\n;0");
+  const r = await page.evaluate(() =>
+    window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "best-practice"] }),
+  );
+  const serious = r.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  check(
+    `axe-core on ${name}: no serious or critical violation`,
+    serious.length === 0,
+    serious.map((v) => `${v.id}: ${v.nodes.length} nodes`).join("; ") ||
+      `${r.violations.length} minor, ${r.passes.length} rules pass`,
+  );
+}
+
+try {
+  // 1. Live list: a message sent over SMTP appears without a reload.
+  await page.goto(UI + "/");
+  await page.waitForSelector("#rows");
+  // The page must be listening before the message is sent.
+  await page.waitForFunction(() => document.body.dataset.live === "1");
+  const sentAt = Date.now();
+  const r1 = await smtp("carla@example.org", ["support@example.com"], plain("Quarterly invoice"));
+  check("SMTP: the message is accepted", r1.some((l) => l.startsWith("250 2.0.0 Ok")), r1.at(-1));
+  await page.waitForSelector("text=Quarterly invoice", { timeout: 5000 });
+  check("list: the new message appears without a reload", true, `${Date.now() - sentAt} ms after DATA`);
+  const rcpt = await smtp("spammer@example.net", ["nobody@elsewhere.example"], plain("Nope"));
+  check("SMTP: an unknown recipient is refused at RCPT", rcpt.some((l) => l.startsWith("550 5.1.1")), rcpt.join(" | "));
+  await smtp("carla@example.org", ["support@example.com"], attachments);
+  await page.waitForSelector("text=nobody@elsewhere.example", { timeout: 5000 });
+  check("list: the RCPT refusal is recorded with its disposition", (await page.locator("tr", { hasText: "nobody@elsewhere.example" }).innerText()).includes("refused"));
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: join(shots, "list.png"), fullPage: true });
+  await axe("the list");
+
+  // 2. Search, with Mailpit's syntax and receipt terms.
+  await page.goto(UI + "/?q=" + encodeURIComponent("has:attachment rule:receive"));
+  const found = await page.locator("#rows tr").count();
+  check("search: has:attachment rule:receive finds the one message with attachments", found === 1, `${found} rows`);
+  await page.goto(UI + "/?q=" + encodeURIComponent("disposition:refused"));
+  check("search: disposition:refused", (await page.locator("#rows tr").count()) === 1);
+  await page.goto(UI + "/?q=" + encodeURIComponent("before:someday"));
+  check("search: a bad term is reported, not a 500", (await page.locator(".error").innerText()).includes("not a date"));
+
+  // 3. A message: the trace, the webhook's signature, the Lambda events.
+  await page.goto(UI + "/");
+  await page.click("text=Quarterly invoice");
+  await page.waitForSelector("#trace");
+  const trace = await page.locator("#trace").textContent();
+  check("message: the trace shows the matched rule", /rule receive\s*matched/.test(trace));
+  check("message: the webhook was delivered with a valid signature", trace.includes("signature valid"));
+  check("message: each Lambda action has its event", (await page.locator("details.event").count()) >= 4);
+  check("message: the sam local invoke line names the function", trace.includes("sam local invoke ApiFunction"));
+  await page.screenshot({ path: join(shots, "message.png"), fullPage: true });
+  await axe("a message");
+
+  // 4. Hostile HTML: no script, no network, no markup from headers.
+  const beforeHostile = beaconHits.length;
+  await smtp("mallory@example.org", ["support@example.com"], hostile);
+  await page.goto(UI + "/");
+  await page.waitForSelector("text=hostile");
+  check("list: markup in a Subject is text", (await page.locator("#rows img").count()) === 0);
+  await page.click("text=hostile");
+  await page.waitForSelector("iframe");
+  await page.waitForTimeout(1500);
+  const frame = page.frames().find((f) => f.url().includes("/html"));
+  check("hostile: the mail HTML is in a frame", !!frame);
+  check("hostile: the page title is untouched", !(await page.title()).includes("PWNED"), await page.title());
+  check("hostile: no dialog opened", dialogs.length === 0, dialogs.join(","));
+  check("hostile: header markup is text on the page", (await page.locator("main img, main script").count()) === 0);
+  await frame.click("#js").catch(() => {});
+  await page.waitForTimeout(500);
+  const leaked = beaconHits.slice(beforeHostile);
+  check("hostile: the mail's HTML reached nothing on the network", leaked.length === 0, leaked.join(", ") || "0 requests");
+  await page.screenshot({ path: join(shots, "hostile.png"), fullPage: true });
+  // The control: asking for remote images lets exactly those through, so the beacon works.
+  await page.click("text=Load remote images");
+  await page.waitForTimeout(1500);
+  const asked = beaconHits.slice(beforeHostile);
+  check(
+    "hostile: remote images load only when asked, and still no script",
+    asked.includes("/remote-image.gif") && !asked.some((u) => /script|onerror|javascript|refresh|form|object/.test(u)),
+    asked.join(", "),
+  );
+
+  // 5. The Mailpit-compatible API through the mailpit-api client.
+  const mailpit = new MailpitClient(UI);
+  const list = await mailpit.listMessages();
+  check("mailpit-api listMessages", list.total === 4 && list.messages.length === 4, `total ${list.total}`);
+  const search = await mailpit.searchMessages({ query: "subject:quarterly" });
+  check("mailpit-api searchMessages", search.messages_count === 1 && search.messages[0].Subject === "Quarterly invoice");
+  const latest = await mailpit.getMessageSummary();
+  check("mailpit-api getMessageSummary(latest)", latest.Subject.includes("hostile") && latest.HTML.includes("Totally normal"));
+  const att = (await mailpit.searchMessages({ query: "has:attachment" })).messages[0];
+  const full = await mailpit.getMessageSummary(att.ID);
+  const blob = await mailpit.getMessageAttachment(att.ID, full.Attachments[0].PartID);
+  check("mailpit-api getMessageAttachment", blob.size === full.Attachments[0].Size, `${full.Attachments[0].FileName}: ${blob.size} bytes, ${blob.type}`);
+  const headers = await mailpit.getMessageHeaders(att.ID);
+  check("mailpit-api getMessageHeaders", Array.isArray(headers["Subject"]) && "X-SES-Spam-Verdict" in headers);
+  const source = await mailpit.getMessageSource(att.ID);
+  check("mailpit-api getMessageSource", source.includes("Content-Type: multipart/mixed"));
+  const text = await mailpit.renderMessageText(search.messages[0].ID);
+  check("mailpit-api renderMessageText", text.includes("Hello from the browser test"));
+  const html = await mailpit.renderMessageHTML("latest");
+  check("mailpit-api renderMessageHTML(latest)", html.includes("Totally normal newsletter"));
+  setTimeout(() => smtp("carla@example.org", ["support@example.com"], plain("Password reset")), 300);
+  const waited = await mailpit.waitForMessage({ query: "subject:\"password reset\"" }, { timeout: 10000, interval: 100 });
+  check("mailpit-api waitForMessage", waited.Subject === "Password reset");
+  await mailpit.deleteMessagesBySearch({ query: "disposition:refused" });
+  check("mailpit-api deleteMessagesBySearch", (await mailpit.searchMessages({ query: "disposition:refused" })).messages_count === 0);
+  await mailpit.deleteMessages({ IDs: [waited.ID] });
+  check("mailpit-api deleteMessages(IDs)", (await mailpit.listMessages()).total === 3);
+
+  // 6. The long-poll for test suites.
+  const t0 = Date.now();
+  setTimeout(() => smtp("carla@example.org", ["support@example.com"], plain("Long poll")), 400);
+  const polled = await fetch(UI + "/api/wait?q=" + encodeURIComponent("subject:\"long poll\"") + "&timeout=20").then((r) => r.json());
+  check("api/wait answers when the message arrives", polled.subject === "Long poll", `${Date.now() - t0} ms`);
+
+  // 7. State changes need this run's token.
+  const forged = await fetch(UI + "/delete", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "token=guess" });
+  check("a POST without this run's token is refused", forged.status === 403 && (await mailpit.listMessages()).total === 4);
+  const rebound = await new Promise((done) => {
+    const u = new URL(UI);
+    const req = httpRequest({ host: u.hostname, port: u.port, path: "/api/messages", headers: { host: "attacker.example" } }, (res) => {
+      res.resume();
+      done(res.statusCode);
+    });
+    req.on("error", () => done(0));
+    req.end();
+  });
+  check("a request naming another Host is refused (DNS rebinding)", rebound === 403, `HTTP ${rebound}`);
+} catch (e) {
+  check("browser test ran to the end", false, e.stack);
+} finally {
+  await browser.close();
+  serve.kill("SIGINT");
+  beacon.close();
+  rmSync(state, { recursive: true, force: true });
+}
+
+console.log(`\n${results.length - failures} of ${results.length} checks passed; screenshots in ${shots}`);
+process.exit(failures ? 1 : 0);
