@@ -155,7 +155,7 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
 }
 
 /// What an SMTP client would have read at the end of this transaction.
-fn result_line(trace: &Trace) -> String {
+pub fn result_line(trace: &Trace) -> String {
     match verdict(trace) {
         Ok(()) => format!("250 2.0.0 Ok {}", trace.message_id),
         Err(e) => format!("{e:#}"),

@@ -2,7 +2,9 @@
 //! `serve` and `deliver` use to record into it and serve it.
 
 use anyhow::Context;
-use mailroom_inspector::{Inbox, Inspector, Retention};
+use mailroom_emulator::Emulator;
+use mailroom_inspector::web::{Run, Runner};
+use mailroom_inspector::{Inbox, Inspector, Record, Retention};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let inbox = open(&args.state_dir, args.ui.retention())?;
-        let addr = start(&args.ui, inbox.clone()).await?;
+        let addr = start(&args.ui, inbox.clone(), None).await?;
         println!(
             "mailroom: inspector on http://{addr}/ ({} transactions in {}); Ctrl-C stops",
             inbox.count()?,
@@ -74,8 +76,13 @@ pub fn open(state_dir: &Path, retention: Retention) -> anyhow::Result<Arc<Inbox>
     )?))
 }
 
-/// Binds the inspector and serves it in the background; the address it got.
-pub async fn start(ui: &UiArgs, inbox: Arc<Inbox>) -> anyhow::Result<SocketAddr> {
+/// Binds the inspector and serves it in the background; the address it got. With a `runner`,
+/// its pages can inject mail and replay stored mail.
+pub async fn start(
+    ui: &UiArgs,
+    inbox: Arc<Inbox>,
+    runner: Option<Arc<dyn Runner>>,
+) -> anyhow::Result<SocketAddr> {
     if !ui.ui.ip().is_loopback() {
         if !ui.ui_allow_remote {
             anyhow::bail!(
@@ -93,7 +100,7 @@ pub async fn start(ui: &UiArgs, inbox: Arc<Inbox>) -> anyhow::Result<SocketAddr>
         .await
         .with_context(|| format!("inspector: listening on {}", ui.ui))?;
     let addr = listener.local_addr()?;
-    let state = Inspector::new(inbox, addr.to_string());
+    let state = Inspector::new(inbox, runner, addr.to_string());
     tokio::spawn(async move {
         if let Err(e) = mailroom_inspector::web::serve(listener, state).await {
             eprintln!("mailroom: inspector stopped: {e}");
@@ -116,5 +123,59 @@ pub async fn record(
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("mailroom: inspector: not recorded {id}: {e}"),
         Err(e) => eprintln!("mailroom: inspector: not recorded {id}: {e}"),
+    }
+}
+
+/// Injected and replayed mail for `serve`'s inspector: through the server's own emulator, or,
+/// when a replay changes template parameters, through one built for that run.
+pub struct EmulatorRunner {
+    pub emulator: Arc<Emulator>,
+    pub settings: mailroom_emulator::Settings,
+    pub inbox: Arc<Inbox>,
+}
+
+#[async_trait::async_trait]
+impl Runner for EmulatorRunner {
+    async fn run(&self, run: Run) -> Result<Record, String> {
+        let fresh;
+        let emulator = if run.params.is_empty() {
+            self.emulator.as_ref()
+        } else {
+            let mut settings = self.settings.clone();
+            for (k, v) in &run.params {
+                settings.params.retain(|(name, _)| name != k);
+                settings.params.push((k.clone(), v.clone()));
+            }
+            fresh = Emulator::new(&settings)
+                .await
+                .map_err(|e| format!("the template with these parameters: {e:#}"))?;
+            &fresh
+        };
+        let size = run.raw.len();
+        let kept = (!emulator.filters.is_empty()).then(|| run.raw.clone());
+        let mut trace = emulator
+            .receive(run.raw, run.envelope.clone())
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let message = match std::mem::take(&mut trace.final_message) {
+            m if m.is_empty() => kept.unwrap_or_default(),
+            m => m,
+        };
+        let mut record = Record::from_trace(
+            &trace,
+            run.source,
+            &run.envelope,
+            &message,
+            size,
+            crate::deliver::result_line(&trace),
+        );
+        record.params = run.params;
+        let inbox = self.inbox.clone();
+        let stored = record.clone();
+        tokio::task::spawn_blocking(move || inbox.add(&stored, Some(&message)))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok(record)
     }
 }

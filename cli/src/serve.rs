@@ -97,7 +97,7 @@ fn exposure_warning(addr: SocketAddr) -> Option<String> {
 
 /// What every session shares.
 struct Server {
-    emulator: Emulator,
+    emulator: Arc<Emulator>,
     output: Output,
     acceptor: Option<TlsAcceptor>,
     idle: Duration,
@@ -113,12 +113,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
         _ => None,
     };
-    let emulator = Emulator::new(&args.settings.clone().into()).await?;
+    let settings: mailroom_emulator::Settings = args.settings.clone().into();
+    let emulator = Arc::new(Emulator::new(&settings).await?);
     let inbox = crate::inspect::open(&args.settings.state_dir, args.ui.retention())?;
     let ui = if args.no_ui {
         None
     } else {
-        Some(crate::inspect::start(&args.ui, inbox.clone()).await?)
+        let runner = Arc::new(crate::inspect::EmulatorRunner {
+            emulator: emulator.clone(),
+            settings,
+            inbox: inbox.clone(),
+        });
+        Some(crate::inspect::start(&args.ui, inbox.clone(), Some(runner)).await?)
     };
     let listener = TcpListener::bind(args.listen)
         .await

@@ -25,6 +25,7 @@ fn layout(title: &str, s: &Inspector, q: &str, body: Markup) -> Markup {
                         input #q type="search" name="q" value=(q) placeholder="from:carla subject:invoice rule:receive verdict:spam=FAIL";
                         button type="submit" { "Search" }
                     }
+                    a.inject href="/inject" { "Inject" }
                     span.where { (s.label) }
                 }
                 main { (body) }
@@ -193,6 +194,19 @@ pub fn message_page(s: &Inspector, r: &Record, message: Option<&[u8]>) -> Markup
                 @if let Some(f) = &r.forward { dt { "Forward" } dd { (badge(f)) } }
                 dt { "Size" } dd { (r.size) " bytes" }
                 dt { "Message id" } dd { code { (r.id) } }
+            }
+            @if s.runner.is_some() && message.is_some() {
+                details.replay {
+                    summary { "Replay with other parameters" }
+                    form method="post" action={ "/message/" (r.id) "/replay" } {
+                        input type="hidden" name="token" value=(s.token);
+                        label for="params" { "Template parameters, one " code { "Key=Value" } " per line (the server's own for the rest)" }
+                        textarea #params name="params" rows="4" placeholder="Recipients=example.com\nWebhookUrl=http://127.0.0.1:8080/hook" {
+                            @for (k, v) in &r.params { (k) "=" (v) "\n" }
+                        }
+                        button type="submit" { "Run it again and compare" }
+                    }
+                }
             }
             nav.tabs aria-label="Sections" {
                 a href="#trace" { "Rule trace" }
@@ -382,4 +396,171 @@ fn pretty(summary: &str) -> String {
         ),
         Err(_) => summary.to_string(),
     }
+}
+
+pub fn inject_page(s: &Inspector, can_run: bool) -> Markup {
+    layout(
+        "Inject",
+        s,
+        "",
+        html! {
+            h1 { "Inject a message" }
+            @if !can_run {
+                p.warn { "This inspector only browses a record. Start " code { "mailroom serve" } " to run mail through the rule set." }
+            }
+            form.inject method="post" action="/inject" {
+                input type="hidden" name="token" value=(s.token);
+                fieldset {
+                    legend { "The message" }
+                    label for="raw" { "Paste a raw message (.eml)…" }
+                    textarea #raw name="raw" rows="8" {}
+                    p.muted { "…or compose one:" }
+                    div.grid {
+                        label for="from" { "From" } input #from name="from" placeholder="Carla <carla@example.org>";
+                        label for="to" { "To" } input #to name="to" placeholder="support@example.com";
+                        label for="subject" { "Subject" } input #subject name="subject";
+                    }
+                    label for="body" { "Body" }
+                    textarea #body name="body" rows="5" {}
+                }
+                fieldset {
+                    legend { "Envelope and connection" }
+                    div.grid {
+                        label for="mail_from" { "MAIL FROM" } input #mail_from name="mail_from" placeholder="the From address";
+                        label for="rcpt_to" { "RCPT TO" } input #rcpt_to name="rcpt_to" placeholder="the To address; several: comma-separated";
+                        label for="client_ip" { "Client IP" } input #client_ip name="client_ip" placeholder="127.0.0.1";
+                        label for="tls" { "Over TLS" } input #tls type="checkbox" name="tls" value="on";
+                    }
+                }
+                fieldset {
+                    legend { "Verdicts SES reports" }
+                    div.grid {
+                        @for (name, label) in [("spam", "Spam"), ("virus", "Virus"), ("spf", "SPF"), ("dkim", "DKIM"), ("dmarc", "DMARC")] {
+                            label for=(name) { (label) }
+                            select id=(name) name=(name) {
+                                option value="" { "PASS (default)" }
+                                option value="FAIL" { "FAIL" }
+                                option value="GRAY" { "GRAY" }
+                                option value="PROCESSING_FAILED" { "PROCESSING_FAILED" }
+                            }
+                        }
+                    }
+                }
+                button.primary type="submit" disabled[!can_run] { "Run through the rule set" }
+            }
+        },
+    )
+}
+
+/// One line per rule and per action, keyed so that the two runs line up.
+fn trace_lines(r: &Record) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(t) = &r.trace else {
+        out.push(("transaction".to_string(), format!("refused: {}", r.reply)));
+        return out;
+    };
+    out.push(("disposition".to_string(), r.disposition.clone()));
+    for rule in t
+        .get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = s(rule, "name");
+        let state = match rule.get("skipped").and_then(Value::as_str) {
+            Some(why) => format!("not run: {why}"),
+            None => format!(
+                "matched{}",
+                rule.get("endedBy")
+                    .and_then(Value::as_str)
+                    .map(|e| format!(", ended by {e}"))
+                    .unwrap_or_default()
+            ),
+        };
+        out.push((format!("rule {name}"), state));
+        for a in rule
+            .get("actions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let status = a
+                .get("status")
+                .and_then(|x| {
+                    x.get("error")
+                        .and_then(Value::as_str)
+                        .map(|e| format!("failed: {e}"))
+                })
+                .unwrap_or_else(|| "ok".to_string());
+            let mut line = status;
+            if let Some(d) = a.get("disposition").and_then(Value::as_str) {
+                line.push_str(&format!(" → {d}"));
+            }
+            if let Some(sm) = a.get("summary").and_then(Value::as_str) {
+                line.push_str(&format!("\n{sm}"));
+            }
+            let key = format!(
+                "rule {name} · {}. {}",
+                a.get("index").and_then(Value::as_u64).unwrap_or(0) + 1,
+                s(a, "description")
+            );
+            out.push((key, line.replace(&r.id, "‹message id›")));
+        }
+    }
+    out
+}
+
+pub fn compare_page(s: &Inspector, before: &Record, after: &Record) -> Markup {
+    let a = trace_lines(before);
+    let b = trace_lines(after);
+    let mut keys: Vec<&String> = a.iter().map(|(k, _)| k).collect();
+    for (k, _) in &b {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let find = |lines: &[(String, String)], k: &str| {
+        lines
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let changed = keys.iter().filter(|k| find(&a, k) != find(&b, k)).count();
+    layout(
+        "Replay",
+        s,
+        "",
+        html! {
+            p.back { a href={ "/message/" (before.id) } { "← The first run" } }
+            h1 { "Replay: " (if before.subject.is_empty() { "(no subject)" } else { &before.subject }) }
+            p.count {
+                (changed) @if changed == 1 { " line differs" } @else { " lines differ" }
+                @if !after.params.is_empty() {
+                    " · parameters: "
+                    @for (k, v) in &after.params { code { (k) "=" (v) } " " }
+                }
+            }
+            table.compare {
+                caption.visually-hidden { "The two runs' traces, line by line" }
+                thead {
+                    tr {
+                        th scope="col" { "Step" }
+                        th scope="col" { a href={ "/message/" (before.id) } { "Before" } }
+                        th scope="col" { a href={ "/message/" (after.id) } { "After" } }
+                    }
+                }
+                tbody {
+                    @for k in &keys {
+                        @let x = find(&a, k);
+                        @let y = find(&b, k);
+                        tr.changed[x != y] {
+                            th scope="row" { (k) @if x != y { " " span.badge.warn { "changed" } } }
+                            td { pre { (x.unwrap_or_else(|| "—".into())) } }
+                            td { pre { (y.unwrap_or_else(|| "—".into())) } }
+                        }
+                    }
+                }
+            }
+        },
+    )
 }

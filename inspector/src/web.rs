@@ -22,9 +22,30 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Runs a message through the rule set for the inspector: injected from its form, or a stored
+/// message replayed, with the template's parameters changed. The implementation records the run
+/// and answers its record.
+#[async_trait::async_trait]
+pub trait Runner: Send + Sync {
+    async fn run(&self, run: Run) -> Result<Record, String>;
+}
+
+/// One message to run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The message as sent (no SES headers).
+    pub raw: Vec<u8>,
+    pub envelope: mailroom_emulator::receipt::Envelope,
+    /// Template parameter overrides for this run only (replay); empty: the server's own.
+    pub params: Vec<(String, String)>,
+    pub source: crate::record::Source,
+}
+
 /// What the handlers share.
 pub struct Inspector {
     pub inbox: Arc<Inbox>,
+    /// Runs injected and replayed mail; `None` where there is no rule set to run (`inspect`).
+    pub runner: Option<Arc<dyn Runner>>,
     /// The per-run token every state-changing form carries.
     pub token: String,
     /// The address the server answers on, shown in the pages.
@@ -34,9 +55,10 @@ pub struct Inspector {
 pub type Shared = Arc<Inspector>;
 
 impl Inspector {
-    pub fn new(inbox: Arc<Inbox>, label: String) -> Shared {
+    pub fn new(inbox: Arc<Inbox>, runner: Option<Arc<dyn Runner>>, label: String) -> Shared {
         Arc::new(Inspector {
             inbox,
+            runner,
             token: crate::record::new_id(),
             label,
         })
@@ -64,6 +86,9 @@ pub fn router(state: Shared) -> Router {
         .route("/message/{id}", get(message_page))
         .route("/message/{id}/html", get(message_html))
         .route("/message/{id}/delete", post(delete_one))
+        .route("/message/{id}/replay", post(replay))
+        .route("/compare/{a}/{b}", get(compare))
+        .route("/inject", get(inject_page).post(inject))
         .route("/delete", post(delete_all))
         .route("/assets/style.css", get(style))
         .route("/assets/app.js", get(script))
@@ -256,8 +281,8 @@ struct TokenForm {
     token: String,
 }
 
-fn check_token(s: &Inspector, form: &TokenForm) -> WebResult<()> {
-    if form.token == s.token {
+fn check_token(s: &Inspector, token: &str) -> WebResult<()> {
+    if token == s.token {
         Ok(())
     } else {
         Err(WebError(
@@ -272,7 +297,7 @@ async fn delete_one(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<TokenForm>,
 ) -> WebResult<Response> {
-    check_token(&s, &form)?;
+    check_token(&s, &form.token)?;
     s.inbox.delete(&[id])?;
     Ok(Redirect::to("/").into_response())
 }
@@ -281,9 +306,241 @@ async fn delete_all(
     State(s): State<Shared>,
     axum::Form(form): axum::Form<TokenForm>,
 ) -> WebResult<Response> {
-    check_token(&s, &form)?;
+    check_token(&s, &form.token)?;
     s.inbox.delete(&[])?;
     Ok(Redirect::to("/").into_response())
+}
+
+fn runner(s: &Inspector) -> WebResult<Arc<dyn Runner>> {
+    s.runner.clone().ok_or_else(|| {
+        WebError(
+            StatusCode::NOT_IMPLEMENTED,
+            "this inspector has no rule set to run mail through: start it with `mailroom serve`"
+                .into(),
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplayForm {
+    #[serde(default)]
+    token: String,
+    /// `Key=Value` per line.
+    #[serde(default)]
+    params: String,
+}
+
+/// Runs a stored message again, as it was sent, with the parameters of the form, and shows
+/// both traces side by side.
+async fn replay(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<ReplayForm>,
+) -> WebResult<Response> {
+    check_token(&s, &form.token)?;
+    let runner = runner(&s)?;
+    let record = s.inbox.get(&id)?;
+    let message = s.inbox.message(&record.id)?.ok_or_else(|| {
+        WebError(
+            StatusCode::CONFLICT,
+            "refused at RCPT: there is no message to replay".into(),
+        )
+    })?;
+    let skip = usize::try_from(record.added_header_bytes).unwrap_or(0);
+    let raw = message.get(skip..).unwrap_or_default().to_vec();
+    let params = parse_params(&form.params)?;
+    let run = Run {
+        raw,
+        envelope: mailroom_emulator::receipt::Envelope {
+            mail_from: record.mail_from.clone(),
+            recipients: record.recipients.clone(),
+            helo: record.helo.clone(),
+            client_ip: record.client_ip.clone(),
+            tls: record.tls,
+        },
+        params,
+        source: crate::record::Source::Replay,
+    };
+    let again = runner
+        .run(run)
+        .await
+        .map_err(|e| WebError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    Ok(Redirect::to(&format!("/compare/{}/{}", record.id, again.id)).into_response())
+}
+
+/// `Key=Value` lines (blank lines and `#` comments ignored).
+fn parse_params(text: &str) -> WebResult<Vec<(String, String)>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| {
+                    WebError(
+                        StatusCode::BAD_REQUEST,
+                        format!("parameter {l:?}: expected Key=Value"),
+                    )
+                })
+        })
+        .collect()
+}
+
+async fn compare(
+    State(s): State<Shared>,
+    Path((a, b)): Path<(String, String)>,
+) -> WebResult<Response> {
+    let before = s.inbox.get(&a)?;
+    let after = s.inbox.get(&b)?;
+    Ok(html(ui::compare_page(&s, &before, &after)))
+}
+
+async fn inject_page(State(s): State<Shared>) -> WebResult<Response> {
+    Ok(html(ui::inject_page(&s, s.runner.is_some())))
+}
+
+#[derive(Debug, Deserialize)]
+struct InjectForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    raw: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    mail_from: String,
+    #[serde(default)]
+    rcpt_to: String,
+    #[serde(default)]
+    client_ip: String,
+    #[serde(default)]
+    tls: Option<String>,
+    #[serde(default)]
+    spam: String,
+    #[serde(default)]
+    virus: String,
+    #[serde(default)]
+    spf: String,
+    #[serde(default)]
+    dkim: String,
+    #[serde(default)]
+    dmarc: String,
+}
+
+/// An .eml pasted, or one composed from the form's fields, with the envelope, verdicts and TLS
+/// that `mailroom deliver` takes.
+async fn inject(
+    State(s): State<Shared>,
+    axum::Form(form): axum::Form<InjectForm>,
+) -> WebResult<Response> {
+    check_token(&s, &form.token)?;
+    let runner = runner(&s)?;
+    let bad = |m: &str| WebError(StatusCode::BAD_REQUEST, m.to_string());
+    let mut message = if form.raw.trim().is_empty() {
+        if form.from.trim().is_empty() || form.to.trim().is_empty() {
+            return Err(bad("paste a message, or give at least From and To"));
+        }
+        format!(
+            "From: {}\r\nTo: {}\r\nSubject: {}\r\nDate: {}\r\nMessage-ID: <{}@inspector.mailroom.local>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
+            one_line(&form.from),
+            one_line(&form.to),
+            one_line(&form.subject),
+            rfc2822_now(),
+            crate::record::new_id(),
+            form.body.replace("\r\n", "\n").replace('\n', "\r\n"),
+        )
+    } else {
+        form.raw.replace("\r\n", "\n").replace('\n', "\r\n")
+    };
+    let verdicts: Vec<String> = [
+        ("spam", &form.spam),
+        ("virus", &form.virus),
+        ("spf", &form.spf),
+        ("dkim", &form.dkim),
+        ("dmarc", &form.dmarc),
+    ]
+    .iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| format!("{k}={}", one_line(v)))
+    .collect();
+    if !verdicts.is_empty() {
+        message = format!(
+            "{}: {}\r\n{message}",
+            mailroom_emulator::VERDICTS_HEADER,
+            verdicts.join(" ")
+        );
+    }
+    let header_address = |name: &str| {
+        mailroom_emulator::receipt::mail::split_headers(message.as_bytes())
+            .0
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| {
+                mailroom_emulator::receipt::mail::split_address_list(&h.value)
+                    .into_iter()
+                    .next()
+            })
+            .map(|a| mailroom_emulator::receipt::mail::bare_address(&a))
+            .unwrap_or_default()
+    };
+    let mail_from = match form.mail_from.trim() {
+        "" => header_address("From"),
+        f => f.to_string(),
+    };
+    let recipients: Vec<String> = match form.rcpt_to.trim() {
+        "" => vec![header_address("To")],
+        r => r
+            .split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect(),
+    };
+    if recipients.iter().all(String::is_empty) {
+        return Err(bad("no recipient: give RCPT TO, or a To header"));
+    }
+    let client_ip = match form.client_ip.trim() {
+        "" => "127.0.0.1".to_string(),
+        ip => ip
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| bad("client IP: not an IP address"))?
+            .to_string(),
+    };
+    let run = Run {
+        raw: message.into_bytes(),
+        envelope: mailroom_emulator::receipt::Envelope {
+            mail_from,
+            recipients,
+            helo: "inspector".into(),
+            client_ip,
+            tls: form.tls.is_some(),
+        },
+        params: Vec::new(),
+        source: crate::record::Source::Inject,
+    };
+    let record = runner
+        .run(run)
+        .await
+        .map_err(|e| WebError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    Ok(Redirect::to(&format!("/message/{}", record.id)).into_response())
+}
+
+/// A header value from a form field: no line breaks, so no header can be added through it.
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ").trim().to_string()
+}
+
+fn rfc2822_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc2822)
+        .unwrap_or_default()
 }
 
 async fn style() -> Response {

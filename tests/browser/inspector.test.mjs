@@ -288,6 +288,33 @@ try {
     req.end();
   });
   check("a request naming another Host is refused (DNS rebinding)", rebound === 403, `HTTP ${rebound}`);
+
+  // 8. Replay after a change: the same message with DenySenders set is stopped at the gate.
+  await page.goto(UI + "/?q=" + encodeURIComponent("subject:quarterly"));
+  await page.click("text=Quarterly invoice");
+  await page.click("text=Replay with other parameters");
+  await page.fill("#params", "DenySenders=carla@example.org");
+  await page.click("text=Run it again and compare");
+  await page.waitForSelector("table.compare");
+  const changedRows = await page.locator("table.compare tr.changed").count();
+  const dispositionRow = await page.locator("table.compare tbody tr").first().innerText();
+  check("replay: the diff marks what changed", changedRows > 0 && /accepted\s+stopped/.test(dispositionRow), `${changedRows} rows changed; ${dispositionRow.replace(/\s+/g, " ")}`);
+  await page.screenshot({ path: join(shots, "replay.png"), fullPage: true });
+  await axe("a replay's comparison");
+
+  // 9. Inject from the form: composed, with a verdict, as deliver takes it.
+  await page.goto(UI + "/inject");
+  await page.fill("#from", "Dana <dana@example.org>");
+  await page.fill("#to", "support@example.com");
+  await page.fill("#subject", "Injected from the form");
+  await page.fill("#body", "Composed in the inspector.");
+  await page.selectOption("#virus", "FAIL");
+  await page.screenshot({ path: join(shots, "inject.png"), fullPage: true });
+  await axe("the inject form");
+  await page.click("text=Run through the rule set");
+  await page.waitForSelector("#trace");
+  const injected = await page.locator("dl.facts").innerText();
+  check("inject: the message ran, with its verdict", (await page.title()).startsWith("Injected from the form") && injected.includes("virus FAIL"), injected.split("\n").slice(0, 2).join(" "));
 } catch (e) {
   check("browser test ran to the end", false, e.stack);
 } finally {
