@@ -105,6 +105,7 @@ pub fn rows(page: &Page) -> Markup {
                     a href={ "/message/" (r.id) } {
                         @if r.subject.is_empty() { span.muted { "(no subject)" } } @else { (r.subject) }
                     }
+                    @if r.source != crate::record::Source::Smtp { " " span.badge.neutral title=(r.source_label()) { (r.source_tag()) } }
                     @if r.attachments > 0 { " " span.badge.neutral { (r.attachments) @if r.attachments == 1 { " attachment" } @else { " attachments" } } }
                 }
                 td { (verdicts(r)) }
@@ -135,7 +136,7 @@ fn tone(v: &str) -> &'static str {
     match v {
         "PASS" | "accepted" | "delivered" | "sent" | "ok" => "good",
         "FAIL" | "failed" | "refused" | "rejected" | "bounced" => "bad",
-        "GRAY" | "PROCESSING_FAILED" | "retrying" | "stopped" | "skipped" => "warn",
+        "GRAY" | "PROCESSING_FAILED" | "retrying" | "stopped" => "warn",
         _ => "neutral",
     }
 }
@@ -272,6 +273,15 @@ pub fn message_page(s: &Inspector, r: &Record, message: Option<&[u8]>) -> Markup
 }
 
 impl Record {
+    fn source_tag(&self) -> &'static str {
+        match self.source {
+            crate::record::Source::Smtp => "smtp",
+            crate::record::Source::Deliver => "deliver",
+            crate::record::Source::Inject => "injected",
+            crate::record::Source::Replay => "replay",
+        }
+    }
+
     fn source_label(&self) -> &'static str {
         match self.source {
             crate::record::Source::Smtp => "over SMTP",

@@ -315,6 +315,11 @@ try {
   await page.waitForSelector("#trace");
   const injected = await page.locator("dl.facts").innerText();
   check("inject: the message ran, with its verdict", (await page.title()).startsWith("Injected from the form") && injected.includes("virus FAIL"), injected.split("\n").slice(0, 2).join(" "));
+
+  // The inbox after all of the above, as the README shows it.
+  await page.goto(UI + "/");
+  await page.waitForSelector("#live:not([hidden])");
+  await page.screenshot({ path: join(shots, "inbox.png") });
 } catch (e) {
   check("browser test ran to the end", false, e.stack);
 } finally {
