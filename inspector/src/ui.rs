@@ -220,7 +220,7 @@ pub fn message_page(s: &Inspector, r: &Record, message: Option<&[u8]>) -> Markup
             }
             section #trace {
                 h2 { "Rule trace" }
-                (trace(r))
+                (trace(r, &s.state_dir().display().to_string()))
             }
             @if let Some(e) = email {
                 section #body {
@@ -298,7 +298,7 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// The rule set's trace as a timeline: each rule, matched or why not, each action with its
 /// status, time, disposition, outputs, and a Lambda action's event and answer.
-fn trace(r: &Record) -> Markup {
+fn trace(r: &Record, state: &str) -> Markup {
     let Some(t) = &r.trace else {
         return html! { p { "Refused at RCPT: no message, no rule ran. The client read " code { (r.reply) } "." } };
     };
@@ -329,7 +329,7 @@ fn trace(r: &Record) -> Markup {
                     }
                     ol.actions {
                         @for a in rule.get("actions").and_then(Value::as_array).into_iter().flatten() {
-                            (action(a))
+                            (action(a, state))
                         }
                     }
                 }
@@ -355,7 +355,29 @@ fn describe_filter(f: &Value) -> String {
     format!("{} {verdict} {by}", s(f, "clientIp"))
 }
 
-fn action(a: &Value) -> Markup {
+/// An output line, its path under the state dir made a link to what was written there.
+fn output(line: &str, state: &str) -> Markup {
+    let prefix = format!("{state}/");
+    let Some(at) = line.find(&prefix).filter(|_| !state.is_empty()) else {
+        return html! { (line) };
+    };
+    let rest = &line[at + prefix.len()..];
+    let end = rest.find(' ').unwrap_or(rest.len());
+    let (path, after) = rest.split_at(end);
+    // An SNS line names its message: the link shows that publication only.
+    let find = after
+        .split_once("(message ")
+        .map(|(_, m)| m.trim_end_matches(')').to_string());
+    let href = format!(
+        "/state/{}{}",
+        path.split('/').map(urlencode).collect::<Vec<_>>().join("/"),
+        find.map(|f| format!("?find={}", urlencode(&f)))
+            .unwrap_or_default()
+    );
+    html! { (&line[..at]) a href=(href) { (path) } (after) }
+}
+
+fn action(a: &Value, state: &str) -> Markup {
     let status = a
         .get("status")
         .and_then(|x| x.get("status"))
@@ -378,7 +400,7 @@ fn action(a: &Value) -> Markup {
             @if let Some(sm) = summary { pre.answer { (pretty(sm)) } }
             @let outputs = a.get("outputs").and_then(Value::as_array).cloned().unwrap_or_default();
             @if !outputs.is_empty() {
-                ul.outputs { @for o in &outputs { li { (o.as_str().unwrap_or_default()) } } }
+                ul.outputs { @for o in &outputs { li { (output(o.as_str().unwrap_or_default(), state)) } } }
             }
             @if let Some(ev) = a.get("event") {
                 details.event {
@@ -573,4 +595,96 @@ pub fn compare_page(s: &Inspector, before: &Record, after: &Record) -> Markup {
             }
         },
     )
+}
+
+pub fn file_page(
+    s: &Inspector,
+    path: &str,
+    size: u64,
+    head: &[u8],
+    meta: Option<&str>,
+    find: Option<&str>,
+) -> Markup {
+    let text = std::str::from_utf8(head).ok();
+    let shown: Option<String> = text.map(|t| {
+        if let Some(f) = find.filter(|f| !f.is_empty()) {
+            t.lines()
+                .filter(|l| l.contains(f))
+                .map(|l| {
+                    serde_json::from_str::<Value>(l)
+                        .ok()
+                        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                        .unwrap_or_else(|| l.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else if path.ends_with(".json") {
+            serde_json::from_str::<Value>(t)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| t.to_string())
+        } else {
+            t.to_string()
+        }
+    });
+    layout(
+        path,
+        s,
+        "",
+        html! {
+            p.back { a href="/" { "← Inbox" } }
+            h1.path { code { (path) } }
+            p.count {
+                (size) " bytes · "
+                a href={ "/state/" (path.split('/').map(urlencode).collect::<Vec<_>>().join("/")) "?raw=1" } { "Download" }
+                @if let Some(f) = find { " · the publication " code { (f) } " only" }
+                @if size > head.len() as u64 { " · the first " (head.len()) " bytes are shown" }
+            }
+            @if let Some(m) = meta {
+                section {
+                    h2 { "Object metadata" }
+                    pre { (serde_json::from_str::<Value>(m).ok().and_then(|v| serde_json::to_string_pretty(&v).ok()).unwrap_or_else(|| m.to_string())) }
+                }
+            }
+            @if let Some(request) = path.strip_prefix("webhooks/").and(text).and_then(|t| serde_json::from_str::<Value>(t).ok()) {
+                (webhook_request(&request))
+            }
+            section {
+                h2 { "Content" }
+                @match shown {
+                    Some(t) => pre.raw { (t) },
+                    None => p.muted { "Binary content: download it to open it." },
+                }
+            }
+        },
+    )
+}
+
+/// A webhook as the local sink received it: the request line, whether its signature checked
+/// out, the headers; the body follows in the file's content.
+fn webhook_request(v: &Value) -> Markup {
+    let valid = v.get("signatureValid").and_then(Value::as_bool);
+    html! {
+        section {
+            h2 { "Webhook request" }
+            dl.facts {
+                dt { "Request" } dd { code { (s(v, "method")) " " (s(v, "url")) } }
+                dt { "Received" } dd { (s(v, "receivedAt")) }
+                dt { "Signature" } dd {
+                    @match valid {
+                        Some(true) => span.badge.good { "valid" },
+                        Some(false) => span.badge.bad { "invalid" },
+                        None => span.badge.neutral { "not checked" },
+                    }
+                    " (Standard Webhooks, with the local secret)"
+                }
+            }
+            h3 { "Headers" }
+            table.headers {
+                @for (k, val) in v.get("headers").and_then(Value::as_object).into_iter().flatten() {
+                    tr { th scope="row" { (k) } td { (val.as_str().map_or_else(|| val.to_string(), str::to_string)) } }
+                }
+            }
+        }
+    }
 }

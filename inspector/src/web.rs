@@ -55,6 +55,15 @@ pub struct Inspector {
 pub type Shared = Arc<Inspector>;
 
 impl Inspector {
+    /// The state dir the record is kept in (the inbox's parent).
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.inbox
+            .dir()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     pub fn new(inbox: Arc<Inbox>, runner: Option<Arc<dyn Runner>>, label: String) -> Shared {
         Arc::new(Inspector {
             inbox,
@@ -89,6 +98,7 @@ pub fn router(state: Shared) -> Router {
         .route("/message/{id}/replay", post(replay))
         .route("/compare/{a}/{b}", get(compare))
         .route("/inject", get(inject_page).post(inject))
+        .route("/state/{*path}", get(state_file))
         .route("/delete", post(delete_all))
         .route("/assets/style.css", get(style))
         .route("/assets/app.js", get(script))
@@ -541,6 +551,94 @@ fn rfc2822_now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc2822)
         .unwrap_or_default()
+}
+
+/// What the functions wrote under the state dir (S3 objects and their metadata, SNS
+/// publications, webhook requests as the sink received them, outbox messages), linked from the
+/// trace. Only paths inside the state dir, and never the webhook signing secret.
+async fn state_file(
+    State(s): State<Shared>,
+    Path(path): Path<String>,
+    Params(p): Params<FileParams>,
+) -> WebResult<Response> {
+    let not_found = || {
+        WebError(
+            StatusCode::NOT_FOUND,
+            format!("no file {path} in the state dir"),
+        )
+    };
+    let root = s.state_dir().canonicalize().map_err(|_| not_found())?;
+    let relative = std::path::Path::new(&path);
+    let plain = relative
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain || relative.starts_with("webhook-secret") {
+        return Err(not_found());
+    }
+    let full = root
+        .join(relative)
+        .canonicalize()
+        .map_err(|_| not_found())?;
+    if !full.starts_with(&root) || !full.is_file() {
+        return Err(not_found());
+    }
+    if p.raw.is_some() {
+        let bytes = tokio::fs::read(&full).await.map_err(|_| not_found())?;
+        let mut resp = bytes.into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox; default-src 'none'"),
+        );
+        return Ok(resp);
+    }
+    let size = tokio::fs::metadata(&full)
+        .await
+        .map_err(|_| not_found())?
+        .len();
+    let mut head = Vec::new();
+    {
+        use tokio::io::AsyncReadExt;
+        let file = tokio::fs::File::open(&full)
+            .await
+            .map_err(|_| not_found())?;
+        file.take(FILE_PREVIEW_BYTES)
+            .read_to_end(&mut head)
+            .await
+            .map_err(|_| not_found())?;
+    }
+    // An S3 object's metadata is kept beside it, as the local S3 adapter stores it.
+    let meta = relative
+        .strip_prefix("s3")
+        .ok()
+        .map(|key| root.join("s3-meta").join(format!("{}.json", key.display())))
+        .and_then(|m| std::fs::read_to_string(m).ok());
+    Ok(html(ui::file_page(
+        &s,
+        &path,
+        size,
+        &head,
+        meta.as_deref(),
+        p.find.as_deref(),
+    )))
+}
+
+/// How much of a file its page shows; the rest is in the download.
+const FILE_PREVIEW_BYTES: u64 = 256 * 1024;
+
+#[derive(Debug, Deserialize, Default)]
+struct FileParams {
+    raw: Option<String>,
+    /// In a JSON-lines file, only the lines containing this (an SNS message id).
+    find: Option<String>,
 }
 
 async fn style() -> Response {

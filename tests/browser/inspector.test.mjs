@@ -146,6 +146,19 @@ Content-Type: text/html; charset=utf-8
 </body></html>
 `;
 
+/** A GET with the path exactly as given (fetch would normalise `..`); the status. */
+function rawGet(path, headers = {}) {
+  return new Promise((done) => {
+    const u = new URL(UI);
+    const req = httpRequest({ host: u.hostname, port: u.port, path, headers }, (res) => {
+      res.resume();
+      done(res.statusCode);
+    });
+    req.on("error", () => done(0));
+    req.end();
+  });
+}
+
 const attachments = readFileSync(join(root, "events/mail/attachments.eml"), "utf8");
 
 const browser = await chromium.launch({ executablePath: browserPath, args: ["--no-sandbox"] });
@@ -211,6 +224,25 @@ try {
   check("message: the sam local invoke line names the function", trace.includes("sam local invoke ApiFunction"));
   await page.screenshot({ path: join(shots, "message.png"), fullPage: true });
   await axe("a message");
+  // What the functions wrote, one click from the trace: the webhook as the sink received it,
+  // and a stored object with its metadata.
+  const messageUrl = page.url();
+  await page.click("#trace a[href*='/webhooks/']");
+  const webhookFile = await page.locator("main").innerText();
+  check("the webhook request: headers, signature, body", webhookFile.includes("webhook-signature") && webhookFile.includes('"signatureValid": true'));
+  await page.screenshot({ path: join(shots, "webhook.png"), fullPage: true });
+  await page.goto(messageUrl);
+  await page.click("#trace a[href$='message.json']");
+  const objectFile = await page.locator("main").innerText();
+  check("a stored object with its metadata", objectFile.includes("Object metadata") && objectFile.includes('"schema": "mailroom.email/1"'));
+  await page.goto(messageUrl);
+  await page.click("#trace a[href*='/sns/']");
+  const published = await page.locator("main").innerText();
+  check("the SNS publication, alone, with its attributes", published.includes('"sender_domain"') && (published.match(/"messageId"/g) || []).length === 1, published.slice(0, 120).replace(/\n/g, " "));
+  for (const bad of ["/state/..%2F..%2Fetc%2Fpasswd", "/state/%2e%2e/%2e%2e/etc/passwd", "/state/webhook-secret", "/state/s3/..%2F..%2F..%2Fetc%2Fhostname"]) {
+    const st = await rawGet(bad);
+    check(`no file outside the state dir, nor the signing secret: ${bad}`, st === 404, `HTTP ${st}`);
+  }
 
   // 4. Hostile HTML: no script, no network, no markup from headers.
   const beforeHostile = beaconHits.length;
@@ -278,15 +310,7 @@ try {
   // 7. State changes need this run's token.
   const forged = await fetch(UI + "/delete", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "token=guess" });
   check("a POST without this run's token is refused", forged.status === 403 && (await mailpit.listMessages()).total === 4);
-  const rebound = await new Promise((done) => {
-    const u = new URL(UI);
-    const req = httpRequest({ host: u.hostname, port: u.port, path: "/api/messages", headers: { host: "attacker.example" } }, (res) => {
-      res.resume();
-      done(res.statusCode);
-    });
-    req.on("error", () => done(0));
-    req.end();
-  });
+  const rebound = await rawGet("/api/messages", { host: "attacker.example" });
   check("a request naming another Host is refused (DNS rebinding)", rebound === 403, `HTTP ${rebound}`);
 
   // 8. Replay after a change: the same message with DenySenders set is stopped at the gate.
