@@ -5,7 +5,9 @@
 //! - [`query`]: Mailpit's search syntax plus receipt terms, compiled to SQL.
 //! - [`web`]: the web inbox, its JSON API (with a long-poll for test suites) and live updates.
 //! - [`mailpit`]: the Mailpit-compatible subset of the API.
+//! - [`filter_policy`]: would an SNS subscription's filter policy take a publication?
 
+pub mod filter_policy;
 pub mod mailpit;
 pub mod query;
 pub mod record;

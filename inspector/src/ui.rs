@@ -604,6 +604,7 @@ pub fn file_page(
     head: &[u8],
     meta: Option<&str>,
     find: Option<&str>,
+    policy: Option<&str>,
 ) -> Markup {
     let text = std::str::from_utf8(head).ok();
     let shown: Option<String> = text.map(|t| {
@@ -646,6 +647,11 @@ pub fn file_page(
                     pre { (serde_json::from_str::<Value>(m).ok().and_then(|v| serde_json::to_string_pretty(&v).ok()).unwrap_or_else(|| m.to_string())) }
                 }
             }
+            @if let (Some(f), Some(t)) = (find.filter(|f| !f.is_empty()), text) {
+                @if path.starts_with("sns/") {
+                    (policy_tester(path, f, t, policy))
+                }
+            }
             @if let Some(request) = path.strip_prefix("webhooks/").and(text).and_then(|t| serde_json::from_str::<Value>(t).ok()) {
                 (webhook_request(&request))
             }
@@ -684,6 +690,43 @@ fn webhook_request(v: &Value) -> Markup {
                 @for (k, val) in v.get("headers").and_then(Value::as_object).into_iter().flatten() {
                     tr { th scope="row" { (k) } td { (val.as_str().map_or_else(|| val.to_string(), str::to_string)) } }
                 }
+            }
+        }
+    }
+}
+
+/// The SNS filter-policy tester for one publication.
+fn policy_tester(path: &str, find: &str, text: &str, policy: Option<&str>) -> Markup {
+    let attributes = text
+        .lines()
+        .filter(|l| l.contains(find))
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .and_then(|v| {
+            v.get("publication")
+                .and_then(|p| p.get("attributes"))
+                .cloned()
+        })
+        .unwrap_or_default();
+    let result = policy
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| crate::filter_policy::evaluate(p, &attributes));
+    html! {
+        section #policy-tester {
+            h2 { "Filter-policy tester" }
+            p.muted { "Paste a subscription's filter policy (attribute-based): would it receive this publication?" }
+            form method="get" action={ "/state/" (path) } {
+                input type="hidden" name="find" value=(find);
+                label.visually-hidden for="policy" { "Filter policy" }
+                textarea #policy name="policy" rows="4" placeholder=r#"{"spam": ["PASS"], "recipient": [{"suffix": "@example.com"}]}"# { (policy.unwrap_or_default()) }
+                button type="submit" { "Test" }
+            }
+            @match result {
+                Some(Ok(d)) => {
+                    p.verdict { @if d.delivered { span.badge.good { "delivered" } } @else { span.badge.bad { "filtered out" } } }
+                    ul.outputs { @for r in &d.reasons { li { (r) } } }
+                }
+                Some(Err(e)) => p.error role="alert" { (e) },
+                None => {}
             }
         }
     }

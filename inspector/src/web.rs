@@ -628,6 +628,7 @@ async fn state_file(
         &head,
         meta.as_deref(),
         p.find.as_deref(),
+        p.policy.as_deref(),
     )))
 }
 
@@ -639,6 +640,8 @@ struct FileParams {
     raw: Option<String>,
     /// In a JSON-lines file, only the lines containing this (an SNS message id).
     find: Option<String>,
+    /// An SNS subscription filter policy to try on the publication.
+    policy: Option<String>,
 }
 
 async fn style() -> Response {

@@ -239,6 +239,17 @@ try {
   await page.click("#trace a[href*='/sns/']");
   const published = await page.locator("main").innerText();
   check("the SNS publication, alone, with its attributes", published.includes('"sender_domain"') && (published.match(/"messageId"/g) || []).length === 1, published.slice(0, 120).replace(/\n/g, " "));
+  await page.fill("#policy", '{"spam": ["PASS"], "recipient": [{"suffix": "@example.com"}]}');
+  await page.click("#policy-tester button");
+  await page.waitForSelector("p.verdict");
+  const yes = await page.locator("section#policy-tester").innerText();
+  await page.fill("#policy", '{"spam": ["FAIL"]}');
+  await page.click("#policy-tester button");
+  await page.waitForSelector("p.verdict");
+  const no = await page.locator("section#policy-tester").innerText();
+  check("the filter-policy tester: one policy takes the publication, another filters it out", yes.includes("delivered") && no.includes("filtered out") && no.includes('spam: "PASS" matches none of'));
+  await page.screenshot({ path: join(shots, "sns.png"), fullPage: true });
+  await axe("an SNS publication and the filter-policy tester");
   for (const bad of ["/state/..%2F..%2Fetc%2Fpasswd", "/state/%2e%2e/%2e%2e/etc/passwd", "/state/webhook-secret", "/state/s3/..%2F..%2F..%2Fetc%2Fhostname"]) {
     const st = await rawGet(bad);
     check(`no file outside the state dir, nor the signing secret: ${bad}`, st === 404, `HTTP ${st}`);
