@@ -309,21 +309,36 @@ impl Setup {
 
 #[tokio::test]
 async fn api_needs_exactly_its_template_policy() {
-    let s = Setup::new().await;
+    needs_exactly_its_template_policy(false).await;
+}
+
+/// With `KmsKeyArn` set, the api reads encrypted mail, uploads the decrypted copy its raw URL
+/// links, and queues and dead-letters with exactly its template policy, whose KMS grants name
+/// exactly the configured key.
+#[tokio::test]
+async fn api_decrypts_with_exactly_its_template_policy() {
+    needs_exactly_its_template_policy(true).await;
+}
+
+async fn needs_exactly_its_template_policy(encrypted: bool) {
+    let s = Setup::with(encrypted).await;
     let report = iam::least_privilege("ApiFunction", &s.world(), |conf| s.scenario(conf)).await;
     let bucket = &s.bucket;
-    report.assert_exercised_except(&[
-        (
-            "s3:ListBucket",
-            &format!("arn:aws:s3:::{bucket}"),
-            "lets a missing raw object read as 404 rather than 403; moto answers 404 either way",
-        ),
-        (
-            "s3:GetObject",
-            &format!("arn:aws:s3:::{bucket}/messages/*"),
-            "used by whoever follows a presigned attachment URL; moto cannot check presigned GETs",
-        ),
-    ]);
+    report.assert_exercised_except_kms(
+        s.kms_key.as_deref(),
+        &[
+            (
+                "s3:ListBucket",
+                &format!("arn:aws:s3:::{bucket}"),
+                "lets a missing raw object read as 404 rather than 403; moto answers 404 either way",
+            ),
+            (
+                "s3:GetObject",
+                &format!("arn:aws:s3:::{bucket}/messages/*"),
+                "used by whoever follows a presigned attachment URL; moto cannot check presigned GETs",
+            ),
+        ],
+    );
     // moto checks neither resource: the template must name exactly the secret configured.
     assert_eq!(
         report.widened_resources("secretsmanager:GetSecretValue"),
@@ -356,31 +371,6 @@ async fn access_denied_on_an_upload_dead_letters_at_once() {
         "{report}"
     );
     assert_eq!((dead, retries), (1, 0));
-}
-
-/// With `KmsKeyArn` set, the api reads encrypted mail, uploads the decrypted copy its raw URL
-/// links, and queues and dead-letters with exactly its template policy, whose KMS grants name
-/// exactly the configured key.
-#[tokio::test]
-async fn api_decrypts_with_exactly_its_template_policy() {
-    let s = Setup::with(true).await;
-    let report = iam::least_privilege("ApiFunction", &s.world(), |conf| s.scenario(conf)).await;
-    let (bucket, key) = (&s.bucket, s.kms_key.as_deref().expect("a key"));
-    report.assert_exercised_except_kms(
-        key,
-        &[
-            (
-                "s3:ListBucket",
-                &format!("arn:aws:s3:::{bucket}"),
-                "lets a missing raw object read as 404 rather than 403; moto answers 404 either way",
-            ),
-            (
-                "s3:GetObject",
-                &format!("arn:aws:s3:::{bucket}/messages/*"),
-                "used by whoever follows a presigned attachment URL; moto cannot check presigned GETs",
-            ),
-        ],
-    );
 }
 
 /// Encrypted mail and the template's policy without its KMS grants (what it grants with

@@ -177,46 +177,23 @@ impl Setup {
 
 #[tokio::test]
 async fn forward_needs_exactly_its_template_policy() {
-    let s = setup(false).await;
-    let report =
-        iam::least_privilege("ForwardFunction", &s.world(), |conf| s.forward_as(conf)).await;
-    let bucket = &s.bucket;
-    report.assert_exercised_except(&[
-        (
-            "s3:ListBucket",
-            &format!("arn:aws:s3:::{bucket}"),
-            "lets a marker not yet written read as 404 rather than 403; moto answers 404 either way",
-        ),
-        (
-            "ses:SendRawEmail",
-            "*",
-            "AWS authorizes an SES v2 SendEmail with raw content as ses:SendRawEmail; moto checks ses:SendEmail",
-        ),
-    ]);
-    // moto does not check SES or SSM resources: the template must name exactly what the
-    // function is configured with.
-    let sending = vec![
-        format!("arn:aws:ses:us-east-1:{ACCOUNT}:identity/{}", s.domain),
-        format!("arn:aws:ses:us-east-1:{ACCOUNT}:configuration-set/{CONFIGURATION_SET}"),
-    ];
-    assert_eq!(report.widened_resources("ses:SendEmail"), sending);
-    assert_eq!(report.widened_resources("ses:SendRawEmail"), sending);
-    assert_eq!(
-        report.widened_resources("ssm:GetParameter"),
-        vec![s.parameter_arn.clone()]
-    );
+    needs_exactly_its_template_policy(false).await;
 }
 
 /// With `KmsKeyArn` set, forward decrypts the raw mail and writes its SSE-KMS marker with exactly
 /// its template policy, whose KMS grants name exactly the configured key.
 #[tokio::test]
 async fn forward_decrypts_with_exactly_its_template_policy() {
-    let s = setup(true).await;
+    needs_exactly_its_template_policy(true).await;
+}
+
+async fn needs_exactly_its_template_policy(encrypted: bool) {
+    let s = setup(encrypted).await;
     let report =
         iam::least_privilege("ForwardFunction", &s.world(), |conf| s.forward_as(conf)).await;
-    let (bucket, key) = (&s.bucket, s.kms_key.as_deref().expect("a key"));
+    let bucket = &s.bucket;
     report.assert_exercised_except_kms(
-        key,
+        s.kms_key.as_deref(),
         &[
             (
                 "s3:ListBucket",
@@ -229,6 +206,18 @@ async fn forward_decrypts_with_exactly_its_template_policy() {
                 "AWS authorizes an SES v2 SendEmail with raw content as ses:SendRawEmail; moto checks ses:SendEmail",
             ),
         ],
+    );
+    // moto does not check SES or SSM resources: the template must name exactly what the
+    // function is configured with.
+    let sending = vec![
+        format!("arn:aws:ses:us-east-1:{ACCOUNT}:identity/{}", s.domain),
+        format!("arn:aws:ses:us-east-1:{ACCOUNT}:configuration-set/{CONFIGURATION_SET}"),
+    ];
+    assert_eq!(report.widened_resources("ses:SendEmail"), sending);
+    assert_eq!(report.widened_resources("ses:SendRawEmail"), sending);
+    assert_eq!(
+        report.widened_resources("ssm:GetParameter"),
+        vec![s.parameter_arn.clone()]
     );
 }
 

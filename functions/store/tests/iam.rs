@@ -67,7 +67,7 @@ async fn store_decrypts_with_exactly_its_template_policy() {
     })
     .await;
     report.assert_exercised_except_kms(
-        &key_arn,
+        Some(&key_arn),
         &[(
             "s3:ListBucket",
             &format!("arn:aws:s3:::{bucket}"),
