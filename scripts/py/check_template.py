@@ -798,15 +798,20 @@ def main(args):
     if args and args[0] == "--negative":
         negative(args[1] if len(args) > 1 else os.path.join(ROOT, "tests/templates"))
     else:
-        path = args[0] if args else os.path.join(ROOT, "template.yaml")
-        c, errors = check(path)
-        for e in errors:
-            print(e)
-        if errors:
-            raise SystemExit(f"{len(errors)} invariant violation(s) in {path}")
-        n = c.counts
-        print(f"{path}: ok ({n['rules']} rules, {n['actions']} actions, {n['functions']} functions, "
-              f"{n['records']} DNS records, {n['filters']} receipt filters)")
+        bad = 0
+        for path in args or [os.path.join(ROOT, "template.yaml")]:
+            c, errors = check(path)
+            for e in errors:
+                print(e)
+            if errors:
+                print(f"{len(errors)} invariant violation(s) in {path}")
+                bad += 1
+                continue
+            n = c.counts
+            print(f"{path}: ok ({n['rules']} rules, {n['actions']} actions, {n['functions']} functions, "
+                  f"{n['records']} DNS records, {n['filters']} receipt filters)")
+        if bad:
+            raise SystemExit(f"{bad} template(s) with invariant violations")
 
 
 if __name__ == "__main__":

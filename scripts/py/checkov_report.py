@@ -1,5 +1,5 @@
-"""Reads checkov's JSON report of template.yaml (scripts/test.d/checkov) and fails on any finding
-that is neither fixed nor suppressed in the template with a reason.
+"""Reads checkov's JSON report of template.yaml and its variants (scripts/test.d/checkov) and fails
+on any finding that is neither fixed nor suppressed in the template with a reason.
 
     checkov_report.py REPORT CHECKOV_EXIT_STATUS
 """
@@ -18,6 +18,16 @@ for r in reports:
     res = r.get("results", {})
     failed += res.get("failed_checks", [])
     skipped += res.get("skipped_checks", [])
+# One report covers every --file: say what each file got, so a copy that checked nothing shows.
+per_file = {}
+for kind, checks in (("passed", "passed_checks"), ("failed", "failed_checks"), ("skipped", "skipped_checks")):
+    for r in reports:
+        for c in r.get("results", {}).get(checks, []):
+            counts = per_file.setdefault(c.get("file_path", "?"), {"passed": 0, "failed": 0, "skipped": 0})
+            counts[kind] += 1
+if len(per_file) > 1:
+    for f, n in sorted(per_file.items()):
+        print(f"  {f.lstrip('/').split('/')[-1]}: {n['passed']} passed, {n['failed']} failed, {n['skipped']} skipped")
 for c in skipped:
     reason = (c.get("check_result") or {}).get("suppress_comment") or ""
     if not reason.strip():

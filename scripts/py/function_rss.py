@@ -14,6 +14,12 @@ high-water mark (VmHWM, what Lambda bills against MemorySize) is read and the pr
 A figure counts only when the function did its whole job, checked on what it did (the stored
 layout, the SNS summary, the signed webhook, the forwarded mail): a function that gave up early
 proves no bound. A shape refused by design (peak_rss.REFUSED) must be refused as designed.
+
+The functions always run with the template's KmsKeyArn set (a moto key), as a stack with
+encryption on does; the shapes are stored plain (mail stored before the key was set). The last
+rows store ENCRYPTED shapes as SES's "Encrypt message" does (s3ec_interop.put_sealed: KMS data key,
+AES-GCM, the envelope in the metadata), so decryption in place and api's decrypted raw.eml copy
+are measured beside the same shape stored plain.
 Exits 1 when a run fails, is not done, cannot be measured, or goes over 75 % of its MemorySize.
 """
 
@@ -28,6 +34,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import moto_launcher
+import s3ec_interop
 from event_cases import CASES, check
 from local_aws import Recorder, Stack
 from peak_rss import FUNCTION_SHAPES, REFUSED
@@ -44,6 +51,8 @@ RAW_BUCKET_VAR = "MAILROOM_RAW_BUCKET"
 REFUSED_AS = {"store": "error", "api": "dead-lettered"}
 SHARE = 0.75
 TIMEOUT_S = 300
+# (shape name, size in MB) measured once more with the raw mail encrypted.
+ENCRYPTED = [("one big attachment", 20)]
 
 
 class RuntimeApi:
@@ -207,47 +216,57 @@ def main():
                 sys.exit(f"{lambda_dir}/{f}/bootstrap is missing: build it with `make lambda`")
         print("peak RSS in MiB per Lambda binary; limit = 75 % of MemorySize: "
               + ", ".join(f"{f} {limits[f]:.0f} (of {memory[f]})" for f in functions))
-        print(f"{'shape':<22}{'input MB':>9}" + "".join(f"{f:>9}" for f in functions) + "  result")
+        print(f"{'shape':<32}{'input MB':>9}" + "".join(f"{f:>9}" for f in functions) + "  result")
         failed = False
-        for shape, (name, make) in enumerate(FUNCTION_SHAPES):
-            for mb in sizes_mb:
-                raw = make(mb * 1000 * 1000)
-                size = len(raw)
-                mid = f"mem{shape:03d}x{mb:03d}"
+        runs = [(shape, name, make, mb, False) for shape, (name, make) in enumerate(FUNCTION_SHAPES)
+                for mb in sizes_mb]
+        runs += [(shape, name, make, mb, True) for shape, (name, make) in enumerate(FUNCTION_SHAPES)
+                 for mb in [mb for n, mb in ENCRYPTED if n == name]]
+        for shape, name, make, mb, sealed in runs:
+            raw = make(mb * 1000 * 1000)
+            size = len(raw)
+            mid = f"mem{shape:03d}x{mb:03d}" + ("k" if sealed else "")
+            if sealed:
+                context = {"aws:ses:message-id": mid, "aws:ses:rule-name": "receive",
+                           "aws:ses:source-account": "123456789012"}
+                s3ec_interop.put_sealed(stack.s3, stack.kms, stack.bucket, f"raw/{mid}", stack.kms_key,
+                                        raw, context)
+            else:
                 stack.s3.put_object(Bucket=stack.bucket, Key=f"raw/{mid}", Body=raw)
-                del raw
-                cells, problems = [], []
+            del raw
+            cells, problems = [], []
 
-                def measure(function):
-                    event, _ = samples[function]
-                    event = json.loads(json.dumps(event))
-                    for r in event["Records"]:
-                        r["ses"]["mail"]["messageId"] = mid
-                    arn = f"arn:aws:lambda:us-east-1:123456789012:function:{stack.binaries[function]}"
-                    return invoke(os.path.join(lambda_dir, function, "bootstrap"), stack.env(function),
-                                  event, memory[function], arn)
+            def measure(function):
+                event, _ = samples[function]
+                event = json.loads(json.dumps(event))
+                for r in event["Records"]:
+                    r["ses"]["mail"]["messageId"] = mid
+                arn = f"arn:aws:lambda:us-east-1:123456789012:function:{stack.binaries[function]}"
+                return invoke(os.path.join(lambda_dir, function, "bootstrap"), stack.env(function),
+                              event, memory[function], arn)
 
-                Recorder.webhooks.clear()
-                # The functions of a shape side by side: each process reports its own high-water
-                # mark, which does not depend on what runs beside it, and most of a run is waiting
-                # on moto. The webhook recorder is shared, and only api posts to it.
-                with concurrent.futures.ThreadPoolExecutor(max_workers=len(functions)) as pool:
-                    measured = list(pool.map(measure, functions))
-                for function, (peak, answer) in zip(functions, measured):
-                    if peak is None:
-                        cells.append("failed")
-                        problems.append(f"{function} {answer[1]}")
-                        continue
-                    cells.append(f"{peak:.1f}")
-                    if peak > limits[function]:
-                        problems.append(f"{function} OVER")
-                    wrong = done(stack, function, samples[function][1], answer, mid, REFUSED.get(name))
-                    problems += [f"{function} did not finish: {w}" for w in wrong]
-                stack.s3.delete_object(Bucket=stack.bucket, Key=f"raw/{mid}")
-                failed |= bool(problems)
-                print(f"{name:<22}{size / 1e6:>9.1f}" + "".join(f"{c:>9}" for c in cells)
-                      + "  " + ("; ".join(problems) or "ok"))
-                sys.stdout.flush()
+            Recorder.webhooks.clear()
+            # The functions of a shape side by side: each process reports its own high-water
+            # mark, which does not depend on what runs beside it, and most of a run is waiting
+            # on moto. The webhook recorder is shared, and only api posts to it.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(functions)) as pool:
+                measured = list(pool.map(measure, functions))
+            for function, (peak, answer) in zip(functions, measured):
+                if peak is None:
+                    cells.append("failed")
+                    problems.append(f"{function} {answer[1]}")
+                    continue
+                cells.append(f"{peak:.1f}")
+                if peak > limits[function]:
+                    problems.append(f"{function} OVER")
+                wrong = done(stack, function, samples[function][1], answer, mid, REFUSED.get(name))
+                problems += [f"{function} did not finish: {w}" for w in wrong]
+            stack.s3.delete_object(Bucket=stack.bucket, Key=f"raw/{mid}")
+            failed |= bool(problems)
+            label = f"{name} (encrypted)" if sealed else name
+            print(f"{label:<32}{size / 1e6:>9.1f}" + "".join(f"{c:>9}" for c in cells)
+                  + "  " + ("; ".join(problems) or "ok"))
+            sys.stdout.flush()
     finally:
         stack.close()
         moto_proc.terminate()

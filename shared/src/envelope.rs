@@ -8,7 +8,7 @@
 //! Nothing here hands out a byte of an object whose authentication failed: a tampered object,
 //! a wrong key or a wrong context is an [`EnvelopeError`], and the raw object stays in S3.
 
-use crate::ports::{DataKeys, EncryptionContext, ObjectStore, PortError};
+use crate::ports::{DataKeys, EncryptionContext, Object, ObjectStore, PortError};
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::Engine;
@@ -378,9 +378,20 @@ pub async fn read_mail(
     bucket: &str,
     key: &str,
 ) -> Result<Bytes, ReadError> {
+    Ok(read_object(store, decryption, bucket, key).await?.body)
+}
+
+/// [`read_mail`], with the object's metadata as stored: an envelope there (see [`is_encrypted`])
+/// says the body was decrypted from it.
+pub async fn read_object(
+    store: &dyn ObjectStore,
+    decryption: Option<Decryption<'_>>,
+    bucket: &str,
+    key: &str,
+) -> Result<Object, ReadError> {
     let object = store.get_object(bucket, key).await?;
     let Some(envelope) = Envelope::from_metadata(&object.metadata)? else {
-        return Ok(object.body);
+        return Ok(object);
     };
     let Some(decryption) = decryption else {
         return Err(EnvelopeError::NoKeys.into());
@@ -390,7 +401,16 @@ pub async fn read_mail(
     envelope
         .decrypt(decryption.keys, decryption.key_id, &mut body)
         .await?;
-    Ok(Bytes::from(body))
+    Ok(Object {
+        body: Bytes::from(body),
+        metadata: object.metadata,
+    })
+}
+
+/// Whether an object with this user metadata was written by an S3 encryption client (either
+/// envelope version, readable or not): its stored bytes are ciphertext to whoever fetches them.
+pub fn is_encrypted(meta: &HashMap<String, String>) -> bool {
+    field(meta, KEY_V2).is_some() || field(meta, KEY_V1).is_some()
 }
 
 /// The variable that names the KMS key SES encrypts mail with (empty: mail is not encrypted).
@@ -455,11 +475,17 @@ impl From<ReadError> for PortError {
 #[async_trait::async_trait]
 impl<S: ObjectStore> ObjectStore for Decrypting<S> {
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, PortError> {
+        Ok(self.get_object(bucket, key).await?.body)
+    }
+
+    /// The decrypted body with the metadata as stored, so a caller can tell mail that was
+    /// encrypted at rest ([`is_encrypted`]) from mail that was not.
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
         let decryption = self.keys.as_ref().map(|(keys, key_id)| Decryption {
             keys: keys.as_ref(),
             key_id: key_id.as_deref(),
         });
-        Ok(read_mail(&self.inner, decryption, bucket, key).await?)
+        Ok(read_object(&self.inner, decryption, bucket, key).await?)
     }
 
     async fn size(&self, bucket: &str, key: &str) -> Result<u64, PortError> {

@@ -6,6 +6,9 @@
 //!                                       /body.txt          text body, UTF-8
 //!                                       /body.html         HTML body, UTF-8
 //!                                       /attachments/<n>-<safe name>
+//!                                       /raw.eml           the raw message decrypted, written by
+//!                                                          the api function for its raw URL
+//!                                                          only when SES encrypted the mail
 //! ```
 //!
 //! The date is the day SES received the message (`mail.timestamp`, UTC), so every retry of an
@@ -35,6 +38,7 @@ pub const MESSAGE_JSON: &str = "message.json";
 pub const BODY_TEXT: &str = "body.txt";
 pub const BODY_HTML: &str = "body.html";
 pub const ATTACHMENTS_DIR: &str = "attachments";
+pub const RAW_COPY: &str = "raw.eml";
 
 /// Longest key segment we produce; S3 keys may be 1024 bytes in total.
 const MAX_SEGMENT: usize = 200;
@@ -166,6 +170,11 @@ impl MessageLayout {
         format!("{}{BODY_HTML}", self.prefix)
     }
 
+    /// The raw message as a webhook consumer can read it: SES's object may be ciphertext.
+    pub fn raw_copy(&self) -> String {
+        format!("{}{RAW_COPY}", self.prefix)
+    }
+
     /// `attachments/<index>-<safe name>`: the index keeps names unique within the message.
     pub fn attachment(&self, index: usize, safe_name: &str) -> String {
         format!(
@@ -289,6 +298,7 @@ mod tests {
         assert_eq!(m.message_json(), "messages/2025-01-15/abc/message.json");
         assert_eq!(m.body_text(), "messages/2025-01-15/abc/body.txt");
         assert_eq!(m.body_html(), "messages/2025-01-15/abc/body.html");
+        assert_eq!(m.raw_copy(), "messages/2025-01-15/abc/raw.eml");
         assert_eq!(
             m.attachment(2, "report.pdf"),
             "messages/2025-01-15/abc/attachments/2-report.pdf"

@@ -123,6 +123,15 @@ pub fn attachment_meta(a: &Attachment) -> ObjectMeta {
     ))
 }
 
+/// How the api function's decrypted copy of a raw message ([`layout::RAW_COPY`]) is served: as
+/// the message it is, and, `message/*` being active, as a download.
+pub fn raw_copy_meta() -> ObjectMeta {
+    ObjectMeta::new("message/rfc822").with_disposition(content_disposition(
+        Disposition::Attachment,
+        layout::RAW_COPY,
+    ))
+}
+
 /// `attachment; filename="ascii fallback"; filename*=UTF-8''percent-encoded` (RFC 6266, RFC
 /// 8187): agents that read `filename*` get the name exactly, older ones a printable-ASCII copy.
 pub fn content_disposition(disposition: Disposition, name: &str) -> String {

@@ -49,7 +49,8 @@ use serde::Serialize;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What one job may spend on AWS calls beyond its webhook timeout: reading the raw mail,
-/// uploading large attachments, queueing what follows and acknowledging its record. Each call is
+/// uploading large attachments (and the decrypted copy of encrypted raw mail), queueing what
+/// follows and acknowledging its record. Each call is
 /// bounded by the shared SDK timeouts (`mailroom::aws::timeouts`); a job is cut off at
 /// `webhook timeout + this` (see [`Config::job_budget`]).
 pub const JOB_AWS_BUDGET: Duration = Duration::from_secs(15);

@@ -4,6 +4,7 @@
 use crate::{ApiError, Config, Deps, Step, now_unix, rfc3339};
 use bytes::Bytes;
 use mailroom::Email;
+use mailroom::envelope;
 use mailroom::layout;
 use mailroom::ports::queue::MAX_DELAY;
 use mailroom::ports::{ErrorKind, PortError, WebhookRequest};
@@ -224,8 +225,8 @@ fn infra_retry(what: &str, e: &PortError) -> Attempt {
 /// S3 trouble other than a missing object counts as a failed attempt: retried on schedule when
 /// retrying can help, dead-lettered at once when it cannot (access denied).
 pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt {
-    let raw = match deps.store.get(&job.bucket, &job.key).await {
-        Ok(raw) => raw,
+    let object = match deps.store.get_object(&job.bucket, &job.key).await {
+        Ok(object) => object,
         Err(e) if e.kind == ErrorKind::NotFound => {
             return Attempt::Unreadable(format!(
                 "raw mail not found at s3://{}/{}: {e}",
@@ -234,9 +235,34 @@ pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt
         }
         Err(e) => return infra_retry("reading the raw mail", &e),
     };
+    // Decided by the object, not by whether a key is configured: mail stored before the key was
+    // set is plain, and its own object is what the raw URL serves.
+    let encrypted = envelope::is_encrypted(&object.metadata);
+    let raw = object.body;
     let parsed = match Email::parse(&raw, &config.limits) {
         Ok(p) => p,
         Err(e) => return Attempt::Unreadable(format!("raw mail does not parse: {e}")),
+    };
+    let folder = config
+        .locations
+        .message(&layout::date_of(&job.ses.timestamp), &job.message_id);
+    // A presigned GET of SES's encrypted object would hand the consumer ciphertext: the URL
+    // names a decrypted copy in the message's folder instead, written once (SSE-KMS under the
+    // same key, like everything else mailroom writes).
+    let raw_url_target = match config.format {
+        Format::Mailroom if encrypted => {
+            let key = folder.raw_copy();
+            if let Err(e) = deps
+                .store
+                .put_if_absent(&folder.bucket, &key, raw.clone(), &served::raw_copy_meta())
+                .await
+            {
+                return infra_retry("writing the decrypted copy of the raw mail", &e);
+            }
+            Some((folder.bucket.clone(), key))
+        }
+        Format::Mailroom => Some((job.bucket.clone(), job.key.clone())),
+        Format::Postmark => None,
     };
     // Only Postmark's RawEmail needs the raw bytes again: otherwise they go now, before the
     // body is built beside the parsed message.
@@ -252,9 +278,6 @@ pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt
     let expires_at =
         rfc3339(now.saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX)));
     let plan = payload::plan_attachments(&parsed, &config.inline);
-    let folder = config
-        .locations
-        .message(&layout::date_of(&job.ses.timestamp), &job.message_id);
     let mut deliveries = Vec::with_capacity(plan.len());
     for (att, inline) in parsed.email.attachments.iter().zip(&plan) {
         if *inline {
@@ -281,13 +304,9 @@ pub async fn deliver_once(job: &Job, config: &Config, deps: Deps<'_>) -> Attempt
             Err(e) => return infra_retry("presigning a large attachment", &e),
         }
     }
-    let raw_url = match config.format {
-        Format::Mailroom => deps
-            .store
-            .presign_get(&job.bucket, &job.key, lifetime)
-            .await
-            .ok(),
-        Format::Postmark => None,
+    let raw_url = match &raw_url_target {
+        Some((bucket, key)) => deps.store.presign_get(bucket, key, lifetime).await.ok(),
+        None => None,
     };
     let raw_location = RawLocation {
         bucket: job.bucket.clone(),

@@ -1535,3 +1535,130 @@ async fn mail_ses_encrypted_is_delivered_and_tampered_mail_dead_lettered_unsent(
         }
     }
 }
+
+/// The KMS key a sealed raw object names in its material description.
+async fn sealed_under(bucket: &str, key: &str) -> String {
+    let head = mailroom_testkit::s3()
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("head raw");
+    let matdesc = head
+        .metadata()
+        .and_then(|m| m.get(mailroom::envelope::MATDESC))
+        .expect("an envelope");
+    let matdesc: HashMap<String, String> = serde_json::from_str(matdesc).expect("matdesc");
+    matdesc[mailroom::envelope::MATDESC_KEY_ID].clone()
+}
+
+/// The webhook's `raw` object, delivered once for `w`'s raw mail.
+async fn delivered_raw(w: &World, extra: &[(&str, &str)]) -> Value {
+    let ep = Endpoint::start(vec![Act::Status(200)]).await;
+    let config = w.config(&ep.url, extra);
+    let report = handle(ses_event(), &config, w.deps()).await.expect("ses");
+    assert_eq!(report["steps"][0]["status"], "delivered", "{report}");
+    let body: Value = serde_json::from_slice(&ep.requests()[0].body).expect("json");
+    body["data"]["raw"].clone()
+}
+
+#[tokio::test]
+async fn the_raw_url_of_encrypted_mail_serves_a_decrypted_copy_and_of_plain_mail_the_object() {
+    use mailroom::aws::KmsDataKeys;
+    use std::sync::Arc;
+    let original = mailroom_testkit::event_file("mail/attachments.eml");
+    let raw_key = format!("raw/{MESSAGE_ID}");
+
+    let mut w = World::new().await;
+    (w.bucket, _) = mailroom_testkit::bucket_with_sealed_raw(
+        "api-rawcopy",
+        MESSAGE_ID,
+        "attachments.eml",
+        mailroom_testkit::Sealed::Intact,
+    )
+    .await;
+    let kms_key = sealed_under(&w.bucket, &raw_key).await;
+    // As the function's main builds it (mailroom::aws::mail_store), path-style for moto.
+    w.store =
+        Decrypting::new(S3Store::new(mailroom_testkit::s3()).with_sse_kms(Some(kms_key.clone())))
+            .with_keys(
+                Arc::new(KmsDataKeys::new(mailroom_testkit::kms())),
+                Some(kms_key.clone()),
+            );
+    let kms_env = [("MAILROOM_KMS_KEY_ARN", kms_key.as_str())];
+    let raw = delivered_raw(&w, &kms_env).await;
+    assert_eq!(raw["key"], raw_key, "the payload still names SES's object");
+    let url = raw["url"].as_str().expect("a raw url");
+    let copy = format!("/{MESSAGE_ID}/raw.eml");
+    assert!(
+        url.split('?').next().expect("path").ends_with(&copy),
+        "{url}"
+    );
+    let fetched = reqwest_get(url).await;
+    assert!(
+        fetched == original,
+        "the URL serves the message, not ciphertext"
+    );
+    eprintln!(
+        "encrypted raw mail: raw.url serves {} bytes equal to the original",
+        fetched.len()
+    );
+
+    let copy_key = url
+        .split('?')
+        .next()
+        .and_then(|p| p.split_once(&format!("/{}/", w.bucket)))
+        .map(|(_, k)| k.to_string())
+        .expect("bucket in the path");
+    let head = mailroom_testkit::s3()
+        .head_object()
+        .bucket(&w.bucket)
+        .key(&copy_key)
+        .send()
+        .await
+        .expect("head copy");
+    assert_eq!(head.content_type(), Some("message/rfc822"));
+    assert!(
+        head.content_disposition()
+            .is_some_and(|d| d.starts_with("attachment;")),
+        "{:?}",
+        head.content_disposition()
+    );
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms),
+        "the copy is encrypted at rest under the same key"
+    );
+    assert_eq!(head.ssekms_key_id(), Some(kms_key.as_str()));
+    // A second delivery of the same message finds the copy and links it again.
+    let again = delivered_raw(&w, &kms_env).await;
+    assert_eq!(
+        reqwest_get(again["url"].as_str().expect("url")).await,
+        original
+    );
+
+    // Plain mail with a key configured (stored before the key was set): its own object.
+    let w = World::new().await;
+    let raw = delivered_raw(&w, &kms_env).await;
+    let url = raw["url"].as_str().expect("a raw url");
+    assert!(
+        url.split('?').next().expect("path").ends_with(&raw_key),
+        "{url}"
+    );
+    assert!(reqwest_get(url).await == original);
+    let listed = mailroom_testkit::s3()
+        .list_objects_v2()
+        .bucket(&w.bucket)
+        .prefix("messages/")
+        .send()
+        .await
+        .expect("list");
+    assert!(
+        listed
+            .contents()
+            .iter()
+            .all(|o| !o.key().unwrap_or_default().ends_with("/raw.eml")),
+        "no copy of plain mail"
+    );
+}

@@ -3,9 +3,11 @@
 //! for its presigned URL, a failed delivery queued for retry, the retry received from the queue
 //! as Lambda's poller receives it (with the function's role) and, its endpoint gone,
 //! dead-lettered.
-//! Each grant of the policy must be needed by that, and the whole policy must be enough.
+//! Each grant of the policy must be needed by that, and the whole policy must be enough. With
+//! `KmsKeyArn` set the raw mail is encrypted as SES encrypts it, and without `kms:Decrypt` the job
+//! is dead-lettered unsent.
 
-use mailroom::aws::{S3Store, SqsQueue};
+use mailroom::aws::SqsQueue;
 use mailroom::ports::Queue;
 use mailroom::webhook::http::ReqwestSender;
 use mailroom::webhook::signing::Secret;
@@ -15,18 +17,23 @@ use mailroom_testkit::iam::{self, World};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::Duration;
 
 const MESSAGE_ID: &str = "k2f9e1m0q8o3v7b4r5t6y1u2i3o4p5a6s7d8f9g0";
 
-/// A webhook endpoint answering every request with the status it currently holds.
-async fn endpoint() -> (String, Arc<AtomicU16>) {
+/// A webhook endpoint answering every request with the status it currently holds, and the
+/// number of requests it has had.
+async fn endpoint() -> (String, Arc<AtomicU16>, Arc<AtomicUsize>) {
     let status = Arc::new(AtomicU16::new(200));
-    let answer = status.clone();
-    let server =
-        HttpServer::answering_with(move |_| Reply::status(answer.load(Ordering::SeqCst))).await;
-    (server.url("/hook"), status)
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (answer, count) = (status.clone(), hits.clone());
+    let server = HttpServer::answering_with(move |_| {
+        count.fetch_add(1, Ordering::SeqCst);
+        Reply::status(answer.load(Ordering::SeqCst))
+    })
+    .await;
+    (server.url("/hook"), status, hits)
 }
 
 /// One batch from `queue`, received as Lambda's SQS poller receives it, with `conf`'s
@@ -55,16 +62,29 @@ struct Setup {
     secret_arn: String,
     url: String,
     status: Arc<AtomicU16>,
+    hits: Arc<AtomicUsize>,
+    /// `KmsKeyArn`, under which the raw mail is encrypted.
+    kms_key: Option<String>,
 }
 
 impl Setup {
     async fn new() -> Setup {
+        Setup::with(false).await
+    }
+
+    async fn with(encrypted: bool) -> Setup {
         let srv = iam::server();
         let admin = srv.admin();
         let raw = mailroom_testkit::event_file("mail/attachments.eml");
-        let bucket = srv
-            .bucket_with("api-iam", &format!("raw/{MESSAGE_ID}"), raw)
-            .await;
+        let (bucket, kms_key) = if encrypted {
+            let (bucket, key) = srv.bucket_with_sealed("api-iam-kms", MESSAGE_ID, raw).await;
+            (bucket, Some(key))
+        } else {
+            let bucket = srv
+                .bucket_with("api-iam", &format!("raw/{MESSAGE_ID}"), raw)
+                .await;
+            (bucket, None)
+        };
         let secret_arn = aws_sdk_secretsmanager::Client::new(&admin)
             .create_secret()
             .name(mailroom_testkit::unique("hook"))
@@ -74,7 +94,7 @@ impl Setup {
             .expect("create secret")
             .arn
             .expect("secret arn");
-        let (url, status) = endpoint().await;
+        let (url, status, hits) = endpoint().await;
         Setup {
             bucket,
             retry: srv.queue("retry").await,
@@ -82,10 +102,17 @@ impl Setup {
             secret_arn,
             url,
             status,
+            hits,
+            kms_key,
         }
     }
 
     fn world(&self) -> World {
+        self.world_without_key().kms_key(self.kms_key.as_deref())
+    }
+
+    /// The template's world with `KmsKeyArn` left empty: its policy grants nothing on KMS.
+    fn world_without_key(&self) -> World {
         World::new()
             .bucket("RawMailBucket", &self.bucket)
             .queue("WebhookRetryQueue", &self.retry.0, &self.retry.1)
@@ -110,6 +137,10 @@ impl Setup {
             // Retries due at once, so the queued job can be received and counted.
             ("MAILROOM_RETRY_SCHEDULE", "0,0,0"),
             ("MAILROOM_RETRY_JITTER", "0"),
+            (
+                "MAILROOM_KMS_KEY_ARN",
+                self.kms_key.as_deref().unwrap_or(""),
+            ),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -155,7 +186,7 @@ impl Setup {
         let config = mailroom_api::secrets::resolve(self.config(), &conf)
             .await
             .map_err(|e| e.to_string())?;
-        let store = S3Store::new(iam::s3(&conf));
+        let store = iam::mail_store(&conf, self.kms_key.as_deref());
         let queue = SqsQueue::from_conf(&conf);
         let http = ReqwestSender::new().map_err(|e| e.to_string())?;
         let deps = || Deps {
@@ -203,13 +234,46 @@ impl Setup {
             ));
         }
 
+        // With encrypted mail, the decrypted copy the raw URL links is uploaded too.
+        let expected = 3 + usize::from(self.kms_key.is_some());
         let uploaded = self.uploaded().await?;
-        if uploaded.len() != 3 {
+        if uploaded.len() != expected
+            || self.kms_key.is_some() != uploaded.iter().any(|k| k.ends_with("/raw.eml"))
+        {
             return Err(format!(
-                "expected the 3 attachments under messages/, found {uploaded:?}"
+                "expected the 3 attachments under messages/ (and raw.eml for encrypted mail), \
+                 found {uploaded:?}"
             ));
         }
         Ok(())
+    }
+
+    /// One delivery of the sample event, with `conf`'s credentials and the endpoint answering
+    /// 200: the report, after the queues were checked (dead letters, retries) and emptied.
+    async fn deliver_as(&self, conf: &aws_config::SdkConfig) -> (Value, usize, usize) {
+        let config = mailroom_api::secrets::resolve(self.config(), conf)
+            .await
+            .expect("secret");
+        let store = iam::mail_store(conf, self.kms_key.as_deref());
+        let queue = SqsQueue::from_conf(conf);
+        let http = ReqwestSender::new().expect("client");
+        let event: Value =
+            serde_json::from_slice(&mailroom_testkit::event_file("lambda/api-event.json"))
+                .expect("event");
+        let report = handle(
+            event,
+            &config,
+            Deps {
+                store: &store,
+                queue: &queue,
+                http: &http,
+            },
+        )
+        .await
+        .expect("handled");
+        let dead = self.drain(&self.dlq.0).await.expect("dlq");
+        let retries = self.drain(&self.retry.0).await.expect("retry");
+        (report, dead, retries)
     }
 
     /// The keys under messages/, as the administrator sees them.
@@ -245,21 +309,36 @@ impl Setup {
 
 #[tokio::test]
 async fn api_needs_exactly_its_template_policy() {
-    let s = Setup::new().await;
+    needs_exactly_its_template_policy(false).await;
+}
+
+/// With `KmsKeyArn` set, the api reads encrypted mail, uploads the decrypted copy its raw URL
+/// links, and queues and dead-letters with exactly its template policy, whose KMS grants name
+/// exactly the configured key.
+#[tokio::test]
+async fn api_decrypts_with_exactly_its_template_policy() {
+    needs_exactly_its_template_policy(true).await;
+}
+
+async fn needs_exactly_its_template_policy(encrypted: bool) {
+    let s = Setup::with(encrypted).await;
     let report = iam::least_privilege("ApiFunction", &s.world(), |conf| s.scenario(conf)).await;
     let bucket = &s.bucket;
-    report.assert_exercised_except(&[
-        (
-            "s3:ListBucket",
-            &format!("arn:aws:s3:::{bucket}"),
-            "lets a missing raw object read as 404 rather than 403; moto answers 404 either way",
-        ),
-        (
-            "s3:GetObject",
-            &format!("arn:aws:s3:::{bucket}/messages/*"),
-            "used by whoever follows a presigned attachment URL; moto cannot check presigned GETs",
-        ),
-    ]);
+    report.assert_exercised_except_kms(
+        s.kms_key.as_deref(),
+        &[
+            (
+                "s3:ListBucket",
+                &format!("arn:aws:s3:::{bucket}"),
+                "lets a missing raw object read as 404 rather than 403; moto answers 404 either way",
+            ),
+            (
+                "s3:GetObject",
+                &format!("arn:aws:s3:::{bucket}/messages/*"),
+                "used by whoever follows a presigned attachment URL; moto cannot check presigned GETs",
+            ),
+        ],
+    );
     // moto checks neither resource: the template must name exactly the secret configured.
     assert_eq!(
         report.widened_resources("secretsmanager:GetSecretValue"),
@@ -280,27 +359,7 @@ async fn access_denied_on_an_upload_dead_letters_at_once() {
                 .is_some_and(|g| g.action == "s3:PutObject")
         })
         .expect("the template lets the api upload attachments (s3:PutObject)");
-    let conf = without_put.config();
-    let config = mailroom_api::secrets::resolve(s.config(), &conf)
-        .await
-        .expect("secret");
-    let store = S3Store::new(iam::s3(&conf));
-    let queue = SqsQueue::from_conf(&conf);
-    let http = ReqwestSender::new().expect("client");
-    let event: Value =
-        serde_json::from_slice(&mailroom_testkit::event_file("lambda/api-event.json"))
-            .expect("event");
-    let report = handle(
-        event,
-        &config,
-        Deps {
-            store: &store,
-            queue: &queue,
-            http: &http,
-        },
-    )
-    .await
-    .expect("handled");
+    let (report, dead, retries) = s.deliver_as(&without_put.config()).await;
     let step = &report["steps"][0];
     assert_eq!(
         step["status"], "dead_lettered",
@@ -311,6 +370,36 @@ async fn access_denied_on_an_upload_dead_letters_at_once() {
         reason.contains("AccessDenied") || reason.contains("access denied"),
         "{report}"
     );
-    assert_eq!(s.drain(&s.dlq.0).await.expect("dlq"), 1);
-    assert_eq!(s.drain(&s.retry.0).await.expect("retry"), 0);
+    assert_eq!((dead, retries), (1, 0));
+}
+
+/// Encrypted mail and the template's policy without its KMS grants (what it grants with
+/// `KmsKeyArn` empty; moto cannot take away one of the two kms:Decrypt grants and see the other
+/// refuse): KMS's AccessDenied dead-letters the job at once, and the endpoint hears nothing.
+#[tokio::test]
+async fn without_kms_decrypt_encrypted_mail_is_dead_lettered_unsent() {
+    let s = Setup::with(true).await;
+    let policy = iam::policy("ApiFunction", &s.world_without_key());
+    let full = policy.principals.first().expect("the full policy's user");
+    assert!(
+        policy.grants.iter().all(|g| !g.action.starts_with("kms:")),
+        "{:?}",
+        policy.grants
+    );
+    let (report, dead, retries) = s.deliver_as(&full.config()).await;
+    let step = &report["steps"][0];
+    assert_eq!(step["status"], "dead_lettered", "{report}");
+    let reason = step.to_string();
+    assert!(
+        reason.contains("KMS")
+            && (reason.contains("AccessDenied") || reason.contains("access denied")),
+        "{report}"
+    );
+    eprintln!("without kms:Decrypt: {step}");
+    assert_eq!(s.hits.load(Ordering::SeqCst), 0, "nothing was posted");
+    assert_eq!((dead, retries), (1, 0));
+    assert!(
+        s.uploaded().await.expect("list").is_empty(),
+        "nothing uploaded"
+    );
 }

@@ -3,12 +3,10 @@
 //! of its grants.
 
 use mailroom::SesEvent;
-use mailroom::aws::{KmsDataKeys, S3Store, SnsPublisher};
-use mailroom::envelope::Decrypting;
+use mailroom::aws::SnsPublisher;
 use mailroom_fanout::{Config, handle};
 use mailroom_testkit::iam::{self, World};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 const ID: &str = "o3vrnil0e2ic28trm7dfhrc2v0cnbeccl4nbp0g1";
 
@@ -63,20 +61,14 @@ async fn needs_exactly_its_template_policy(encrypted: bool) {
     let config = Config::from_env(&env).expect("config");
     let sqs = aws_sdk_sqs::Client::new(&admin);
 
-    let mut world = World::new()
+    let world = World::new()
         .bucket("RawMailBucket", &bucket)
-        .topic("MailTopic", &topic);
-    if let Some(key) = &kms_key {
-        world = world.param("KmsKeyArn", key);
-    }
+        .topic("MailTopic", &topic)
+        .kms_key(kms_key.as_deref());
     let report = iam::least_privilege("FanoutFunction", &world, |conf| {
         let (event, config, sqs, inbox) = (&event, &config, &sqs, &inbox);
         async move {
-            let mut store = Decrypting::new(S3Store::new(iam::s3(&conf)));
-            if let Some(key) = &config.locations.kms_key {
-                let keys = Arc::new(KmsDataKeys::from_conf(&conf));
-                store = store.with_keys(keys, Some(key.clone()));
-            }
+            let store = iam::mail_store(&conf, config.locations.kms_key.as_deref());
             let publisher = SnsPublisher::from_conf(&conf);
             let report = handle(event, config, &store, &publisher)
                 .await

@@ -91,8 +91,18 @@ pub fn mail_store(
     config: &aws_config::SdkConfig,
     kms_key: Option<&str>,
 ) -> crate::envelope::Decrypting<S3Store> {
+    mail_store_over(S3Store::from_conf(config), config, kms_key)
+}
+
+#[cfg(feature = "aws")]
+/// [`mail_store`] over a given S3 store (tests hand one with a client of their own).
+pub fn mail_store_over(
+    s3: S3Store,
+    config: &aws_config::SdkConfig,
+    kms_key: Option<&str>,
+) -> crate::envelope::Decrypting<S3Store> {
     let kms_key = kms_key.map(str::trim).filter(|k| !k.is_empty());
-    let s3 = S3Store::from_conf(config).with_sse_kms(kms_key.map(str::to_string));
+    let s3 = s3.with_sse_kms(kms_key.map(str::to_string));
     let store = crate::envelope::Decrypting::new(s3);
     match kms_key {
         Some(key) => store.with_keys(

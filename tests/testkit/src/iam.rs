@@ -116,6 +116,15 @@ pub fn s3(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     )
 }
 
+/// The store a function reads raw mail through (`mailroom::aws::mail_store`), with `conf`'s
+/// credentials: decrypting under `kms_key`, writing SSE-KMS under it.
+pub fn mail_store(
+    conf: &aws_config::SdkConfig,
+    kms_key: Option<&str>,
+) -> mailroom::envelope::Decrypting<mailroom::aws::S3Store> {
+    mailroom::aws::mail_store_over(mailroom::aws::S3Store::new(s3(conf)), conf, kms_key)
+}
+
 impl IamMoto {
     /// Every action on every resource: for setting up the world and reading what the code did.
     pub fn admin(&self) -> aws_config::SdkConfig {
@@ -269,6 +278,14 @@ impl World {
         self
     }
 
+    /// `KmsKeyArn` when the raw mail is encrypted under a key; left empty (no KMS grant) when not.
+    pub fn kms_key(self, key: Option<&str>) -> Self {
+        match key {
+            Some(key) => self.param("KmsKeyArn", key),
+            None => self,
+        }
+    }
+
     fn spec(&self) -> String {
         serde_json::json!({"resources": self.resources, "params": self.params}).to_string()
     }
@@ -390,6 +407,41 @@ impl Report {
             .filter(|g| g.action == action)
             .map(|g| g.resource.clone())
             .collect()
+    }
+
+    /// [`Self::assert_exercised_except`] for a function that reads mail SES encrypted under `key`
+    /// (none: mail is not encrypted, and the policy has no KMS grant) and writes SSE-KMS under it:
+    /// its KMS grants go unexercised as well, and name exactly `key`.
+    /// moto evaluates no IAM condition, so the two kms:Decrypt statements (SES's context, and
+    /// SSE-KMS via S3) are one grant to it, and its S3 writes SSE-KMS without asking KMS; which
+    /// context each statement allows is held by check-template instead.
+    pub fn assert_exercised_except_kms(&self, key: Option<&str>, allowed: &[(&str, &str, &str)]) {
+        let Some(key) = key else {
+            self.assert_exercised_except(allowed);
+            assert!(self.widened_resources("kms:Decrypt").is_empty());
+            return;
+        };
+        let overlapping = "moto ignores the conditions that tell the two kms:Decrypt grants apart";
+        let mut all = vec![
+            ("kms:Decrypt", key, overlapping),
+            ("kms:Decrypt", key, overlapping),
+            (
+                "kms:GenerateDataKey",
+                key,
+                "moto's S3 writes SSE-KMS objects without calling KMS",
+            ),
+        ];
+        all.extend_from_slice(allowed);
+        self.assert_exercised_except(&all);
+        // moto checks no KMS resource: the template must name exactly the configured key.
+        assert_eq!(
+            self.widened_resources("kms:Decrypt"),
+            vec![key.to_string(); 2]
+        );
+        assert_eq!(
+            self.widened_resources("kms:GenerateDataKey"),
+            vec![key.to_string()]
+        );
     }
 
     /// Fails unless exactly `allowed` (grant, why moto cannot exercise it) went unexercised.
