@@ -1,7 +1,8 @@
-//! The filter-policy tester against another implementation: moto's SNS, over the wire. One
-//! publication with fanout's kind of attributes; one SQS queue per policy, subscribed through
-//! it; what each queue received must be what `filter_policy::evaluate` decides, and what the
-//! cases say SNS decides.
+//! The inspector's filter-policy tester against another implementation: moto's SNS, over the
+//! wire. One publication with fanout's kind of attributes; one SQS queue per policy, subscribed
+//! through it; what each queue received must be what `filter_policy::evaluate` decides, and what
+//! the cases say SNS decides. (Here, where the AWS SDK is already a test dependency: in the
+//! inspector's crate it would be built for its benchmark example too.)
 
 #![allow(clippy::unwrap_used)]
 
