@@ -7,6 +7,9 @@
 #                                files of scripts/py import each other with no sys.path edits.
 #   venv_sync DIR REQUIREMENTS   makes the venv DIR if it is missing and installs REQUIREMENTS
 #                                into it when they changed since the last install.
+#   apt_install PACKAGE...       Debian packages, one script at a time: scripts/test sets up
+#                                Docker and the browser in parallel, and two apt-get runs at once
+#                                fail on dpkg's lock.
 #
 # `py` fails when .venv is missing instead of trying another Python: that one would lack moto,
 # boto3 and cfn-lint, or parse mail with another version of `email` than the differential
@@ -22,6 +25,15 @@ py() {
     return 127
   fi
   "$python" "$mailroom_root/scripts/py/$1" "${@:2}"
+}
+
+apt_install() {
+  echo "installing $* (apt)"
+  (
+    flock -w 900 9 || { echo "apt: waited 15 minutes for another install" >&2; exit 1; }
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  ) 9>"${TMPDIR:-/tmp}/mailroom-apt.lock"
 }
 
 venv_sync() {
