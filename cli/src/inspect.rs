@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use mailroom_emulator::Emulator;
-use mailroom_inspector::web::{Run, Runner};
+use mailroom_inspector::web::{Invoked, Run, Runner};
 use mailroom_inspector::{Inbox, Inspector, Record, Retention};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -177,5 +177,18 @@ impl Runner for EmulatorRunner {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         Ok(record)
+    }
+
+    async fn invoke(&self, logical_id: &str, event: &serde_json::Value) -> Result<Invoked, String> {
+        let event: mailroom::SesEvent = serde_json::from_value(event.clone())
+            .map_err(|e| format!("the recorded event does not read as an SES event: {e}"))?;
+        let started = std::time::Instant::now();
+        let (answer, outputs) = self.emulator.invoke(logical_id, &event).await?;
+        Ok(Invoked {
+            logical_id: logical_id.to_string(),
+            answer,
+            outputs,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
     }
 }

@@ -28,6 +28,31 @@ pub struct LocalExecutor {
     pub region: String,
 }
 
+impl LocalExecutor {
+    /// Invokes the function with this logical id once with `event`, outside any rule: its
+    /// answer and where its outputs landed. For running one function again on the exact event a
+    /// rule gave it (the inspector's "invoke again").
+    pub async fn invoke_once(
+        &self,
+        logical_id: &str,
+        event: &mailroom::SesEvent,
+    ) -> Result<(Returned, Vec<String>), String> {
+        let f = self
+            .functions
+            .values()
+            .find(|f| f.logical_id == logical_id)
+            .ok_or_else(|| format!("the template has no function {logical_id}"))?;
+        let log = Log::default();
+        let ports = self.ports.recording(&log);
+        let returned = f
+            .function
+            .invoke(event, &ports)
+            .await
+            .map_err(|e: FunctionError| format!("{e:#}"))?;
+        Ok((returned, log.take()))
+    }
+}
+
 /// A function with Lambda's asynchronous-invocation settings from the template.
 pub struct Deployed {
     pub function: Box<dyn Function>,

@@ -147,6 +147,17 @@ impl Emulator {
         })
     }
 
+    /// Invokes one of the template's functions (by logical id) once with `event`, as a retry of
+    /// that invocation would: its answer (summary) and where its outputs landed.
+    pub async fn invoke(
+        &self,
+        logical_id: &str,
+        event: &mailroom::SesEvent,
+    ) -> Result<(String, Vec<String>), String> {
+        let (returned, outputs) = self.executor.invoke_once(logical_id, event).await?;
+        Ok((returned.summary, outputs))
+    }
+
     /// The webhooks the local sink has recorded so far.
     pub fn sink_records(&self) -> Vec<sink::Recorded> {
         self.sink.recorded()

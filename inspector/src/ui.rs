@@ -220,7 +220,7 @@ pub fn message_page(s: &Inspector, r: &Record, message: Option<&[u8]>) -> Markup
             }
             section #trace {
                 h2 { "Rule trace" }
-                (trace(r, &s.state_dir().display().to_string()))
+                (trace(r, &s.state_dir().display().to_string(), s.runner.as_ref().map(|_| s.token.as_str())))
             }
             @if let Some(e) = email {
                 section #body {
@@ -298,7 +298,7 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// The rule set's trace as a timeline: each rule, matched or why not, each action with its
 /// status, time, disposition, outputs, and a Lambda action's event and answer.
-fn trace(r: &Record, state: &str) -> Markup {
+fn trace(r: &Record, state: &str, token: Option<&str>) -> Markup {
     let Some(t) = &r.trace else {
         return html! { p { "Refused at RCPT: no message, no rule ran. The client read " code { (r.reply) } "." } };
     };
@@ -315,7 +315,7 @@ fn trace(r: &Record, state: &str) -> Markup {
             p.warn { "Refused at RCPT: " @for (i, a) in rej.iter().enumerate() { @if i > 0 { ", " } (a.as_str().unwrap_or_default()) } }
         }
         ol.timeline {
-            @for rule in &rules {
+            @for (ri, rule) in rules.iter().enumerate() {
                 li.rule {
                     div.rule-head {
                         strong { "rule " (s(rule, "name")) }
@@ -328,8 +328,8 @@ fn trace(r: &Record, state: &str) -> Markup {
                         @if let Some(e) = rule.get("endedBy").and_then(Value::as_str) { " " span.badge.warn { (e) } }
                     }
                     ol.actions {
-                        @for a in rule.get("actions").and_then(Value::as_array).into_iter().flatten() {
-                            (action(a, state))
+                        @for (ai, a) in rule.get("actions").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                            (action(a, state, &At { record: &r.id, rule: ri, action: ai, token }))
                         }
                     }
                 }
@@ -377,7 +377,16 @@ fn output(line: &str, state: &str) -> Markup {
     html! { (&line[..at]) a href=(href) { (path) } (after) }
 }
 
-fn action(a: &Value, state: &str) -> Markup {
+/// Where an action sits in the trace, and whether it can be run again from the page.
+struct At<'a> {
+    record: &'a str,
+    rule: usize,
+    action: usize,
+    /// The run's token, when the inspector can run functions.
+    token: Option<&'a str>,
+}
+
+fn action(a: &Value, state: &str, at: &At<'_>) -> Markup {
     let status = a
         .get("status")
         .and_then(|x| x.get("status"))
@@ -401,6 +410,16 @@ fn action(a: &Value, state: &str) -> Markup {
             @let outputs = a.get("outputs").and_then(Value::as_array).cloned().unwrap_or_default();
             @if !outputs.is_empty() {
                 ul.outputs { @for o in &outputs { li { (output(o.as_str().unwrap_or_default(), state)) } } }
+            }
+            @if let (Some(token), Some(id)) = (at.token, a.get("logicalId").and_then(Value::as_str)) {
+                form.again method="post" action={ "/message/" (at.record) "/invoke" } {
+                    input type="hidden" name="token" value=(token);
+                    input type="hidden" name="rule" value=(at.rule);
+                    input type="hidden" name="action" value=(at.action);
+                    button type="submit" {
+                        @if a.get("function").and_then(Value::as_str) == Some("api") { "Redeliver now" } @else { "Invoke " (id) " again" }
+                    }
+                }
             }
             @if let Some(ev) = a.get("event") {
                 details.event {
@@ -730,4 +749,40 @@ fn policy_tester(path: &str, find: &str, text: &str, policy: Option<&str>) -> Ma
             }
         }
     }
+}
+
+pub fn invoked_page(
+    s: &Inspector,
+    r: &Record,
+    logical_id: &str,
+    invoked: &Result<crate::web::Invoked, String>,
+) -> Markup {
+    let state = s.state_dir().display().to_string();
+    layout(
+        "Invoked",
+        s,
+        "",
+        html! {
+            p.back { a href={ "/message/" (r.id) } { "← " (if r.subject.is_empty() { "(no subject)" } else { &r.subject }) } }
+            h1 { (logical_id) " invoked again" }
+            p.muted { "With the exact event the rule gave it, once, as Lambda's retry of that invocation would run it." }
+            @match invoked {
+                Ok(i) => {
+                    p { (badge("ok")) " " span.muted { (i.duration_ms) " ms" } }
+                    section {
+                        h2 { "Answer" }
+                        pre.answer { (pretty(&i.answer)) }
+                        @if !i.outputs.is_empty() {
+                            h3 { "Outputs" }
+                            ul.outputs { @for o in &i.outputs { li { (output(o, &state)) } } }
+                        }
+                    }
+                }
+                Err(e) => {
+                    p { (badge("failed")) }
+                    pre.error role="alert" { (e) }
+                }
+            }
+        },
+    )
 }

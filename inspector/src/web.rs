@@ -28,6 +28,19 @@ use std::time::Duration;
 #[async_trait::async_trait]
 pub trait Runner: Send + Sync {
     async fn run(&self, run: Run) -> Result<Record, String>;
+
+    /// Invokes one function (by logical id) once with the exact event a rule gave it: "redeliver
+    /// now" for the api function, "invoke again" for any. Its answer and where its outputs went.
+    async fn invoke(&self, logical_id: &str, event: &serde_json::Value) -> Result<Invoked, String>;
+}
+
+/// What an invocation from the inspector did.
+#[derive(Debug, Clone)]
+pub struct Invoked {
+    pub logical_id: String,
+    pub answer: String,
+    pub outputs: Vec<String>,
+    pub duration_ms: u64,
 }
 
 /// One message to run.
@@ -96,6 +109,7 @@ pub fn router(state: Shared) -> Router {
         .route("/message/{id}/html", get(message_html))
         .route("/message/{id}/delete", post(delete_one))
         .route("/message/{id}/replay", post(replay))
+        .route("/message/{id}/invoke", post(invoke_again))
         .route("/compare/{a}/{b}", get(compare))
         .route("/inject", get(inject_page).post(inject))
         .route("/state/{*path}", get(state_file))
@@ -376,6 +390,45 @@ async fn replay(
         .await
         .map_err(|e| WebError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     Ok(Redirect::to(&format!("/compare/{}/{}", record.id, again.id)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct InvokeForm {
+    #[serde(default)]
+    token: String,
+    rule: usize,
+    action: usize,
+}
+
+/// Runs the function of one Lambda action of a message's trace again, with its event.
+async fn invoke_again(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<InvokeForm>,
+) -> WebResult<Response> {
+    check_token(&s, &form.token)?;
+    let runner = runner(&s)?;
+    let record = s.inbox.get(&id)?;
+    let action = record
+        .trace
+        .as_ref()
+        .and_then(|t| t.get("rules"))
+        .and_then(|r| r.get(form.rule))
+        .and_then(|r| r.get("actions"))
+        .and_then(|a| a.get(form.action))
+        .cloned()
+        .unwrap_or_default();
+    let (Some(logical_id), Some(event)) = (
+        action.get("logicalId").and_then(serde_json::Value::as_str),
+        action.get("event"),
+    ) else {
+        return Err(WebError(
+            StatusCode::NOT_FOUND,
+            format!("rule {} action {} of {id} is no Lambda action of ours", form.rule, form.action),
+        ));
+    };
+    let invoked = runner.invoke(logical_id, event).await;
+    Ok(html(ui::invoked_page(&s, &record, logical_id, &invoked)))
 }
 
 /// `Key=Value` lines (blank lines and `#` comments ignored).

@@ -250,6 +250,14 @@ try {
   check("the filter-policy tester: one policy takes the publication, another filters it out", yes.includes("delivered") && no.includes("filtered out") && no.includes('spam: "PASS" matches none of'));
   await page.screenshot({ path: join(shots, "sns.png"), fullPage: true });
   await axe("an SNS publication and the filter-policy tester");
+  // Redeliver now: the api function again, with the exact event, and the webhook it sent.
+  await page.goto(messageUrl);
+  await page.click("text=Redeliver now");
+  await page.waitForSelector("h1");
+  const redelivered = await page.locator("main").innerText();
+  check("redeliver now: the api function runs again and the webhook is delivered", /ApiFunction invoked again/.test(redelivered) && redelivered.includes('"status": "delivered"') && redelivered.includes("signature valid"), redelivered.split("\n").slice(1, 4).join(" "));
+  await page.screenshot({ path: join(shots, "redeliver.png"), fullPage: true });
+  await axe("an invocation's result");
   for (const bad of ["/state/..%2F..%2Fetc%2Fpasswd", "/state/%2e%2e/%2e%2e/etc/passwd", "/state/webhook-secret", "/state/s3/..%2F..%2F..%2Fetc%2Fhostname"]) {
     const st = await rawGet(bad);
     check(`no file outside the state dir, nor the signing secret: ${bad}`, st === 404, `HTTP ${st}`);
