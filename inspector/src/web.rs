@@ -424,7 +424,10 @@ async fn invoke_again(
     ) else {
         return Err(WebError(
             StatusCode::NOT_FOUND,
-            format!("rule {} action {} of {id} is no Lambda action of ours", form.rule, form.action),
+            format!(
+                "rule {} action {} of {id} is no Lambda action of ours",
+                form.rule, form.action
+            ),
         ));
     };
     let invoked = runner.invoke(logical_id, event).await;
