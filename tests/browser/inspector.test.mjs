@@ -213,6 +213,17 @@ try {
   await page.goto(UI + "/?q=" + encodeURIComponent("before:someday"));
   check("search: a bad term is reported, not a 500", (await page.locator(".error").innerText()).includes("not a date"));
 
+  // By keyboard alone: Tab reaches the first message, Enter opens it.
+  await page.goto(UI + "/");
+  let reached = "";
+  for (let i = 0; i < 12 && !reached.includes("/message/"); i++) {
+    await page.keyboard.press("Tab");
+    reached = await page.evaluate(() => document.activeElement?.getAttribute("href") || "");
+  }
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#trace");
+  check("keyboard: Tab reaches a message and Enter opens it", reached.includes("/message/") && page.url().includes(reached), reached);
+
   // 3. A message: the trace, the webhook's signature, the Lambda events.
   await page.goto(UI + "/");
   await page.click("text=Quarterly invoice");

@@ -1,0 +1,201 @@
+//! The inspector's HTTP answers, called in process: the headers that keep mail HTML from running
+//! or reaching the network, the Host check, the run token, and paths outside the state dir.
+
+#![allow(clippy::unwrap_used)]
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use mailroom_emulator::receipt::Envelope;
+use mailroom_inspector::web::{Inspector, router};
+use mailroom_inspector::{Inbox, Record, Retention, Source};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const HOSTILE: &str = "From: <b>x</b> <x@example.org>\r\nTo: support@example.com\r\n\
+Subject: <script>alert(1)</script>\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n\
+<script>fetch('http://127.0.0.1:9/x')</script><img src=http://127.0.0.1:9/y onerror=alert(2)>\r\n";
+
+fn inbox(dir: &std::path::Path) -> (Arc<Inbox>, String) {
+    let inbox = Arc::new(Inbox::open(dir, Retention::default()).unwrap());
+    let envelope = Envelope {
+        mail_from: "x@example.org".into(),
+        recipients: vec!["support@example.com".into()],
+        helo: "h".into(),
+        client_ip: "192.0.2.1".into(),
+        tls: false,
+    };
+    let mut record =
+        Record::without_message(Source::Inject, &envelope, "250 ok".into(), "accepted");
+    record.subject = "<script>alert(1)</script>".into();
+    inbox.add(&record, Some(HOSTILE.as_bytes())).unwrap();
+    std::fs::write(dir.join("webhook-secret"), "whsec_secret").unwrap();
+    (inbox, record.id)
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    host: &str,
+    body: &str,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, host)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+fn csp(h: &axum::http::HeaderMap) -> String {
+    h.get(header::CONTENT_SECURITY_POLICY)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn mail_html_is_sandboxed_and_pages_run_only_their_own_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, id) = inbox(dir.path());
+    let app = router(Inspector::new(inbox, None, "test".into()));
+    let host = "127.0.0.1:8025";
+
+    // The page: its own script only, and the subject as text.
+    let (status, h, body) = call(&app, "GET", &format!("/message/{id}"), host, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let page = csp(&h);
+    assert!(
+        page.contains("default-src 'none'") && page.contains("script-src 'self'"),
+        "{page}"
+    );
+    assert!(!page.contains("script-src 'self' 'unsafe"), "{page}");
+    assert!(
+        !body.contains("<script>alert(1)"),
+        "the subject must be escaped"
+    );
+    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(body.contains(r#"sandbox="""#), "the frame is sandboxed");
+    assert_eq!(h.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
+
+    // The mail's HTML: served as it is, under a policy that forbids script and the network.
+    for path in [
+        format!("/message/{id}/html"),
+        format!("/view/{id}.html"),
+        "/view/latest.html".into(),
+    ] {
+        let (status, h, body) = call(&app, "GET", &path, host, "").await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            body.contains("<script>fetch("),
+            "{path}: the HTML itself is not rewritten"
+        );
+        let policy = csp(&h);
+        assert!(policy.starts_with("sandbox;"), "{path}: {policy}");
+        for must in ["default-src 'none'", "img-src data:;", "form-action 'none'"] {
+            assert!(policy.contains(must), "{path}: {policy} lacks {must}");
+        }
+        assert!(!policy.contains("script-src"), "{path}: {policy}");
+    }
+    let (_, h, _) = call(
+        &app,
+        "GET",
+        &format!("/message/{id}/html?images=remote"),
+        host,
+        "",
+    )
+    .await;
+    let remote = csp(&h);
+    assert!(
+        remote.contains("img-src data: http: https:") && !remote.contains("script-src"),
+        "{remote}"
+    );
+}
+
+#[tokio::test]
+async fn hosts_tokens_and_paths_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, id) = inbox(dir.path());
+    let state = Inspector::new(inbox.clone(), None, "test".into());
+    let token = state.token.clone();
+    let app = router(state);
+
+    for host in [
+        "attacker.example",
+        "attacker.example:8025",
+        "192.0.2.1:8025",
+        "127.0.0.1.nip.io",
+    ] {
+        let (status, _, _) = call(&app, "GET", "/api/messages", host, "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{host}");
+    }
+    for host in ["localhost:8025", "[::1]:8025", "127.0.0.1"] {
+        let (status, _, _) = call(&app, "GET", "/api/messages", host, "").await;
+        assert_eq!(status, StatusCode::OK, "{host}");
+    }
+
+    let host = "127.0.0.1:8025";
+    for body in ["", "token=", "token=guess"] {
+        let (status, _, _) = call(&app, "POST", "/delete", host, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body:?}");
+        let (status, _, _) = call(&app, "POST", &format!("/message/{id}/delete"), host, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body:?}");
+    }
+    assert_eq!(
+        inbox.count().unwrap(),
+        1,
+        "nothing was deleted without the token"
+    );
+
+    for path in [
+        "/state/webhook-secret",
+        "/state/%2e%2e/%2e%2e/etc/passwd",
+        "/state/..%2F..%2Fetc%2Fhostname",
+        "/state/inbox/..%2F..%2F..%2Fetc%2Fhostname",
+        "/state//etc/hostname",
+    ] {
+        let (status, _, body) = call(&app, "GET", path, host, "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(!body.contains("whsec_secret"), "{path}");
+    }
+    let (status, _, _) = call(
+        &app,
+        "GET",
+        &format!("/state/inbox/{id}/record.json"),
+        host,
+        "",
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a file inside the state dir is served"
+    );
+
+    // No rule set to run (`mailroom inspect`): inject and replay say so rather than pretend.
+    let form = format!("token={token}&from=a%40example.org&to=support%40example.com");
+    let (status, _, body) = call(&app, "POST", "/inject", host, &form).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        &format!("/message/{id}/replay"),
+        host,
+        &format!("token={token}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+}
