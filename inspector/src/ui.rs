@@ -355,8 +355,9 @@ fn describe_filter(f: &Value) -> String {
     format!("{} {verdict} {by}", s(f, "clientIp"))
 }
 
-/// An output line, its path under the state dir made a link to what was written there.
-fn output(line: &str, state: &str) -> Markup {
+/// An output line, its path under the state dir made a link to what was written there (for a
+/// forwarded message, with the record it came from, to compare the two).
+fn output(line: &str, state: &str, record: &str) -> Markup {
     let prefix = format!("{state}/");
     let Some(at) = line.find(&prefix).filter(|_| !state.is_empty()) else {
         return html! { (line) };
@@ -368,11 +369,16 @@ fn output(line: &str, state: &str) -> Markup {
     let find = after
         .split_once("(message ")
         .map(|(_, m)| m.trim_end_matches(')').to_string());
+    let query = match find {
+        Some(f) => format!("?find={}", urlencode(&f)),
+        None if path.starts_with("outbox/") && path.ends_with("-forward.eml") => {
+            format!("?message={}", urlencode(record))
+        }
+        None => String::new(),
+    };
     let href = format!(
-        "/state/{}{}",
+        "/state/{}{query}",
         path.split('/').map(urlencode).collect::<Vec<_>>().join("/"),
-        find.map(|f| format!("?find={}", urlencode(&f)))
-            .unwrap_or_default()
     );
     html! { (&line[..at]) a href=(href) { (path) } (after) }
 }
@@ -409,7 +415,7 @@ fn action(a: &Value, state: &str, at: &At<'_>) -> Markup {
             @if let Some(sm) = summary { pre.answer { (pretty(sm)) } }
             @let outputs = a.get("outputs").and_then(Value::as_array).cloned().unwrap_or_default();
             @if !outputs.is_empty() {
-                ul.outputs { @for o in &outputs { li { (output(o.as_str().unwrap_or_default(), state)) } } }
+                ul.outputs { @for o in &outputs { li { (output(o.as_str().unwrap_or_default(), state, at.record)) } } }
             }
             @if let (Some(token), Some(id)) = (at.token, a.get("logicalId").and_then(Value::as_str)) {
                 form.again method="post" action={ "/message/" (at.record) "/invoke" } {
@@ -616,15 +622,31 @@ pub fn compare_page(s: &Inspector, before: &Record, after: &Record) -> Markup {
     )
 }
 
-pub fn file_page(
-    s: &Inspector,
-    path: &str,
-    size: u64,
-    head: &[u8],
-    meta: Option<&str>,
-    find: Option<&str>,
-    policy: Option<&str>,
-) -> Markup {
+/// A file under the state dir, as its page shows it.
+pub struct FileView<'a> {
+    pub path: &'a str,
+    pub size: u64,
+    /// Its first bytes (the page shows at most these).
+    pub head: &'a [u8],
+    /// An S3 object's stored metadata (JSON).
+    pub meta: Option<&'a str>,
+    /// In a JSON-lines file, the lines containing this only.
+    pub find: Option<&'a str>,
+    /// A filter policy to try on an SNS publication.
+    pub policy: Option<&'a str>,
+    pub mail: Option<&'a OutboxMail>,
+}
+
+pub fn file_page(s: &Inspector, view: &FileView<'_>) -> Markup {
+    let FileView {
+        path,
+        size,
+        head,
+        meta,
+        find,
+        policy,
+        mail,
+    } = *view;
     let text = std::str::from_utf8(head).ok();
     let shown: Option<String> = text.map(|t| {
         if let Some(f) = find.filter(|f| !f.is_empty()) {
@@ -670,6 +692,9 @@ pub fn file_page(
                 @if path.starts_with("sns/") {
                     (policy_tester(path, f, t, policy))
                 }
+            }
+            @if let Some(m) = mail {
+                (outbox_message(m))
             }
             @if let Some(request) = path.strip_prefix("webhooks/").and(text).and_then(|t| serde_json::from_str::<Value>(t).ok()) {
                 (webhook_request(&request))
@@ -774,7 +799,7 @@ pub fn invoked_page(
                         pre.answer { (pretty(&i.answer)) }
                         @if !i.outputs.is_empty() {
                             h3 { "Outputs" }
-                            ul.outputs { @for o in &i.outputs { li { (output(o, &state)) } } }
+                            ul.outputs { @for o in &i.outputs { li { (output(o, &state, &r.id)) } } }
                         }
                     }
                 }
@@ -785,4 +810,81 @@ pub fn invoked_page(
             }
         },
     )
+}
+
+/// A message the functions sent (forward) or SES would send (a bounce's DSN), read back from
+/// the outbox, and for a forward the message it came from.
+pub struct OutboxMail {
+    pub email: mailroom::Email,
+    /// SES's rules for a raw message it is given to send, checked on these bytes (forward).
+    pub violations: Option<Vec<String>>,
+    /// The headers of the message as SES stored it, when the record is known.
+    pub original: Option<Vec<mailroom::email::Header>>,
+}
+
+fn outbox_message(m: &OutboxMail) -> Markup {
+    let e = &m.email;
+    html! {
+        section {
+            h2 { "The message" }
+            dl.facts {
+                dt { "Subject" } dd { (e.subject.clone().unwrap_or_default()) }
+                dt { "From" } dd { @for a in &e.from { (a.address) " " } }
+                dt { "To" } dd { @for a in &e.to { (a.address) " " } }
+                @if let Some(v) = &m.violations {
+                    dt { "SES's rules" } dd {
+                        @if v.is_empty() { span.badge.good { "SES would accept it" } }
+                        @else { span.badge.bad { (v.len()) " violations" } ul { @for x in v { li { (x) } } } }
+                    }
+                }
+            }
+            @if let Some(t) = &e.text { h3 { "Text" } pre.text { (t) } }
+            @if !e.attachments.is_empty() {
+                h3 { "Parts" }
+                ul.attachments { @for a in &e.attachments { li { (a.safe_filename) " · " (a.content_type) " · " (a.size) " bytes" } } }
+            }
+        }
+        @if let Some(original) = &m.original {
+            (header_comparison(original, &e.headers))
+        }
+    }
+}
+
+/// The original message's headers beside the sent message's, each name's values side by side.
+fn header_comparison(
+    original: &[mailroom::email::Header],
+    sent: &[mailroom::email::Header],
+) -> Markup {
+    let mut names: Vec<String> = Vec::new();
+    for h in original.iter().chain(sent) {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(&h.name)) {
+            names.push(h.name.clone());
+        }
+    }
+    let values = |list: &[mailroom::email::Header], name: &str| {
+        list.iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.clone())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    html! {
+        section {
+            h2 { "Headers: original and sent" }
+            table.compare {
+                thead { tr { th scope="col" { "Header" } th scope="col" { "Original (as SES stored it)" } th scope="col" { "Sent" } } }
+                tbody {
+                    @for n in &names {
+                        @let a = values(original, n);
+                        @let b = values(sent, n);
+                        tr.changed[a != b] {
+                            th scope="row" { (n) @if a.is_empty() { " " span.badge.good { "added" } } @else if b.is_empty() { " " span.badge.warn { "removed" } } @else if a != b { " " span.badge.warn { "changed" } } }
+                            td { pre { (if a.is_empty() { "—".to_string() } else { a.clone() }) } }
+                            td { pre { (if b.is_empty() { "—".to_string() } else { b.clone() }) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -677,15 +677,66 @@ async fn state_file(
         .ok()
         .map(|key| root.join("s3-meta").join(format!("{}.json", key.display())))
         .and_then(|m| std::fs::read_to_string(m).ok());
+    let mail = if relative.starts_with("outbox") && path.ends_with(".eml") {
+        outbox_mail(
+            &s,
+            &full,
+            path.ends_with("-forward.eml"),
+            p.message.as_deref(),
+        )
+        .await
+    } else {
+        None
+    };
     Ok(html(ui::file_page(
         &s,
-        &path,
-        size,
-        &head,
-        meta.as_deref(),
-        p.find.as_deref(),
-        p.policy.as_deref(),
+        &ui::FileView {
+            path: &path,
+            size,
+            head: &head,
+            meta: meta.as_deref(),
+            find: p.find.as_deref(),
+            policy: p.policy.as_deref(),
+            mail: mail.as_ref(),
+        },
     )))
+}
+
+/// An outbox message parsed; for a forward, SES's rules checked on its bytes; with the record
+/// it came from, that message's headers.
+async fn outbox_mail(
+    s: &Inspector,
+    full: &std::path::Path,
+    forward: bool,
+    record: Option<&str>,
+) -> Option<ui::OutboxMail> {
+    let bytes = tokio::fs::read(full).await.ok()?;
+    let email = mailroom::Email::parse(&bytes, &mailroom::Limits::default())
+        .ok()?
+        .email;
+    let violations = forward.then(|| {
+        mailroom_forward::ses_rules::validate(&bytes)
+            .iter()
+            // The sending identity is checked by the forward function, which knows it.
+            .filter(|v| {
+                !matches!(
+                    v,
+                    mailroom_forward::ses_rules::Violation::UnverifiedFrom { .. }
+                )
+            })
+            .map(ToString::to_string)
+            .collect()
+    });
+    let original = record
+        .filter(|_| forward)
+        .and_then(|id| s.inbox.message(id).ok().flatten())
+        .and_then(|m| mailroom::Email::parse(&m, &mailroom::Limits::default()).ok())
+        .map(|p| p.email.headers);
+    Some(ui::OutboxMail {
+        email,
+        violations,
+        original,
+    })
 }
 
 /// How much of a file its page shows; the rest is in the download.
@@ -698,6 +749,8 @@ struct FileParams {
     find: Option<String>,
     /// An SNS subscription filter policy to try on the publication.
     policy: Option<String>,
+    /// For an outbox message: the record it came from.
+    message: Option<String>,
 }
 
 async fn style() -> Response {

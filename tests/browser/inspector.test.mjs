@@ -356,6 +356,37 @@ try {
   await page.screenshot({ path: join(shots, "replay.png"), fullPage: true });
   await axe("a replay's comparison");
 
+  // Forward, through a replay with a forward map: the message sent, SES's rules checked on it,
+  // and its headers beside the original's.
+  await page.goto(UI + "/?q=" + encodeURIComponent("subject:quarterly -disposition:stopped"));
+  await page.click("text=Quarterly invoice");
+  await page.click("text=Replay with other parameters");
+  await page.fill("#params", "ForwardMap=@example.com=you@gmail.test");
+  await page.click("text=Run it again and compare");
+  await page.waitForSelector("table.compare");
+  await page.click("table.compare thead a >> text=After");
+  await page.click("#trace a[href*='-forward.eml']");
+  await page.waitForSelector("text=Headers: original and sent");
+  const forwarded = await page.locator("main").innerText();
+  check("forward: the message sent passes SES's rules, its headers beside the original's", forwarded.includes("SES would accept it") && /From\s*changed/.test(forwarded), forwarded.match(/SES's rules[^\n]*\n[^\n]*/)?.[0]);
+  await page.screenshot({ path: join(shots, "forward.png"), fullPage: true });
+  await axe("a forwarded message");
+
+  // Bounce, through a replay where the recipient is no mailbox: the DSN SES would mail.
+  await page.goto(UI + "/?q=" + encodeURIComponent("subject:quarterly -disposition:stopped"));
+  await page.click("text=Quarterly invoice >> nth=-1");
+  await page.click("text=Replay with other parameters");
+  await page.fill("#params", "Mailboxes=someone-else@example.com");
+  await page.click("text=Run it again and compare");
+  await page.waitForSelector("table.compare");
+  const bounceRow = await page.locator("table.compare tbody tr").first().innerText();
+  await page.click("table.compare thead a >> text=After");
+  await page.click("#trace a[href*='-bounce-']");
+  await page.waitForSelector("text=The message");
+  const dsn = await page.locator("main").innerText();
+  check("bounce: the replay bounces, and the DSN reads as a message", /bounced/.test(bounceRow) && dsn.includes("support@example.com") && /delivery-status|Delivery Status/i.test(dsn), bounceRow.replace(/\s+/g, " "));
+  await page.screenshot({ path: join(shots, "bounce.png"), fullPage: true });
+
   // 9. Inject from the form: composed, with a verdict, as deliver takes it.
   await page.goto(UI + "/inject");
   await page.fill("#from", "Dana <dana@example.org>");
