@@ -365,10 +365,14 @@ fn output(line: &str, state: &str, record: &str) -> Markup {
     let rest = &line[at + prefix.len()..];
     let end = rest.find(' ').unwrap_or(rest.len());
     let (path, after) = rest.split_at(end);
-    // An SNS line names its message: the link shows that publication only.
-    let find = after
-        .split_once("(message ")
-        .map(|(_, m)| m.trim_end_matches(')').to_string());
+    // An SNS or SQS line names its message: the link shows that publication, or that queued
+    // message, only.
+    let find = after.split_once("(message ").map(|(_, m)| {
+        m.split([')', ',', ' '])
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    });
     let query = match find {
         Some(f) => format!("?find={}", urlencode(&f)),
         None if path.starts_with("outbox/") && path.ends_with("-forward.eml") => {
@@ -663,6 +667,17 @@ pub fn file_page(s: &Inspector, view: &FileView<'_>) -> Markup {
         } else if path.ends_with(".json") {
             serde_json::from_str::<Value>(t)
                 .ok()
+                .map(|mut v| {
+                    // A queued message's body is JSON in a string: shown as the JSON it is.
+                    if let Some(inner) = v
+                        .get("body")
+                        .and_then(Value::as_str)
+                        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                    {
+                        v["body"] = inner;
+                    }
+                    v
+                })
                 .and_then(|v| serde_json::to_string_pretty(&v).ok())
                 .unwrap_or_else(|| t.to_string())
         } else {

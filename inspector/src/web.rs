@@ -635,7 +635,27 @@ async fn state_file(
         .join(relative)
         .canonicalize()
         .map_err(|_| not_found())?;
-    if !full.starts_with(&root) || !full.is_file() {
+    if !full.starts_with(&root) {
+        return Err(not_found());
+    }
+    // A queue is a folder of messages: with the message id an SQS line names, its file.
+    if full.is_dir()
+        && let Some(id) = p.find.as_deref().filter(|f| !f.is_empty())
+    {
+        let named = std::fs::read_dir(&full)
+            .map_err(|_| not_found())?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .find(|n| {
+                n.contains(id)
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            })
+            .ok_or_else(not_found)?;
+        let base = path.trim_end_matches('/');
+        return Ok(Redirect::to(&format!("/state/{base}/{named}")).into_response());
+    }
+    if !full.is_file() {
         return Err(not_found());
     }
     if p.raw.is_some() {

@@ -40,6 +40,11 @@ const beacon = createServer((req, res) => {
 });
 await new Promise((r) => beacon.listen(0, "127.0.0.1", r));
 const B = `http://127.0.0.1:${beacon.address().port}`;
+// A port nothing listens on: a webhook sent there is refused.
+const closed = createServer();
+await new Promise((r) => closed.listen(0, "127.0.0.1", r));
+const closedPort = closed.address().port;
+await new Promise((r) => closed.close(r));
 
 // --- mailroom serve ---------------------------------------------------------------------------
 const state = mkdtempSync(join(tmpdir(), "mailroom-inspector-"));
@@ -386,6 +391,22 @@ try {
   const dsn = await page.locator("main").innerText();
   check("bounce: the replay bounces, and the DSN reads as a message", /bounced/.test(bounceRow) && dsn.includes("support@example.com") && /delivery-status|Delivery Status/i.test(dsn), bounceRow.replace(/\s+/g, " "));
   await page.screenshot({ path: join(shots, "bounce.png"), fullPage: true });
+
+  // A webhook endpoint that refuses connections: the attempt fails, the next one is queued on
+  // the retry schedule, and the queued job is one click away.
+  await page.goto(UI + "/?q=" + encodeURIComponent("subject:quarterly -disposition:stopped"));
+  await page.click("text=Quarterly invoice >> nth=-1");
+  await page.click("text=Replay with other parameters");
+  await page.fill("#params", `WebhookUrl=http://127.0.0.1:${closedPort}/hook`);
+  await page.click("text=Run it again and compare");
+  await page.waitForSelector("table.compare");
+  await page.click("table.compare thead a >> text=After");
+  const retrying = await page.locator("dl.facts").innerText();
+  const apiAnswer = await page.locator("li.action", { hasText: "ApiFunction" }).innerText();
+  check("webhook down: the record says retrying, the answer gives the next attempt and its delay", /Webhook\s*retrying/.test(retrying) && apiAnswer.includes('"status": "scheduled"') && apiAnswer.includes('"delay_secs"'), apiAnswer.match(/"reason": "[^"]*"/)?.[0]);
+  await page.click("li.action:has-text('ApiFunction') a[href*='/sqs/']");
+  const job = await page.locator("main").innerText();
+  check("webhook down: the queued retry job, with its attempt number", job.includes('"attempt": 2'), job.slice(0, 80).replace(/\n/g, " "));
 
   // 9. Inject from the form: composed, with a verdict, as deliver takes it.
   await page.goto(UI + "/inject");
