@@ -94,13 +94,16 @@ pub async fn start(
             "mailroom: warning: the inspector on {} is reachable from other hosts, without authentication",
             ui.ui
         );
-        mailroom_inspector::web::allow_host(ui.ui.ip());
     }
     let listener = tokio::net::TcpListener::bind(ui.ui)
         .await
         .with_context(|| format!("inspector: listening on {}", ui.ui))?;
     let addr = listener.local_addr()?;
-    let state = Inspector::new(inbox, runner, addr.to_string());
+    let state = if ui.ui.ip().is_loopback() {
+        Inspector::new(inbox, runner, addr.to_string())
+    } else {
+        Inspector::exposed(inbox, runner, addr.to_string(), ui.ui.ip())
+    };
     tokio::spawn(async move {
         if let Err(e) = mailroom_inspector::web::serve(listener, state).await {
             eprintln!("mailroom: inspector stopped: {e}");

@@ -63,6 +63,8 @@ pub struct Inspector {
     pub token: String,
     /// The address the server answers on, shown in the pages.
     pub label: String,
+    /// The non-loopback address it listens on, when asked to.
+    pub exposed: Option<std::net::IpAddr>,
 }
 
 pub type Shared = Arc<Inspector>;
@@ -83,6 +85,25 @@ impl Inspector {
             runner,
             token: crate::record::new_id(),
             label,
+            exposed: None,
+        })
+    }
+
+    /// An inspector listening on `ip`, which is not loopback (asked for with
+    /// `--ui-allow-remote`): requests may name it in Host, and any Host when it is the
+    /// unspecified address (0.0.0.0, ::), since the machine's names are then all valid.
+    pub fn exposed(
+        inbox: Arc<Inbox>,
+        runner: Option<Arc<dyn Runner>>,
+        label: String,
+        ip: std::net::IpAddr,
+    ) -> Shared {
+        Arc::new(Inspector {
+            inbox,
+            runner,
+            token: crate::record::new_id(),
+            label,
+            exposed: Some(ip),
         })
     }
 }
@@ -134,7 +155,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/message/{id}/part/{part}", get(mailpit::part))
         .route("/api/v1/info", get(mailpit::info))
         .route("/view/{file}", get(mailpit::view))
-        .layer(axum::middleware::from_fn(guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
@@ -143,15 +164,16 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Shared) -> std::io:
     axum::serve(listener, router(state)).await
 }
 
-/// Refuses a Host that is not a loopback name, and sets the headers every answer carries.
-async fn guard(req: Request, next: Next) -> Response {
+/// Refuses a Host the server is not reached by (a loopback name, unless exposed), and sets the
+/// headers every answer carries.
+async fn guard(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    if !loopback_host(&host) {
+    if !host_allowed(&host, s.exposed) {
         return (
             StatusCode::FORBIDDEN,
             format!("Host {host:?} is not a loopback name: the inspector answers 127.0.0.1, [::1] and localhost only\n"),
@@ -177,9 +199,12 @@ async fn guard(req: Request, next: Next) -> Response {
     resp
 }
 
-/// `127.0.0.1:8025`, `localhost`, `[::1]:8025`; a server started on another address with
-/// `--ui-listen` is reached by that address, which is loopback-only unless asked otherwise.
-pub fn loopback_host(host: &str) -> bool {
+/// `127.0.0.1:8025`, `localhost`, `[::1]:8025`; and, for an inspector exposed on another
+/// address, that address (or any name, when it listens on all of them).
+pub fn host_allowed(host: &str, exposed: Option<std::net::IpAddr>) -> bool {
+    if exposed.is_some_and(|ip| ip.is_unspecified()) {
+        return true;
+    }
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or_default()
     } else {
@@ -188,19 +213,7 @@ pub fn loopback_host(host: &str) -> bool {
     name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || allowed_public(ip))
-}
-
-static PUBLIC: std::sync::OnceLock<Vec<std::net::IpAddr>> = std::sync::OnceLock::new();
-
-/// Addresses other than loopback that Host may name: the one a non-loopback `--ui-listen` was
-/// given (set once, by the command that asked for it).
-pub fn allow_host(ip: std::net::IpAddr) {
-    let _ = PUBLIC.set(vec![ip]);
-}
-
-fn allowed_public(ip: std::net::IpAddr) -> bool {
-    PUBLIC.get().is_some_and(|v| v.contains(&ip))
+            .is_ok_and(|ip| ip.is_loopback() || Some(ip) == exposed)
 }
 
 /// A typed error as an HTTP answer.
@@ -887,7 +900,7 @@ mod tests {
             "[::1]:8025",
             "127.0.0.1",
         ] {
-            assert!(loopback_host(ok), "{ok}");
+            assert!(host_allowed(ok, None), "{ok}");
         }
         for no in [
             "evil.example:8025",
@@ -896,7 +909,14 @@ mod tests {
             "127.0.0.1.evil.example",
             "[2001:db8::1]:80",
         ] {
-            assert!(!loopback_host(no), "{no}");
+            assert!(!host_allowed(no, None), "{no}");
         }
+        let lan: std::net::IpAddr = "192.0.2.1"
+            .parse()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        assert!(host_allowed("192.0.2.1:8025", Some(lan)));
+        assert!(!host_allowed("evil.example", Some(lan)));
+        let all: std::net::IpAddr = std::net::Ipv4Addr::UNSPECIFIED.into();
+        assert!(host_allowed("my-laptop.lan:8025", Some(all)));
     }
 }
