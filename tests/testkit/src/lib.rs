@@ -207,27 +207,44 @@ pub struct SentMail {
     pub raw: String,
 }
 
+/// moto's model dump (`/moto-api/data.json`). moto builds it by walking every backend while other
+/// tests on the same server change them, and then answers 500 now and then: asked again, up to
+/// ten times, before the test fails with what moto said.
+fn model_dump() -> serde_json::Value {
+    let endpoint = &moto().endpoint;
+    let addr = endpoint.trim_start_matches("http://");
+    let mut last = String::new();
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("moto at {addr}: {e}"));
+        write!(
+            s,
+            "GET /moto-api/data.json HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .and_then(|()| s.flush())
+        .unwrap_or_else(|e| panic!("asking moto for its model dump: {e}"));
+        let mut body = Vec::new();
+        s.read_to_end(&mut body)
+            .unwrap_or_else(|e| panic!("reading moto's model dump: {e}"));
+        let at = body
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(body.len(), |p| p + 4);
+        match serde_json::from_slice(&body[at..]) {
+            Ok(v) => return v,
+            Err(e) => {
+                let head = String::from_utf8_lossy(&body[..body.len().min(300)]);
+                last = format!("{e}; moto answered: {head}");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+    panic!("moto's model dump is not JSON, ten times over: {last}")
+}
+
 /// Every raw message moto's SES has accepted since it started, read from its model dump (SES
 /// keeps no API to list sent mail). Other tests on the same moto send too: filter by destination.
 pub fn ses_sent() -> Vec<SentMail> {
-    let endpoint = &moto().endpoint;
-    let addr = endpoint.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("moto at {addr}: {e}"));
-    write!(
-        s,
-        "GET /moto-api/data.json HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .and_then(|()| s.flush())
-    .unwrap_or_else(|e| panic!("asking moto for its model dump: {e}"));
-    let mut body = Vec::new();
-    s.read_to_end(&mut body)
-        .unwrap_or_else(|e| panic!("reading moto's model dump: {e}"));
-    let at = body
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(body.len(), |p| p + 4);
-    let v: serde_json::Value = serde_json::from_slice(&body[at..])
-        .unwrap_or_else(|e| panic!("moto's model dump is not JSON: {e}"));
+    let v = model_dump();
     let text = |m: &serde_json::Value, k: &str| m[k].as_str().unwrap_or_default().to_string();
     v["ses"]["RawMessage"]
         .as_array()
