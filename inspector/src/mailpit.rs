@@ -158,7 +158,7 @@ pub async fn message(State(s): State<Shared>, Path(id): Path<String>) -> WebResu
                 "ContentType": a.content_type,
                 "ContentID": a.content_id.clone().unwrap_or_default(),
                 "Size": a.size,
-                "Checksums": { "SHA256": hex(&sha2::Sha256::digest(content)) },
+                "Checksums": { "SHA256": hex::encode(sha2::Sha256::digest(content)) },
             });
             if a.disposition == mailroom::email::Disposition::Inline && a.content_id.is_some() {
                 inline.push(item);
@@ -187,14 +187,6 @@ pub async fn message(State(s): State<Shared>, Path(id): Path<String>) -> WebResu
         "Attachments": attachments,
     }))
     .into_response())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 pub async fn raw(State(s): State<Shared>, Path(id): Path<String>) -> WebResult<Response> {

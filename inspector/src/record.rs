@@ -176,7 +176,8 @@ impl Record {
         disposition: &str,
     ) -> Record {
         Record {
-            id: new_id(),
+            // In the form of SES's message ids, for transactions that have none.
+            id: mailroom_emulator::receipt::new_message_id(),
             received_at: now_rfc3339(),
             source,
             mail_from: envelope.mail_from.clone(),
@@ -346,16 +347,6 @@ fn snippet(text: &str) -> String {
         s.push_str(w);
     }
     s
-}
-
-/// An id in the form of SES's message ids, for transactions that have none.
-pub fn new_id() -> String {
-    use rand::Rng;
-    const CHARS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::rng();
-    (0..40)
-        .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
-        .collect()
 }
 
 fn now_rfc3339() -> String {

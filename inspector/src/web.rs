@@ -83,7 +83,7 @@ impl Inspector {
         Arc::new(Inspector {
             inbox,
             runner,
-            token: crate::record::new_id(),
+            token: mailroom_emulator::receipt::new_message_id(),
             label,
             exposed: None,
         })
@@ -101,7 +101,7 @@ impl Inspector {
         Arc::new(Inspector {
             inbox,
             runner,
-            token: crate::record::new_id(),
+            token: mailroom_emulator::receipt::new_message_id(),
             label,
             exposed: Some(ip),
         })
@@ -532,7 +532,7 @@ async fn inject(
             one_line(&form.to),
             one_line(&form.subject),
             rfc2822_now(),
-            crate::record::new_id(),
+            mailroom_emulator::receipt::new_message_id(),
             form.body.replace("\r\n", "\n").replace('\n', "\r\n"),
         )
     } else {
