@@ -103,6 +103,11 @@ pub struct Record {
     /// The parameters the template was read with, for a replay to start from.
     #[serde(default)]
     pub params: Vec<(String, String)>,
+    /// The start of the message's text, for free-text search: set by [`Record::from_trace`],
+    /// which has the message parsed, so that [`Inbox::add`] does not parse it again. Not kept in
+    /// `record.json`: a rebuild takes it from `message.eml`.
+    #[serde(skip)]
+    pub search_text: Option<String>,
 }
 
 impl Record {
@@ -143,6 +148,7 @@ impl Record {
                 record.subject = e.subject.unwrap_or_default();
                 record.message_id = e.message_id.unwrap_or_default();
                 record.snippet = e.text.as_deref().map(snippet).unwrap_or_default();
+                record.search_text = Some(search_text(e.text.as_deref()));
                 record.attachments = u32::try_from(e.attachments.len()).unwrap_or(u32::MAX);
                 record.to = e.to;
                 record.cc = e.cc;
@@ -203,6 +209,7 @@ impl Record {
             added_header_bytes: 0,
             trace: None,
             params: Vec::new(),
+            search_text: None,
         }
     }
 
@@ -501,15 +508,10 @@ impl Inbox {
         Ok(records.len())
     }
 
-    /// The text of a stored message for free-text search (bounded).
+    /// The search text of a stored message, read back from its folder.
     fn search_text(&self, folder: &Path) -> String {
-        let Ok(message) = std::fs::read(folder.join("message.eml")) else {
-            return String::new();
-        };
-        mailroom::Email::parse(&message, &mailroom::Limits::default())
-            .ok()
-            .and_then(|p| p.email.text)
-            .map(|t| truncate(&t, SEARCH_TEXT_BYTES).to_string())
+        std::fs::read(folder.join("message.eml"))
+            .map(|m| text_of(&m))
             .unwrap_or_default()
     }
 
@@ -524,11 +526,10 @@ impl Inbox {
         let mut text = String::new();
         if let Some(message) = message {
             write(&folder.join("message.eml"), message)?;
-            text = mailroom::Email::parse(message, &mailroom::Limits::default())
-                .ok()
-                .and_then(|p| p.email.text)
-                .map(|t| truncate(&t, SEARCH_TEXT_BYTES).to_string())
-                .unwrap_or_default();
+            text = match &record.search_text {
+                Some(t) => t.clone(),
+                None => text_of(message),
+            };
         }
         let json = serde_json::to_vec_pretty(record).map_err(|source| RecordError::Json {
             path: folder.clone(),
@@ -761,6 +762,18 @@ fn insert(db: &Connection, r: &Record, text: &str) -> Result<(), rusqlite::Error
         ],
     )?;
     Ok(())
+}
+
+/// The start of a text, as much as free-text search keeps.
+fn search_text(text: Option<&str>) -> String {
+    text.map(|t| truncate(t, SEARCH_TEXT_BYTES).to_string())
+        .unwrap_or_default()
+}
+
+/// The search text of a raw message.
+fn text_of(message: &[u8]) -> String {
+    let parsed = mailroom::Email::parse(message, &mailroom::Limits::default()).ok();
+    search_text(parsed.as_ref().and_then(|p| p.email.text.as_deref()))
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
