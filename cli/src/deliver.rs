@@ -114,17 +114,14 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
     }
     let mut trace = trace?;
     let inbox = crate::inspect::open(&args.settings.state_dir, args.retention())?;
-    let message = match std::mem::take(&mut trace.final_message) {
-        m if m.is_empty() => kept.unwrap_or_default(),
-        m => m,
-    };
-    let mut record = mailroom_inspector::Record::from_trace(
-        &trace,
+    let reply = result_line(&trace);
+    let (mut record, message) = crate::inspect::record_of(
+        &mut trace,
+        kept,
         mailroom_inspector::Source::Deliver,
         &sent,
-        &message,
         size,
-        result_line(&trace),
+        reply,
     );
     record.params.clone_from(&args.settings.template.params);
     let recorded_id = record.id.clone();
@@ -157,7 +154,7 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
 /// What an SMTP client would have read at the end of this transaction.
 pub fn result_line(trace: &Trace) -> String {
     match verdict(trace) {
-        Ok(()) => format!("250 2.0.0 Ok {}", trace.message_id),
+        Ok(()) => mailroom_emulator::smtp::accepted_reply(&trace.message_id),
         Err(e) => format!("{e:#}"),
     }
 }

@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use mailroom_emulator::Emulator;
+use mailroom_emulator::receipt::{Envelope, Trace};
 use mailroom_inspector::web::{Invoked, Run, Runner};
-use mailroom_inspector::{Inbox, Inspector, Record, Retention};
+use mailroom_inspector::{Inbox, Inspector, Record, Retention, Source};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -114,19 +115,39 @@ pub async fn start(
 
 /// Records in the background of the async runtime (SQLite and file writes block); a failure
 /// is reported and never fails the mail, whose outputs are already where the rule set put them.
-pub async fn record(
-    inbox: &Arc<Inbox>,
-    record: mailroom_inspector::Record,
-    message: Option<Vec<u8>>,
-) {
-    let inbox = inbox.clone();
+pub async fn record(inbox: &Arc<Inbox>, record: Record, message: Option<Vec<u8>>) {
     let id = record.id.clone();
-    let done = tokio::task::spawn_blocking(move || inbox.add(&record, message.as_deref())).await;
-    match done {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("mailroom: inspector: not recorded {id}: {e}"),
-        Err(e) => eprintln!("mailroom: inspector: not recorded {id}: {e}"),
+    if let Err(e) = add(inbox, record, message).await {
+        eprintln!("mailroom: inspector: not recorded {id}: {e}");
     }
+}
+
+/// Adds a record on the blocking pool (SQLite and file writes).
+async fn add(inbox: &Arc<Inbox>, record: Record, message: Option<Vec<u8>>) -> Result<(), String> {
+    let inbox = inbox.clone();
+    tokio::task::spawn_blocking(move || inbox.add(&record, message.as_deref()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// The record of one run of the rule set, and the message to keep with it: what SES stored, or,
+/// when an IP filter refused the connection and no rule ran, `sent` (the message as sent, kept
+/// by the caller for that case).
+pub fn record_of(
+    trace: &mut Trace,
+    sent: Option<Vec<u8>>,
+    source: Source,
+    envelope: &Envelope,
+    size: usize,
+    reply: String,
+) -> (Record, Vec<u8>) {
+    let message = match std::mem::take(&mut trace.final_message) {
+        m if m.is_empty() => sent.unwrap_or_default(),
+        m => m,
+    };
+    let record = Record::from_trace(trace, source, envelope, &message, size, reply);
+    (record, message)
 }
 
 /// Injected and replayed mail for `serve`'s inspector: through the server's own emulator, or,
@@ -160,25 +181,11 @@ impl Runner for EmulatorRunner {
             .receive(run.raw, run.envelope.clone())
             .await
             .map_err(|e| format!("{e:#}"))?;
-        let message = match std::mem::take(&mut trace.final_message) {
-            m if m.is_empty() => kept.unwrap_or_default(),
-            m => m,
-        };
-        let mut record = Record::from_trace(
-            &trace,
-            run.source,
-            &run.envelope,
-            &message,
-            size,
-            crate::deliver::result_line(&trace),
-        );
+        let reply = crate::deliver::result_line(&trace);
+        let (mut record, message) =
+            record_of(&mut trace, kept, run.source, &run.envelope, size, reply);
         record.params = run.params;
-        let inbox = self.inbox.clone();
-        let stored = record.clone();
-        tokio::task::spawn_blocking(move || inbox.add(&stored, Some(&message)))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        add(&self.inbox, record.clone(), Some(message)).await?;
         Ok(record)
     }
 

@@ -488,14 +488,14 @@ async fn run_message(
     match server.emulator.receive(raw, envelope).await {
         Ok(mut trace) => {
             server.output.trace(&trace, size);
-            let message = std::mem::take(&mut trace.final_message);
-            let record = mailroom_inspector::Record::from_trace(
-                &trace,
+            let reply = mailroom_emulator::smtp::accepted_reply(&trace.message_id);
+            let (record, message) = crate::inspect::record_of(
+                &mut trace,
+                None,
                 mailroom_inspector::Source::Smtp,
                 &sent,
-                &message,
                 size,
-                format!("250 2.0.0 Ok {}", trace.message_id),
+                reply,
             );
             crate::inspect::record(&server.inbox, record, Some(message)).await;
             Ok(trace.message_id)
@@ -505,7 +505,7 @@ async fn run_message(
             let record = mailroom_inspector::Record::without_message(
                 mailroom_inspector::Source::Smtp,
                 &sent,
-                format!("554 5.6.0 {}", why.replace(['\r', '\n'], " ")),
+                mailroom_emulator::smtp::failed_reply(&why),
                 "failed",
             );
             crate::inspect::record(&server.inbox, record, None).await;

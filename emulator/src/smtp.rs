@@ -99,6 +99,16 @@ impl<'a> Step<'a> {
     }
 }
 
+/// The reply to DATA once the rule set has taken the message: it carries SES's messageId.
+pub fn accepted_reply(message_id: &str) -> String {
+    format!("250 2.0.0 Ok {message_id}")
+}
+
+/// The reply to DATA when the emulator could not take the message.
+pub fn failed_reply(why: &str) -> String {
+    format!("554 5.6.0 {}", printable(&why.replace(['\r', '\n'], " ")))
+}
+
 /// A recipient refused at RCPT time, with the reply the client read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -223,11 +233,8 @@ impl<'r> Session<'r> {
         }
         self.mode = Mode::Command;
         match outcome {
-            Ok(message_id) => Step::reply(format!("250 2.0.0 Ok {message_id}")).progress(),
-            Err(why) => Step::reply(format!(
-                "554 5.6.0 {}",
-                printable(&why.replace(['\r', '\n'], " "))
-            )),
+            Ok(message_id) => Step::reply(accepted_reply(&message_id)).progress(),
+            Err(why) => Step::reply(failed_reply(&why)),
         }
     }
 

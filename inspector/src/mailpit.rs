@@ -271,12 +271,7 @@ pub async fn view(State(s): State<Shared>, Path(file): Path<String>) -> WebResul
     let email = parsed.map(|p| p.email);
     if html {
         let body = email.and_then(|e| e.html).unwrap_or_default();
-        let mut resp = crate::web::html(maud::PreEscaped(body));
-        resp.headers_mut().insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(crate::web::MAIL_CSP),
-        );
-        Ok(resp)
+        Ok(crate::web::mail_html(body, false))
     } else {
         let body = email.and_then(|e| e.text).unwrap_or_default();
         Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())

@@ -80,13 +80,7 @@ impl Inspector {
     }
 
     pub fn new(inbox: Arc<Inbox>, runner: Option<Arc<dyn Runner>>, label: String) -> Shared {
-        Arc::new(Inspector {
-            inbox,
-            runner,
-            token: mailroom_emulator::receipt::new_message_id(),
-            label,
-            exposed: None,
-        })
+        Inspector::build(inbox, runner, label, None)
     }
 
     /// An inspector listening on `ip`, which is not loopback (asked for with
@@ -98,12 +92,21 @@ impl Inspector {
         label: String,
         ip: std::net::IpAddr,
     ) -> Shared {
+        Inspector::build(inbox, runner, label, Some(ip))
+    }
+
+    fn build(
+        inbox: Arc<Inbox>,
+        runner: Option<Arc<dyn Runner>>,
+        label: String,
+        exposed: Option<std::net::IpAddr>,
+    ) -> Shared {
         Arc::new(Inspector {
             inbox,
             runner,
             token: mailroom_emulator::receipt::new_message_id(),
             label,
-            exposed: Some(ip),
+            exposed,
         })
     }
 }
@@ -115,7 +118,7 @@ const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self';
 
 /// A message's HTML: no script, no plugin, no fetch, no form, inline styles and `data:`
 /// images only; `sandbox` makes it an opaque origin even if opened outside the frame.
-pub(crate) const MAIL_CSP: &str = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+const MAIL_CSP: &str = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
      font-src data:; form-action 'none'; base-uri 'none'; frame-ancestors 'self'";
 /// The same, with remote images, once the reader asks for them.
 const MAIL_CSP_IMAGES: &str = "sandbox; default-src 'none'; style-src 'unsafe-inline'; \
@@ -299,17 +302,23 @@ async fn message_html(
         .and_then(|m| mailroom::Email::parse(&m, &mailroom::Limits::default()).ok())
         .and_then(|p| p.email.html)
         .unwrap_or_default();
-    let csp = if p.images.as_deref() == Some("remote") {
+    Ok(mail_html(html_body, p.images.as_deref() == Some("remote")))
+}
+
+/// A message's own HTML, under the policy that keeps it from running script or reaching the
+/// network (remote images only when the reader asked for them).
+pub(crate) fn mail_html(body: String, remote_images: bool) -> Response {
+    let csp = if remote_images {
         MAIL_CSP_IMAGES
     } else {
         MAIL_CSP
     };
-    let mut resp = html_string(html_body);
+    let mut resp = html_string(body);
     resp.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(csp),
     );
-    Ok(resp)
+    resp
 }
 
 #[derive(Debug, Deserialize)]
