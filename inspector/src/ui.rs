@@ -651,7 +651,14 @@ pub fn file_page(s: &Inspector, view: &FileView<'_>) -> Markup {
         policy,
         mail,
     } = *view;
-    let text = std::str::from_utf8(head).ok();
+    // The preview may end inside a character: a text whose only fault is that cut is text.
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => Some(t),
+        Err(e) if e.error_len().is_none() => head
+            .get(..e.valid_up_to())
+            .and_then(|h| std::str::from_utf8(h).ok()),
+        Err(_) => None,
+    };
     let shown: Option<String> = text.map(|t| {
         if let Some(f) = find.filter(|f| !f.is_empty()) {
             t.lines()
