@@ -37,11 +37,7 @@ impl LocalExecutor {
         logical_id: &str,
         event: &mailroom::SesEvent,
     ) -> Result<(Returned, Vec<String>), String> {
-        let f = self
-            .functions
-            .values()
-            .find(|f| f.logical_id == logical_id)
-            .ok_or_else(|| format!("the template has no function {logical_id}"))?;
+        let f = self.deployed(logical_id)?;
         let log = Log::default();
         let ports = self.ports.recording(&log);
         let returned = f
@@ -50,6 +46,36 @@ impl LocalExecutor {
             .await
             .map_err(|e: FunctionError| format!("{e:#}"))?;
         Ok((returned, log.take()))
+    }
+
+    fn deployed(&self, logical_id: &str) -> Result<&Deployed, String> {
+        self.functions
+            .values()
+            .find(|f| f.logical_id == logical_id)
+            .ok_or_else(|| format!("the template has no function {logical_id}"))
+    }
+
+    /// Hands the function with this logical id one batch from its retry queue, as the queue's
+    /// trigger would: its answer and where its outputs landed.
+    pub async fn invoke_sqs_once(
+        &self,
+        logical_id: &str,
+        event: &mailroom_api::SqsEvent,
+    ) -> Result<(Returned, Vec<String>), String> {
+        let f = self.deployed(logical_id)?;
+        let log = Log::default();
+        let ports = self.ports.recording(&log);
+        let returned = f
+            .function
+            .invoke_sqs(event, &ports)
+            .await
+            .map_err(|e: FunctionError| format!("{e:#}"))?;
+        Ok((returned, log.take()))
+    }
+
+    /// How the function with this logical id retries, when it does on its own.
+    pub fn retries(&self, logical_id: &str) -> Option<crate::functions::Retries> {
+        self.deployed(logical_id).ok()?.function.retries()
     }
 }
 

@@ -23,6 +23,29 @@ pub struct Returned {
 #[async_trait]
 pub trait Function: Send + Sync {
     async fn invoke(&self, event: &SesEvent, ports: &Ports) -> Result<Returned, FunctionError>;
+
+    /// A batch from the function's retry queue, its second trigger in the template (api only).
+    async fn invoke_sqs(
+        &self,
+        _event: &mailroom_api::SqsEvent,
+        _ports: &Ports,
+    ) -> Result<Returned, FunctionError> {
+        Err(FunctionError::new("this function has no retry queue"))
+    }
+
+    /// How the function retries, when it keeps a retry queue of its own (api).
+    fn retries(&self) -> Option<Retries> {
+        None
+    }
+}
+
+/// The retry schedule and queues of a function that retries on its own (the api function), as
+/// its configuration reads them from the template's environment.
+#[derive(Debug, Clone)]
+pub struct Retries {
+    pub policy: mailroom::webhook::delivery::RetryPolicy,
+    pub queue_url: String,
+    pub dlq_url: String,
 }
 
 /// Settings the emulator supplies in place of cloud-only configuration.
@@ -216,6 +239,34 @@ impl Function for Api {
         Ok(Returned {
             disposition: None,
             summary: summarize(&report.steps),
+        })
+    }
+
+    async fn invoke_sqs(
+        &self,
+        event: &mailroom_api::SqsEvent,
+        ports: &Ports,
+    ) -> Result<Returned, FunctionError> {
+        let store = mail_store(ports, &self.config.locations);
+        let deps = mailroom_api::Deps {
+            store: &store,
+            queue: ports.queue.as_ref(),
+            http: ports.http.as_ref(),
+        };
+        let response = mailroom_api::handle_sqs(event, &self.config, deps)
+            .await
+            .map_err(FunctionError::new)?;
+        Ok(Returned {
+            disposition: None,
+            summary: summarize(&response),
+        })
+    }
+
+    fn retries(&self) -> Option<Retries> {
+        Some(Retries {
+            policy: self.config.policy.clone(),
+            queue_url: self.config.retry_queue_url.clone(),
+            dlq_url: self.config.dlq_url.clone(),
         })
     }
 }

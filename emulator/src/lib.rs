@@ -85,6 +85,8 @@ pub struct Emulator {
     local_bouncer: Option<Arc<local::LocalBouncer>>,
     executor: Arc<executor::LocalExecutor>,
     sink: Arc<sink::WebhookSink>,
+    /// Local SQS, where the api function's retry jobs wait; `None` with `--aws`.
+    local_queue: Option<local::LocalQueue>,
 }
 
 impl Emulator {
@@ -144,6 +146,7 @@ impl Emulator {
             local_bouncer,
             executor,
             sink,
+            local_queue: (!settings.aws).then(|| local::LocalQueue::new(&settings.state_dir)),
         })
     }
 
@@ -155,6 +158,73 @@ impl Emulator {
         event: &mailroom::SesEvent,
     ) -> Result<(String, Vec<String>), String> {
         let (returned, outputs) = self.executor.invoke_once(logical_id, event).await?;
+        Ok((returned.summary, outputs))
+    }
+
+    /// How the function with this logical id retries, when it keeps a retry queue (api).
+    pub fn retries(&self, logical_id: &str) -> Option<functions::Retries> {
+        self.executor.retries(logical_id)
+    }
+
+    /// Runs a retry job now instead of when it becomes visible: the job file, one message in
+    /// the local retry queue of the function with this logical id, is handed to that function
+    /// as its queue's trigger would hand it (the receipt handle is the file, so the function
+    /// deletes it as it would delete the SQS message). Its answer and outputs.
+    pub async fn retry_now(
+        &self,
+        logical_id: &str,
+        job_file: &std::path::Path,
+    ) -> Result<(String, Vec<String>), String> {
+        let queue = self
+            .local_queue
+            .as_ref()
+            .ok_or("the retry queue is in AWS; its trigger runs the retries there")?;
+        let retries = self
+            .retries(logical_id)
+            .ok_or_else(|| format!("{logical_id} keeps no retry queue"))?;
+        let dir = queue
+            .dir_of(&retries.queue_url)
+            .map_err(|e| e.to_string())?;
+        let name = job_file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|_| job_file.parent() == Some(dir.as_path()))
+            .ok_or_else(|| {
+                format!(
+                    "{} is not a job in {logical_id}'s retry queue ({})",
+                    job_file.display(),
+                    dir.display()
+                )
+            })?;
+        let text = std::fs::read_to_string(job_file).map_err(|e| {
+            format!(
+                "{}: {e} (already run, or taken by another attempt)",
+                job_file.display()
+            )
+        })?;
+        let stored: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not a queued message: {e}", job_file.display()))?;
+        let event = mailroom_api::SqsEvent {
+            records: vec![mailroom_api::SqsRecord {
+                message_id: stored["id"].as_str().unwrap_or_default().to_string(),
+                receipt_handle: name.to_string(),
+                body: stored["body"].as_str().unwrap_or_default().to_string(),
+                event_source: Some("aws:sqs".into()),
+            }],
+        };
+        let (returned, mut outputs) = self.executor.invoke_sqs_once(logical_id, &event).await?;
+        // Lambda's poller deletes each record the batch response does not list as failed; the
+        // function itself deletes only what it re-queued.
+        let failed = serde_json::from_str::<mailroom_api::SqsBatchResponse>(&returned.summary)
+            .map(|r| !r.batch_item_failures.is_empty())
+            .unwrap_or(true);
+        if !failed {
+            match std::fs::remove_file(job_file) {
+                Ok(()) => outputs.push(format!("SQS {} (deleted)", job_file.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("deleting {}: {e}", job_file.display())),
+            }
+        }
         Ok((returned.summary, outputs))
     }
 

@@ -320,7 +320,12 @@ struct RecHttp {
 #[async_trait]
 impl WebhookSender for RecHttp {
     async fn post(&self, req: &WebhookRequest) -> Result<WebhookResponse, TransportError> {
+        let sent_at = time::OffsetDateTime::now_utc();
+        let started = std::time::Instant::now();
         let out = self.inner.post(req).await;
+        let latency = started.elapsed();
+        // The latency stays out of the trace's line, which reads the same on every run.
+        self.sink.note_attempt(req, &out, sent_at, latency);
         let via = self
             .sink
             .reason(&req.url)

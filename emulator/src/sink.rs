@@ -16,7 +16,7 @@ use mailroom::ports::{
 };
 use mailroom::webhook::http::{REDACTED, redact_url};
 use mailroom::webhook::signing::{self, Secret};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,9 +46,72 @@ pub struct Recorded {
     pub signature_error: Option<String>,
 }
 
+/// One POST the api function made, to the sink or to a real endpoint: its request, what came
+/// back and how long it took. Kept a JSON line each in `<state>/webhooks/<id>.attempts.jsonl`,
+/// so the first try, the retries and every redelivery of one webhook read as one timeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// When the request was sent (RFC 3339, milliseconds).
+    pub at: String,
+    /// The `x-mailroom-attempt` header: 1 for a first try, n for the nth on the schedule.
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    /// The URL as configured, without credentials.
+    pub url: String,
+    /// From sending the request to the end of the response (or the failure).
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Why there is no response (connect, timeout, TLS).
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub retry_after: Option<String>,
+    /// The start of the response body.
+    #[serde(default)]
+    pub response: String,
+    /// Sent to the local sink rather than the network.
+    #[serde(default)]
+    pub sink: bool,
+    pub signature_valid: bool,
+    #[serde(default)]
+    pub signature_error: Option<String>,
+    /// Request headers, credentials redacted.
+    pub headers: BTreeMap<String, String>,
+    pub body_bytes: usize,
+    /// The body (as JSON when it is JSON), when at most [`ATTEMPT_BODY_MAX`] bytes.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+}
+
+/// The largest body an attempt keeps; a larger one is only counted (the sink's own file keeps the
+/// latest whole).
+pub const ATTEMPT_BODY_MAX: usize = 256 * 1024;
+
+/// Where the attempts of the webhook `webhook_id` are kept, under the state dir `state`.
+pub fn attempts_file(state: &Path, webhook_id: &str) -> PathBuf {
+    state
+        .join("webhooks")
+        .join(format!("{}.attempts.jsonl", file_stem(webhook_id)))
+}
+
+/// The attempts of the webhook `webhook_id`, oldest first; lines that do not read are skipped.
+pub fn read_attempts(state: &Path, webhook_id: &str) -> Vec<Attempt> {
+    std::fs::read_to_string(attempts_file(state, webhook_id))
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[derive(Debug)]
 struct Shared {
     dir: PathBuf,
+    /// Serialises appends to the attempts files.
+    attempts: Mutex<()>,
     secrets: Mutex<Vec<Secret>>,
     /// Original URL by webhook-id, set just before a request is sent to the sink.
     pending: Mutex<HashMap<String, String>>,
@@ -73,6 +136,7 @@ impl WebhookSink {
                 secrets: Mutex::new(Vec::new()),
                 pending: Mutex::new(HashMap::new()),
                 recorded: Mutex::new(Vec::new()),
+                attempts: Mutex::new(()),
             }),
             addr: OnceCell::new(),
         }
@@ -91,6 +155,74 @@ impl WebhookSink {
             Some(why) => Some(why),
             None if self.force => Some("--webhook-sink"),
             None => None,
+        }
+    }
+
+    /// Appends one attempt of a webhook to its attempts file. Best effort: the file is for
+    /// looking at, and failing to write it must not fail the delivery.
+    pub fn note_attempt(
+        &self,
+        req: &WebhookRequest,
+        out: &Result<WebhookResponse, TransportError>,
+        sent_at: time::OffsetDateTime,
+        latency: Duration,
+    ) {
+        let Some(id) = header(&req.headers, signing::HEADER_ID).filter(|id| !id.is_empty())
+        else {
+            return;
+        };
+        let get = |name: &str| header(&req.headers, name).unwrap_or_default();
+        let verdict = verify(
+            &self.shared,
+            id,
+            get(signing::HEADER_TIMESTAMP),
+            get(signing::HEADER_SIGNATURE),
+            &req.body,
+            sent_at.unix_timestamp(),
+        );
+        let (status, error, retry_after, response) = match out {
+            Ok(r) => (
+                Some(r.status),
+                None,
+                r.retry_after.clone(),
+                r.body_excerpt.clone(),
+            ),
+            Err(e) => (None, Some(e.message.clone()), None, String::new()),
+        };
+        let attempt = Attempt {
+            at: crate::receipt::mail::iso_millis(sent_at),
+            attempt: get("x-mailroom-attempt").parse().ok(),
+            url: redact_url(&req.url),
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            status,
+            error,
+            retry_after,
+            response,
+            sink: self.reason(&req.url).is_some(),
+            signature_valid: verdict.is_ok(),
+            signature_error: verdict.err(),
+            headers: redacted(&req.headers)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            body_bytes: req.body.len(),
+            body: (req.body.len() <= ATTEMPT_BODY_MAX).then(|| body_value(&req.body)),
+        };
+        let Ok(line) = serde_json::to_string(&attempt) else {
+            return;
+        };
+        let path = self.shared.dir.join(format!("{}.attempts.jsonl", file_stem(id)));
+        let _guard = self.shared.attempts.lock();
+        let written = std::fs::create_dir_all(&self.shared.dir).and_then(|()| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            f.write_all(format!("{line}\n").as_bytes())
+        });
+        if let Err(e) = written {
+            eprintln!("mailroom: webhook attempt not recorded in {}: {e}", path.display());
         }
     }
 
@@ -402,25 +534,68 @@ enum RecordError {
     },
 }
 
+/// Whether the Standard Webhooks signature verifies with the secrets the api functions sign with.
+fn verify(
+    shared: &Shared,
+    id: &str,
+    timestamp: &str,
+    signature: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<(), String> {
+    let secrets = shared.secrets.lock().map(|s| s.clone()).unwrap_or_default();
+    if secrets.is_empty() {
+        return Err("no secret to check it with".to_string());
+    }
+    signing::verify(
+        &secrets,
+        id,
+        timestamp,
+        signature,
+        body,
+        now,
+        signing::DEFAULT_TOLERANCE_SECS,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Headers as written to disk: repeated names joined, credentials [`REDACTED`].
+fn redacted(headers: &[(String, String)]) -> BTreeMap<&str, String> {
+    let mut out: BTreeMap<&str, String> = BTreeMap::new();
+    for (k, v) in headers {
+        let v: &str = if SECRET_HEADERS.iter().any(|s| k.eq_ignore_ascii_case(s)) {
+            REDACTED
+        } else {
+            v
+        };
+        out.entry(k.as_str())
+            .and_modify(|old| {
+                old.push_str(", ");
+                old.push_str(v);
+            })
+            .or_insert_with(|| v.to_string());
+    }
+    out
+}
+
+/// A body as JSON when it is JSON, else as text.
+fn body_value(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned().into())
+}
+
 fn record(shared: &Shared, req: &Request) -> Result<Recorded, RecordError> {
     let get = |name: &str| header(&req.headers, name).unwrap_or_default();
     let id = get(signing::HEADER_ID).to_string();
     let now = time::OffsetDateTime::now_utc();
-    let secrets = shared.secrets.lock().map(|s| s.clone()).unwrap_or_default();
-    let verdict = if secrets.is_empty() {
-        Err("no secret to check it with".to_string())
-    } else {
-        signing::verify(
-            &secrets,
-            &id,
-            get(signing::HEADER_TIMESTAMP),
-            get(signing::HEADER_SIGNATURE),
-            &req.body,
-            now.unix_timestamp(),
-            signing::DEFAULT_TOLERANCE_SECS,
-        )
-        .map_err(|e| e.to_string())
-    };
+    let verdict = verify(
+        shared,
+        &id,
+        get(signing::HEADER_TIMESTAMP),
+        get(signing::HEADER_SIGNATURE),
+        &req.body,
+        now.unix_timestamp(),
+    );
     let url = shared
         .pending
         .lock()
@@ -430,23 +605,8 @@ fn record(shared: &Shared, req: &Request) -> Result<Recorded, RecordError> {
     // The file is for looking at, so nothing in it may be a credential: the endpoint's
     // `Authorization` and whatever the URL carries in its userinfo or query.
     let url = redact_url(&url);
-    let mut headers: BTreeMap<&str, String> = BTreeMap::new();
-    for (k, v) in &req.headers {
-        let v: &str = if SECRET_HEADERS.contains(&k.as_str()) {
-            REDACTED
-        } else {
-            v
-        };
-        headers
-            .entry(k.as_str())
-            .and_modify(|old| {
-                old.push_str(", ");
-                old.push_str(v);
-            })
-            .or_insert_with(|| v.to_string());
-    }
-    let body = serde_json::from_slice::<serde_json::Value>(&req.body)
-        .unwrap_or_else(|_| String::from_utf8_lossy(&req.body).into_owned().into());
+    let headers = redacted(&req.headers);
+    let body = body_value(&req.body);
     let doc = Document {
         method: &req.method,
         url: &url,
@@ -538,6 +698,55 @@ mod tests {
         let unknown = WebhookSink::new(dir.path(), false);
         let r = record(&unknown.shared, &signed(&secret, "msg_3", body, body)).unwrap();
         assert!(!r.signature_valid, "no secret registered, nothing verifies");
+    }
+
+    #[test]
+    fn every_attempt_of_a_webhook_is_kept_in_order_with_its_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = Secret::parse(&Secret::generate()).unwrap();
+        let sink = WebhookSink::new(dir.path(), false);
+        sink.add_secrets(std::slice::from_ref(&secret));
+        let request = |attempt: u32, body: &[u8], signed_body: &[u8]| {
+            let r = signed(&secret, "msg_9", body, signed_body);
+            let mut headers = r.headers;
+            headers.push(("x-mailroom-attempt".into(), attempt.to_string()));
+            headers.push(("Authorization".into(), "Bearer s3cr3t".into()));
+            WebhookRequest {
+                url: "https://user:pw@hooks.internal/mail?token=t0k".into(),
+                headers,
+                body: bytes::Bytes::copy_from_slice(body),
+                timeout: Duration::from_secs(5),
+            }
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let refused = Err(TransportError::new(
+            TransportErrorKind::Connect,
+            "connection refused",
+        ));
+        sink.note_attempt(&request(1, b"{}", b"{}"), &refused, now, Duration::from_millis(3));
+        let answered = Ok(WebhookResponse {
+            status: 503,
+            retry_after: Some("120".into()),
+            body_excerpt: "busy".into(),
+        });
+        sink.note_attempt(&request(2, b"{}", b"other"), &answered, now, Duration::from_millis(41));
+
+        let attempts = read_attempts(dir.path(), "msg_9");
+        assert_eq!(attempts.len(), 2);
+        let (first, second) = (&attempts[0], &attempts[1]);
+        assert_eq!((first.attempt, first.status, first.latency_ms), (Some(1), None, 3));
+        assert_eq!(first.error.as_deref(), Some("connection refused"));
+        assert!(first.signature_valid);
+        assert_eq!((second.attempt, second.status, second.latency_ms), (Some(2), Some(503), 41));
+        assert_eq!(second.retry_after.as_deref(), Some("120"));
+        assert_eq!(second.response, "busy");
+        assert!(!second.signature_valid, "the body was not the one signed");
+        assert_eq!(second.body, Some(serde_json::json!({})));
+        let text = std::fs::read_to_string(attempts_file(dir.path(), "msg_9")).unwrap();
+        for secret in ["s3cr3t", "pw@", "t0k"] {
+            assert!(!text.contains(secret), "{secret} reached the disk: {text}");
+        }
+        assert!(read_attempts(dir.path(), "msg_unknown").is_empty());
     }
 
     #[test]
