@@ -194,11 +194,30 @@ impl Runner for EmulatorRunner {
             .map_err(|e| format!("the recorded event does not read as an SES event: {e}"))?;
         let started = std::time::Instant::now();
         let (answer, outputs) = self.emulator.invoke(logical_id, &event).await?;
-        Ok(Invoked {
-            logical_id: logical_id.to_string(),
-            answer,
-            outputs,
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })
+        Ok(invoked(logical_id, answer, outputs, started))
+    }
+
+    fn retries(&self, logical_id: &str) -> Option<mailroom_emulator::functions::Retries> {
+        self.emulator.retries(logical_id)
+    }
+
+    async fn retry_now(&self, logical_id: &str, job: &Path) -> Result<Invoked, String> {
+        let started = std::time::Instant::now();
+        let (answer, outputs) = self.emulator.retry_now(logical_id, job).await?;
+        Ok(invoked(logical_id, answer, outputs, started))
+    }
+}
+
+fn invoked(
+    logical_id: &str,
+    answer: String,
+    outputs: Vec<String>,
+    started: std::time::Instant,
+) -> Invoked {
+    Invoked {
+        logical_id: logical_id.to_string(),
+        answer,
+        outputs,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     }
 }

@@ -204,11 +204,19 @@ impl Emulator {
         })?;
         let stored: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not a queued message: {e}", job_file.display()))?;
+        // The job is due now: the function re-queues a job received before its `notBefore`.
+        let mut body = stored["body"].as_str().unwrap_or_default().to_string();
+        if let Ok(mut job) = serde_json::from_str::<serde_json::Value>(&body)
+            && job.get("notBefore").is_some()
+        {
+            job["notBefore"] = time::OffsetDateTime::now_utc().unix_timestamp().into();
+            body = job.to_string();
+        }
         let event = mailroom_api::SqsEvent {
             records: vec![mailroom_api::SqsRecord {
                 message_id: stored["id"].as_str().unwrap_or_default().to_string(),
                 receipt_handle: name.to_string(),
-                body: stored["body"].as_str().unwrap_or_default().to_string(),
+                body,
                 event_source: Some("aws:sqs".into()),
             }],
         };

@@ -167,8 +167,7 @@ impl WebhookSink {
         sent_at: time::OffsetDateTime,
         latency: Duration,
     ) {
-        let Some(id) = header(&req.headers, signing::HEADER_ID).filter(|id| !id.is_empty())
-        else {
+        let Some(id) = header(&req.headers, signing::HEADER_ID).filter(|id| !id.is_empty()) else {
             return;
         };
         let get = |name: &str| header(&req.headers, name).unwrap_or_default();
@@ -211,7 +210,10 @@ impl WebhookSink {
         let Ok(line) = serde_json::to_string(&attempt) else {
             return;
         };
-        let path = self.shared.dir.join(format!("{}.attempts.jsonl", file_stem(id)));
+        let path = self
+            .shared
+            .dir
+            .join(format!("{}.attempts.jsonl", file_stem(id)));
         let _guard = self.shared.attempts.lock();
         let written = std::fs::create_dir_all(&self.shared.dir).and_then(|()| {
             use std::io::Write;
@@ -222,7 +224,10 @@ impl WebhookSink {
             f.write_all(format!("{line}\n").as_bytes())
         });
         if let Err(e) = written {
-            eprintln!("mailroom: webhook attempt not recorded in {}: {e}", path.display());
+            eprintln!(
+                "mailroom: webhook attempt not recorded in {}: {e}",
+                path.display()
+            );
         }
     }
 
@@ -723,21 +728,37 @@ mod tests {
             TransportErrorKind::Connect,
             "connection refused",
         ));
-        sink.note_attempt(&request(1, b"{}", b"{}"), &refused, now, Duration::from_millis(3));
+        sink.note_attempt(
+            &request(1, b"{}", b"{}"),
+            &refused,
+            now,
+            Duration::from_millis(3),
+        );
         let answered = Ok(WebhookResponse {
             status: 503,
             retry_after: Some("120".into()),
             body_excerpt: "busy".into(),
         });
-        sink.note_attempt(&request(2, b"{}", b"other"), &answered, now, Duration::from_millis(41));
+        sink.note_attempt(
+            &request(2, b"{}", b"other"),
+            &answered,
+            now,
+            Duration::from_millis(41),
+        );
 
         let attempts = read_attempts(dir.path(), "msg_9");
         assert_eq!(attempts.len(), 2);
         let (first, second) = (&attempts[0], &attempts[1]);
-        assert_eq!((first.attempt, first.status, first.latency_ms), (Some(1), None, 3));
+        assert_eq!(
+            (first.attempt, first.status, first.latency_ms),
+            (Some(1), None, 3)
+        );
         assert_eq!(first.error.as_deref(), Some("connection refused"));
         assert!(first.signature_valid);
-        assert_eq!((second.attempt, second.status, second.latency_ms), (Some(2), Some(503), 41));
+        assert_eq!(
+            (second.attempt, second.status, second.latency_ms),
+            (Some(2), Some(503), 41)
+        );
         assert_eq!(second.retry_after.as_deref(), Some("120"));
         assert_eq!(second.response, "busy");
         assert!(!second.signature_valid, "the body was not the one signed");

@@ -13,6 +13,7 @@ pub mod query;
 pub mod record;
 mod ui;
 pub mod web;
+pub mod webhooks;
 
 pub use record::{Inbox, Record, Retention, Source};
 pub use web::{Inspector, Shared};

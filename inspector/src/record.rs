@@ -544,6 +544,33 @@ impl Inbox {
         Ok(())
     }
 
+    /// Sets a record's webhook status, after its delivery went on from the page (a retry run
+    /// now, a redelivery), and announces it so the list shows it.
+    pub fn set_webhook(&self, id: &str, status: &str) -> Result<(), RecordError> {
+        let mut record = self.get(id)?;
+        if record.webhook.as_deref() == Some(status) {
+            return Ok(());
+        }
+        record.webhook = Some(status.to_string());
+        let folder = self.folder(&record.id)?;
+        let json = serde_json::to_vec_pretty(&record).map_err(|source| RecordError::Json {
+            path: folder.clone(),
+            source,
+        })?;
+        write(&folder.join("record.json"), &json)?;
+        let summary = record.summary();
+        self.db().execute(
+            "UPDATE messages SET webhook = ?1, summary = ?2 WHERE id = ?3",
+            rusqlite::params![
+                status,
+                serde_json::to_string(&summary).unwrap_or_default(),
+                record.id
+            ],
+        )?;
+        let _ = self.news.send(summary);
+        Ok(())
+    }
+
     /// The folder of a record, refusing ids that are not one (a path, `..`).
     fn folder(&self, id: &str) -> Result<PathBuf, RecordError> {
         let plain = !id.is_empty()

@@ -3,6 +3,7 @@
 
 use crate::record::{Page, Record};
 use crate::web::{Inspector, ListParams};
+use crate::webhooks::{Deliveries, Delivery, human};
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
@@ -162,7 +163,12 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-pub fn message_page(s: &Inspector, r: &Record, message: Option<&[u8]>) -> Markup {
+pub fn message_page(
+    s: &Inspector,
+    r: &Record,
+    message: Option<&[u8]>,
+    deliveries: &Deliveries,
+) -> Markup {
     let parsed = message.and_then(|m| mailroom::Email::parse(m, &mailroom::Limits::default()).ok());
     let email = parsed.as_ref().map(|p| &p.email);
     let title = if r.subject.is_empty() {
@@ -220,7 +226,7 @@ pub fn message_page(s: &Inspector, r: &Record, message: Option<&[u8]>) -> Markup
             }
             section #trace {
                 h2 { "Rule trace" }
-                (trace(r, &s.state_dir().display().to_string(), s.runner.as_ref().map(|_| s.token.as_str())))
+                (trace(r, &s.state_dir().display().to_string(), s.runner.as_ref().map(|_| s.token.as_str()), deliveries))
             }
             @if let Some(e) = email {
                 section #body {
@@ -298,7 +304,7 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// The rule set's trace as a timeline: each rule, matched or why not, each action with its
 /// status, time, disposition, outputs, and a Lambda action's event and answer.
-fn trace(r: &Record, state: &str, token: Option<&str>) -> Markup {
+fn trace(r: &Record, state: &str, token: Option<&str>, deliveries: &Deliveries) -> Markup {
     let Some(t) = &r.trace else {
         return html! { p { "Refused at RCPT: no message, no rule ran. The client read " code { (r.reply) } "." } };
     };
@@ -329,7 +335,8 @@ fn trace(r: &Record, state: &str, token: Option<&str>) -> Markup {
                     }
                     ol.actions {
                         @for (ai, a) in rule.get("actions").and_then(Value::as_array).into_iter().flatten().enumerate() {
-                            (action(a, state, &At { record: &r.id, rule: ri, action: ai, token }))
+                            @let webhooks = deliveries.iter().find(|(at, _)| *at == (ri, ai)).map_or(&[][..], |(_, d)| d.as_slice());
+                            (action(a, state, &At { record: &r.id, rule: ri, action: ai, token, webhooks }))
                         }
                     }
                 }
@@ -394,6 +401,8 @@ struct At<'a> {
     action: usize,
     /// The run's token, when the inspector can run functions.
     token: Option<&'a str>,
+    /// The webhooks the action delivered (api), with their attempts.
+    webhooks: &'a [Delivery],
 }
 
 fn action(a: &Value, state: &str, at: &At<'_>) -> Markup {
@@ -421,6 +430,7 @@ fn action(a: &Value, state: &str, at: &At<'_>) -> Markup {
             @if !outputs.is_empty() {
                 ul.outputs { @for o in &outputs { li { (output(o.as_str().unwrap_or_default(), state, at.record)) } } }
             }
+            @for d in at.webhooks { (delivery(d, at)) }
             @if let (Some(token), Some(id)) = (at.token, a.get("logicalId").and_then(Value::as_str)) {
                 form.again method="post" action={ "/message/" (at.record) "/invoke" } {
                     input type="hidden" name="token" value=(token);
@@ -442,6 +452,158 @@ fn action(a: &Value, state: &str, at: &At<'_>) -> Markup {
             }
         }
     }
+}
+
+/// One attempt's outcome as a badge: the status, or why there was none.
+fn attempt_result(a: &mailroom_emulator::sink::Attempt) -> Markup {
+    match (a.status, &a.error) {
+        (Some(st), _) => {
+            let tone = match st {
+                200..=299 => "good",
+                400..=499 if st != 408 && st != 429 => "bad",
+                _ => "warn",
+            };
+            html! { span.badge.(tone) { "HTTP " (st) } }
+        }
+        (None, Some(e)) => html! { span.badge.bad { "no answer" } " " span.muted { (e) } },
+        (None, None) => html! { span.badge.neutral { "unknown" } },
+    }
+}
+
+/// `in 55 s`, `2 min ago`: when a job is due, from now.
+fn due(due_ms: u128) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let due = i128::try_from(due_ms).unwrap_or(i128::MAX);
+    let secs = u64::try_from((due - now).unsigned_abs() / 1000).unwrap_or(u64::MAX);
+    let span = human(std::time::Duration::from_secs(secs));
+    if due >= now {
+        format!("due in {span}")
+    } else {
+        format!("due {span} ago")
+    }
+}
+
+/// A webhook's deliveries: every attempt on one timeline, the retry schedule with where the
+/// delivery stands on it, the job waiting in the retry queue (and a button to run it now) or
+/// the dead letter it ended in.
+fn delivery(d: &Delivery, at: &At<'_>) -> Markup {
+    let done = d
+        .attempts
+        .iter()
+        .filter_map(|a| a.attempt)
+        .max()
+        .unwrap_or(0);
+    let delivered = d
+        .attempts
+        .last()
+        .is_some_and(|a| a.status.is_some_and(|s| (200..300).contains(&s)));
+    let next = d.queued.first().map(|j| j.attempt);
+    html! {
+        div.delivery {
+            h4 { "Webhook " code { (d.webhook_id) } ": " (d.attempts.len()) @if d.attempts.len() == 1 { " attempt" } @else { " attempts" } }
+            @if d.attempts.is_empty() {
+                p.muted { "No attempt recorded (the record is older than attempt tracking, or the POST was never sent)." }
+            } @else {
+                table.attempts {
+                    caption.visually-hidden { "Attempts of webhook " (d.webhook_id) }
+                    thead { tr { th scope="col" { "Attempt" } th scope="col" { "Sent" } th scope="col" { "Latency" } th scope="col" { "Answer" } th scope="col" { "Signature" } } }
+                    tbody {
+                        @for (i, a) in d.attempts.iter().enumerate() {
+                            tr {
+                                td { a href={ "/message/" (at.record) "/attempts/" (urlencode(&d.webhook_id)) "#attempt-" (i + 1) } { "#" (a.attempt.map_or("?".to_string(), |n| n.to_string())) } @if a.sink { " " span.muted { "sink" } } }
+                                td { time datetime=(a.at) { (short_time(&a.at)) } }
+                                td.num { (a.latency_ms) " ms" }
+                                td { (attempt_result(a)) }
+                                td { @if a.signature_valid { span.badge.good { "valid" } } @else { span.badge.bad { "invalid" } " " span.muted { (a.signature_error.as_deref().unwrap_or_default()) } } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(policy) = &d.policy {
+                @let total = policy.max_attempts();
+                p.schedule-head { "Retry schedule: " (total) " attempts, each wait ±" (format!("{:.0}", policy.jitter * 100.0)) "%, a " code { "Retry-After" } " up to " (human(policy.max_retry_after)) " honoured; then the dead-letter queue." }
+                ol.schedule {
+                    @for n in 1..=total {
+                        @let wait = if n == 1 { std::time::Duration::ZERO } else { policy.delays[(n - 2) as usize] };
+                        @let state = if delivered && n == done { "delivered" } else if n <= done { "failed" } else if Some(n) == next { "queued" } else { "pending" };
+                        li.(state) { span.n { (n) } " " (if n == 1 { "first try".to_string() } else { format!("{} later", human(wait)) }) " " span.visually-hidden { "(" (state) ")" } }
+                    }
+                    li.dlq { "dead-letter queue" }
+                }
+            }
+            @for j in &d.queued {
+                div.queued {
+                    p {
+                        "Attempt " (j.attempt) " waits in the retry queue, "
+                        @if let Some(ms) = j.due_ms { (due(ms)) } @else { "due when the queue makes it visible" }
+                        " ("
+                        a href={ "/state/" (j.file.split('/').map(urlencode).collect::<Vec<_>>().join("/")) } { "the job" }
+                        "). Locally no trigger reads that queue: run it yourself."
+                    }
+                    @if !j.reason.is_empty() { p.muted { "Last error: " (j.reason) } }
+                    @if let Some(token) = at.token {
+                        form.again method="post" action={ "/message/" (at.record) "/retry" } {
+                            input type="hidden" name="token" value=(token);
+                            input type="hidden" name="rule" value=(at.rule);
+                            input type="hidden" name="action" value=(at.action);
+                            input type="hidden" name="job" value=(j.file);
+                            button type="submit" { "Run attempt " (j.attempt) " now" }
+                        }
+                    }
+                }
+            }
+            @for j in &d.dead {
+                p.warn {
+                    "Dead-lettered after " (j.attempts_label()) ": " (j.reason) " ("
+                    a href={ "/state/" (j.file.split('/').map(urlencode).collect::<Vec<_>>().join("/")) } { "the dead letter" }
+                    "). Re-drive it with " code { "mailroom replay" } "."
+                }
+            }
+        }
+    }
+}
+
+/// Every attempt of one webhook in full: request headers and body, the answer, the signature.
+pub fn attempts_page(s: &Inspector, r: &Record, d: &Delivery) -> Markup {
+    layout(
+        "Webhook attempts",
+        s,
+        "",
+        html! {
+            p.back { a href={ "/message/" (r.id) "#trace" } { "← " (if r.subject.is_empty() { "(no subject)" } else { &r.subject }) } }
+            h1 { "Webhook " code { (d.webhook_id) } }
+            p.muted { (d.attempts.len()) " attempts, oldest first. Each rebuilds the payload from the stored mail and signs it afresh." }
+            @for (i, a) in d.attempts.iter().enumerate() {
+                section.attempt id={ "attempt-" (i + 1) } {
+                    h2 { "Attempt " (a.attempt.map_or("?".to_string(), |n| n.to_string())) " " span.muted { "· " (a.at) } }
+                    dl.facts {
+                        dt { "URL" } dd { code { (a.url) } @if a.sink { " " span.muted { "(delivered to the local sink)" } } }
+                        dt { "Answer" } dd { (attempt_result(a)) }
+                        dt { "Latency" } dd { (a.latency_ms) " ms" }
+                        @if let Some(ra) = &a.retry_after { dt { "Retry-After" } dd { code { (ra) } } }
+                        dt { "Signature" } dd { @if a.signature_valid { span.badge.good { "valid" } } @else { span.badge.bad { "invalid" } " " (a.signature_error.as_deref().unwrap_or_default()) } }
+                        dt { "Body" } dd { (a.body_bytes) " bytes" }
+                    }
+                    details {
+                        summary { "Request headers" }
+                        pre { @for (k, v) in &a.headers { (k) ": " (v) "\n" } }
+                    }
+                    @if let Some(body) = &a.body {
+                        details {
+                            summary { "Request body" }
+                            pre { (serde_json::to_string_pretty(body).unwrap_or_default()) }
+                        }
+                    } @else {
+                        p.muted { "The body was larger than the attempt log keeps; the sink's file has the latest." }
+                    }
+                    @if !a.response.is_empty() {
+                        details { summary { "Response body (start)" } pre { (a.response) } }
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// A function's JSON answer pretty-printed; anything else as it is.
@@ -802,6 +964,7 @@ pub fn invoked_page(
     s: &Inspector,
     r: &Record,
     logical_id: &str,
+    retried: bool,
     invoked: &Result<crate::web::Invoked, String>,
 ) -> Markup {
     let state = s.state_dir().display().to_string();
@@ -811,8 +974,13 @@ pub fn invoked_page(
         "",
         html! {
             p.back { a href={ "/message/" (r.id) } { "← " (if r.subject.is_empty() { "(no subject)" } else { &r.subject }) } }
-            h1 { (logical_id) " invoked again" }
-            p.muted { "With the exact event the rule gave it, once, as Lambda's retry of that invocation would run it." }
+            @if retried {
+                h1 { (logical_id) ": retry job run now" }
+                p.muted { "The job waiting in its retry queue, handed to it as the queue's trigger would once it is due. " a href={ "/message/" (r.id) "#trace" } { "Back to the trace" } " shows every attempt." }
+            } @else {
+                h1 { (logical_id) " invoked again" }
+                p.muted { "With the exact event the rule gave it, once, as Lambda's retry of that invocation would run it." }
+            }
             @match invoked {
                 Ok(i) => {
                     p { (badge("ok")) " " span.muted { (i.duration_ms) " ms" } }

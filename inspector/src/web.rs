@@ -32,6 +32,15 @@ pub trait Runner: Send + Sync {
     /// Invokes one function (by logical id) once with the exact event a rule gave it: "redeliver
     /// now" for the api function, "invoke again" for any. Its answer and where its outputs went.
     async fn invoke(&self, logical_id: &str, event: &serde_json::Value) -> Result<Invoked, String>;
+
+    /// How the function with this logical id retries, when it keeps a retry queue (api).
+    fn retries(&self, _logical_id: &str) -> Option<mailroom_emulator::functions::Retries> {
+        None
+    }
+
+    /// Hands a job waiting in the function's retry queue (`job`, a file under the state dir) to
+    /// the function now, as the queue's trigger would once the job is due.
+    async fn retry_now(&self, logical_id: &str, job: &std::path::Path) -> Result<Invoked, String>;
 }
 
 /// What an invocation from the inspector did.
@@ -134,6 +143,8 @@ pub fn router(state: Shared) -> Router {
         .route("/message/{id}/delete", post(delete_one))
         .route("/message/{id}/replay", post(replay))
         .route("/message/{id}/invoke", post(invoke_again))
+        .route("/message/{id}/retry", post(retry_now))
+        .route("/message/{id}/attempts/{webhook}", get(attempts_page))
         .route("/compare/{a}/{b}", get(compare))
         .route("/inject", get(inject_page).post(inject))
         .route("/state/{*path}", get(state_file))
@@ -282,7 +293,51 @@ async fn rows_fragment(
 async fn message_page(State(s): State<Shared>, Path(id): Path<String>) -> WebResult<Response> {
     let record = s.inbox.get(&id)?;
     let message = s.inbox.message(&record.id)?;
-    Ok(html(ui::message_page(&s, &record, message.as_deref())))
+    let deliveries = deliveries(&s, &record);
+    Ok(html(ui::message_page(
+        &s,
+        &record,
+        message.as_deref(),
+        &deliveries,
+    )))
+}
+
+/// The webhook deliveries of a record's api actions, with the schedule when a rule set is loaded.
+fn deliveries(s: &Inspector, record: &Record) -> crate::webhooks::Deliveries {
+    let runner = s.runner.clone();
+    crate::webhooks::of_record(record, &s.state_dir(), &|id| {
+        runner.as_ref().and_then(|r| r.retries(id))
+    })
+}
+
+/// After a delivery went on from the page, the record's webhook status follows its attempts.
+fn follow_webhook(s: &Inspector, record: &Record) {
+    if let Some(status) = crate::webhooks::status(&deliveries(s, record))
+        && let Err(e) = s.inbox.set_webhook(&record.id, status)
+    {
+        eprintln!(
+            "mailroom: inspector: webhook status of {} not updated: {e}",
+            record.id
+        );
+    }
+}
+
+async fn attempts_page(
+    State(s): State<Shared>,
+    Path((id, webhook)): Path<(String, String)>,
+) -> WebResult<Response> {
+    let record = s.inbox.get(&id)?;
+    let delivery = deliveries(&s, &record)
+        .into_iter()
+        .flat_map(|(_, d)| d)
+        .find(|d| d.webhook_id == webhook)
+        .ok_or_else(|| {
+            WebError(
+                StatusCode::NOT_FOUND,
+                format!("{id} delivered no webhook {webhook}"),
+            )
+        })?;
+    Ok(html(ui::attempts_page(&s, &record, &delivery)))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -414,12 +469,53 @@ async fn replay(
     Ok(Redirect::to(&format!("/compare/{}/{}", record.id, again.id)).into_response())
 }
 
+/// Action `action` of rule `rule` in a record's trace, when it runs one of our functions.
+fn lambda_action(record: &Record, rule: usize, action: usize) -> WebResult<serde_json::Value> {
+    record
+        .trace
+        .as_ref()
+        .and_then(|t| t.get("rules"))
+        .and_then(|r| r.get(rule))
+        .and_then(|r| r.get("actions"))
+        .and_then(|a| a.get(action))
+        .filter(|a| a.get("logicalId").is_some_and(serde_json::Value::is_string))
+        .cloned()
+        .ok_or_else(|| not_ours(record, rule, action))
+}
+
+fn not_ours(record: &Record, rule: usize, action: usize) -> WebError {
+    WebError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "rule {rule} action {action} of {} is no Lambda action of ours",
+            record.id
+        ),
+    )
+}
+
 #[derive(Debug, Deserialize)]
 struct InvokeForm {
     #[serde(default)]
     token: String,
     rule: usize,
     action: usize,
+    /// A retry job's file, relative to the state dir ("run attempt n now").
+    #[serde(default)]
+    job: Option<String>,
+}
+
+/// What running a function from a message's page needs: the token checked, the runner, the
+/// record, and the Lambda action the form names.
+fn for_action(
+    s: &Inspector,
+    id: &str,
+    form: &InvokeForm,
+) -> WebResult<(Arc<dyn Runner>, Record, serde_json::Value)> {
+    check_token(s, &form.token)?;
+    let runner = runner(s)?;
+    let record = s.inbox.get(id)?;
+    let action = lambda_action(&record, form.rule, form.action)?;
+    Ok((runner, record, action))
 }
 
 /// Runs the function of one Lambda action of a message's trace again, with its event.
@@ -428,32 +524,48 @@ async fn invoke_again(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<InvokeForm>,
 ) -> WebResult<Response> {
-    check_token(&s, &form.token)?;
-    let runner = runner(&s)?;
-    let record = s.inbox.get(&id)?;
-    let action = record
-        .trace
-        .as_ref()
-        .and_then(|t| t.get("rules"))
-        .and_then(|r| r.get(form.rule))
-        .and_then(|r| r.get("actions"))
-        .and_then(|a| a.get(form.action))
-        .cloned()
-        .unwrap_or_default();
-    let (Some(logical_id), Some(event)) = (
-        action.get("logicalId").and_then(serde_json::Value::as_str),
-        action.get("event"),
-    ) else {
-        return Err(WebError(
-            StatusCode::NOT_FOUND,
-            format!(
-                "rule {} action {} of {id} is no Lambda action of ours",
-                form.rule, form.action
-            ),
-        ));
+    let (runner, record, action) = for_action(&s, &id, &form)?;
+    let logical_id = action["logicalId"].as_str().unwrap_or_default();
+    let Some(event) = action.get("event") else {
+        return Err(not_ours(&record, form.rule, form.action));
     };
     let invoked = runner.invoke(logical_id, event).await;
-    Ok(html(ui::invoked_page(&s, &record, logical_id, &invoked)))
+    follow_webhook(&s, &record);
+    Ok(html(ui::invoked_page(
+        &s, &record, logical_id, false, &invoked,
+    )))
+}
+
+/// "Run attempt n now": the retry job of one of the record's api actions, handed to the function
+/// before it is due.
+async fn retry_now(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<InvokeForm>,
+) -> WebResult<Response> {
+    let (runner, record, action) = for_action(&s, &id, &form)?;
+    let logical_id = action["logicalId"].as_str().unwrap_or_default();
+    let job = form.job.as_deref().unwrap_or_default();
+    // Only a plain relative path inside the state dir; the emulator checks it names a job of
+    // this function's retry queue.
+    let relative = std::path::Path::new(job);
+    if job.is_empty()
+        || relative.is_absolute()
+        || relative
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(WebError(
+            StatusCode::BAD_REQUEST,
+            format!("{job:?} is not a file in the state dir"),
+        ));
+    }
+    let job = s.state_dir().join(relative);
+    let invoked = runner.retry_now(logical_id, &job).await;
+    follow_webhook(&s, &record);
+    Ok(html(ui::invoked_page(
+        &s, &record, logical_id, true, &invoked,
+    )))
 }
 
 /// `Key=Value` lines (blank lines and `#` comments ignored).
