@@ -4,7 +4,7 @@
 use anyhow::Context;
 use mailroom_emulator::Emulator;
 use mailroom_emulator::receipt::{Envelope, Trace};
-use mailroom_inspector::web::{Invoked, Run, Runner};
+use mailroom_inspector::web::{Invoked, Run, Runner, TemplateFile};
 use mailroom_inspector::{Inbox, Inspector, Record, Retention, Source};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -153,16 +153,38 @@ pub fn record_of(
 /// Injected and replayed mail for `serve`'s inspector: through the server's own emulator, or,
 /// when a replay changes template parameters, through one built for that run.
 pub struct EmulatorRunner {
-    pub emulator: Arc<Emulator>,
-    pub settings: mailroom_emulator::Settings,
-    pub inbox: Arc<Inbox>,
+    emulator: Arc<Emulator>,
+    settings: mailroom_emulator::Settings,
+    inbox: Arc<Inbox>,
+    /// The template file's digest when the server's emulator read it.
+    loaded_digest: Option<String>,
+}
+
+impl EmulatorRunner {
+    /// A runner over the server's emulator, built from `settings` just now.
+    pub fn new(
+        emulator: Arc<Emulator>,
+        settings: mailroom_emulator::Settings,
+        inbox: Arc<Inbox>,
+    ) -> EmulatorRunner {
+        EmulatorRunner {
+            loaded_digest: TemplateFile::digest_of(&settings.template),
+            emulator,
+            settings,
+            inbox,
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Runner for EmulatorRunner {
     async fn run(&self, run: Run) -> Result<Record, String> {
         let fresh;
-        let emulator = if run.params.is_empty() {
+        // A replay reads the template from disk again, so that an edited rule shows in the
+        // comparison without a restart; injected mail goes through the server's own rule set.
+        let replay = matches!(run.source, Source::Replay);
+        let mut template = None;
+        let emulator = if run.params.is_empty() && !replay {
             self.emulator.as_ref()
         } else {
             let mut settings = self.settings.clone();
@@ -170,9 +192,18 @@ impl Runner for EmulatorRunner {
                 settings.params.retain(|(name, _)| name != k);
                 settings.params.push((k.clone(), v.clone()));
             }
-            fresh = Emulator::new(&settings)
-                .await
-                .map_err(|e| format!("the template with these parameters: {e:#}"))?;
+            let digest = TemplateFile::digest_of(&settings.template);
+            fresh = Emulator::new(&settings).await.map_err(|e| {
+                format!(
+                    "{} with these parameters: {e:#}",
+                    settings.template.display()
+                )
+            })?;
+            template = Some(format!(
+                "{} (sha256 {})",
+                settings.template.display(),
+                digest.as_deref().unwrap_or("unreadable")
+            ));
             &fresh
         };
         let size = run.raw.len();
@@ -185,6 +216,7 @@ impl Runner for EmulatorRunner {
         let (mut record, message) =
             record_of(&mut trace, kept, run.source, &run.envelope, size, reply);
         record.params = run.params;
+        record.template = template;
         add(&self.inbox, record.clone(), Some(message)).await?;
         Ok(record)
     }
@@ -195,6 +227,13 @@ impl Runner for EmulatorRunner {
         let started = std::time::Instant::now();
         let (answer, outputs) = self.emulator.invoke(logical_id, &event).await?;
         Ok(invoked(logical_id, answer, outputs, started))
+    }
+
+    fn template(&self) -> Option<TemplateFile> {
+        Some(TemplateFile {
+            path: self.settings.template.display().to_string(),
+            changed: TemplateFile::digest_of(&self.settings.template) != self.loaded_digest,
+        })
     }
 
     fn retries(&self, logical_id: &str) -> Option<mailroom_emulator::functions::Retries> {

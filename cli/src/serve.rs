@@ -119,11 +119,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let ui = if args.no_ui {
         None
     } else {
-        let runner = Arc::new(crate::inspect::EmulatorRunner {
-            emulator: emulator.clone(),
+        let runner = Arc::new(crate::inspect::EmulatorRunner::new(
+            emulator.clone(),
             settings,
-            inbox: inbox.clone(),
-        });
+            inbox.clone(),
+        ));
         Some(crate::inspect::start(&args.ui, inbox.clone(), Some(runner)).await?)
     };
     let listener = TcpListener::bind(args.listen)

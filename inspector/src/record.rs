@@ -103,6 +103,9 @@ pub struct Record {
     /// The parameters the template was read with, for a replay to start from.
     #[serde(default)]
     pub params: Vec<(String, String)>,
+    /// The template a replay was run through: its path and a digest of the file as read then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     /// The start of the message's text, for free-text search: set by [`Record::from_trace`],
     /// which has the message parsed, so that [`Inbox::add`] does not parse it again. Not kept in
     /// `record.json`: a rebuild takes it from `message.eml`.
@@ -209,6 +212,7 @@ impl Record {
             added_header_bytes: 0,
             trace: None,
             params: Vec::new(),
+            template: None,
             search_text: None,
         }
     }

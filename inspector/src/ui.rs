@@ -204,7 +204,14 @@ pub fn message_page(
             }
             @if s.runner.is_some() && message.is_some() {
                 details.replay {
-                    summary { "Replay with other parameters" }
+                    summary { "Replay through the template as it is now, or with other parameters" }
+                    @if let Some(t) = s.runner.as_ref().and_then(|run| run.template()) {
+                        p.muted {
+                            "Reads " code { (t.path) } " from disk when it runs, so an edit to the rules shows in the comparison"
+                            @if t.changed { " · " span.badge.warn { "changed since serve started" } } @else { " · unchanged since serve started" }
+                            "."
+                        }
+                    }
                     form method="post" action={ "/message/" (r.id) "/replay" } {
                         input type="hidden" name="token" value=(s.token);
                         label for="params" { "Template parameters, one " code { "Key=Value" } " per line (the server's own for the rest)" }
@@ -762,6 +769,7 @@ pub fn compare_page(s: &Inspector, before: &Record, after: &Record) -> Markup {
                     " · parameters: "
                     @for (k, v) in &after.params { code { (k) "=" (v) } " " }
                 }
+                @if let Some(t) = &after.template { " · template: " code { (t) } }
             }
             table.compare {
                 caption.visually-hidden { "The two runs' traces, line by line" }

@@ -41,6 +41,28 @@ pub trait Runner: Send + Sync {
     /// Hands a job waiting in the function's retry queue (`job`, a file under the state dir) to
     /// the function now, as the queue's trigger would once the job is due.
     async fn retry_now(&self, logical_id: &str, job: &std::path::Path) -> Result<Invoked, String>;
+
+    /// The template file a replay reads, and whether it changed since the server read it.
+    fn template(&self) -> Option<TemplateFile> {
+        None
+    }
+}
+
+/// The template a replay runs through: the file as it is on disk when the replay runs.
+#[derive(Debug, Clone)]
+pub struct TemplateFile {
+    pub path: String,
+    /// The file differs from what the server loaded at start (or cannot be read now).
+    pub changed: bool,
+}
+
+impl TemplateFile {
+    /// The first 12 hex digits of a file's SHA-256; `None` when it cannot be read.
+    pub fn digest_of(path: &std::path::Path) -> Option<String> {
+        use sha2::Digest;
+        let bytes = std::fs::read(path).ok()?;
+        Some(hex::encode(&sha2::Sha256::digest(&bytes)[..6]))
+    }
 }
 
 /// What an invocation from the inspector did.
