@@ -229,6 +229,16 @@ impl Runner for EmulatorRunner {
         Ok(invoked(logical_id, answer, outputs, started))
     }
 
+    fn events_dir(&self) -> Option<PathBuf> {
+        let dir = self.settings.template.parent()?;
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        Some(dir.join("events").join("lambda"))
+    }
+
     fn template(&self) -> Option<TemplateFile> {
         Some(TemplateFile {
             path: self.settings.template.display().to_string(),

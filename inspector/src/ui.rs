@@ -452,7 +452,23 @@ fn action(a: &Value, state: &str, at: &At<'_>) -> Markup {
                 details.event {
                     summary { "Lambda event" @if let Some(id) = a.get("logicalId").and_then(Value::as_str) { " for " code { (id) } } }
                     @if let Some(id) = a.get("logicalId").and_then(Value::as_str) {
-                        p.muted { "Replay it: save it as " code { "events/lambda/my-case.json" } ", then " code { "sam local invoke " (id) " -e events/lambda/my-case.json" } }
+                        @if let Some(token) = at.token {
+                            @let field = format!("event-name-{}-{}", at.rule, at.action);
+                            @let suggested = format!("{}-{}", s(a, "function"), at.record.get(..8).unwrap_or(at.record));
+                            form.save-event method="post" action={ "/message/" (at.record) "/save-event" } {
+                                input type="hidden" name="token" value=(token);
+                                input type="hidden" name="rule" value=(at.rule);
+                                input type="hidden" name="action" value=(at.action);
+                                label for=(field) { "Save it as " code { "events/lambda/" } }
+                                input id=(field) type="text" name="name" value=(suggested) required pattern="[A-Za-z0-9_\\-][A-Za-z0-9_.\\-]*";
+                                code { ".json" }
+                                label.inline { input type="checkbox" name="replace" value="1"; " replace" }
+                                button type="submit" { "Save event" }
+                            }
+                            p.muted { "then " code { "sam local invoke " (id) " -e events/lambda/" (suggested) ".json" } }
+                        } @else {
+                            p.muted { "Replay it: save it as " code { "events/lambda/my-case.json" } ", then " code { "sam local invoke " (id) " -e events/lambda/my-case.json" } }
+                        }
                     }
                     pre { (serde_json::to_string_pretty(ev).unwrap_or_default()) }
                 }
@@ -1005,6 +1021,32 @@ pub fn invoked_page(
                     p { (badge("failed")) }
                     pre.error role="alert" { (e) }
                 }
+            }
+        },
+    )
+}
+
+/// Where an event was saved, and the line that invokes the function with it.
+pub fn saved_page(s: &Inspector, r: &Record, logical_id: &str, path: &std::path::Path) -> Markup {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    layout(
+        "Event saved",
+        s,
+        "",
+        html! {
+            p.back { a href={ "/message/" (r.id) "#trace" } { "← " (if r.subject.is_empty() { "(no subject)" } else { &r.subject }) } }
+            h1 { "Event saved" }
+            p { "The exact event " code { (logical_id) } " was given is in " code { (path.display()) } "." }
+            p { "Run the deployed build of the function with it:" }
+            pre.command { "sam local invoke " (logical_id) " -e events/lambda/" (name) " --env-vars .aws-sam/local-env.json" }
+            p.muted {
+                "The stop function needs nothing more. store, fanout, api and forward read the message from "
+                code { "raw/" (r.id) } " in the stack's raw mail bucket: upload "
+                a href={ "/api/v1/message/" (r.id) "/raw" } { "the message as SES stored it" }
+                " there first. " code { "scripts/sam-local-aws" } " runs such a stack locally and writes the " code { "--env-vars" } " file."
             }
         },
     )

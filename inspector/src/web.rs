@@ -42,6 +42,12 @@ pub trait Runner: Send + Sync {
     /// the function now, as the queue's trigger would once the job is due.
     async fn retry_now(&self, logical_id: &str, job: &std::path::Path) -> Result<Invoked, String>;
 
+    /// Where a recorded Lambda event is saved for `sam local invoke -e` (the project's
+    /// `events/lambda/`, beside the template).
+    fn events_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// The template file a replay reads, and whether it changed since the server read it.
     fn template(&self) -> Option<TemplateFile> {
         None
@@ -166,6 +172,7 @@ pub fn router(state: Shared) -> Router {
         .route("/message/{id}/replay", post(replay))
         .route("/message/{id}/invoke", post(invoke_again))
         .route("/message/{id}/retry", post(retry_now))
+        .route("/message/{id}/save-event", post(save_event))
         .route("/message/{id}/attempts/{webhook}", get(attempts_page))
         .route("/compare/{a}/{b}", get(compare))
         .route("/inject", get(inject_page).post(inject))
@@ -524,20 +531,112 @@ struct InvokeForm {
     /// A retry job's file, relative to the state dir ("run attempt n now").
     #[serde(default)]
     job: Option<String>,
+    /// The file name an event is saved as ("save under events/").
+    #[serde(default)]
+    name: Option<String>,
+    /// Replace a saved event of that name.
+    #[serde(default)]
+    replace: Option<String>,
+}
+
+/// A file name for a saved event: letters, digits, `-`, `_` and `.`, not starting with a dot,
+/// `.json` added when missing.
+fn event_file_name(name: &str) -> WebResult<String> {
+    let name = name.trim();
+    let stem = name.strip_suffix(".json").unwrap_or(name);
+    let plain = !stem.is_empty()
+        && stem.len() <= 100
+        && !stem.starts_with('.')
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if plain {
+        Ok(format!("{stem}.json"))
+    } else {
+        Err(WebError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{name:?}: a file name is letters, digits, '-', '_' and '.', and does not start with a dot"
+            ),
+        ))
+    }
+}
+
+/// Saves the exact event of one Lambda action under the project's `events/lambda/`, for
+/// `sam local invoke -e`.
+async fn save_event(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<InvokeForm>,
+) -> WebResult<Response> {
+    let t = Target::of(&s, &id, &form)?;
+    let event = t.event()?;
+    let dir = t.runner.events_dir().ok_or_else(|| {
+        WebError(
+            StatusCode::CONFLICT,
+            "no project folder to save events in".into(),
+        )
+    })?;
+    let file = event_file_name(form.name.as_deref().unwrap_or_default())?;
+    let path = dir.join(&file);
+    let mut text = serde_json::to_string_pretty(event).unwrap_or_default();
+    text.push('\n');
+    let replace = form.replace.is_some();
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .create(replace)
+            .create_new(!replace)
+            .open(&path)?;
+        f.write_all(text.as_bytes())
+    });
+    match written {
+        Ok(()) => Ok(html(ui::saved_page(&s, &t.record, &t.logical_id, &path))),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(WebError(
+            StatusCode::CONFLICT,
+            format!(
+                "{} exists: choose another name, or tick \"replace\"",
+                path.display()
+            ),
+        )),
+        Err(e) => Err(WebError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("writing {}: {e}", path.display()),
+        )),
+    }
 }
 
 /// What running a function from a message's page needs: the token checked, the runner, the
 /// record, and the Lambda action the form names.
-fn for_action(
-    s: &Inspector,
-    id: &str,
-    form: &InvokeForm,
-) -> WebResult<(Arc<dyn Runner>, Record, serde_json::Value)> {
-    check_token(s, &form.token)?;
-    let runner = runner(s)?;
-    let record = s.inbox.get(id)?;
-    let action = lambda_action(&record, form.rule, form.action)?;
-    Ok((runner, record, action))
+struct Target {
+    runner: Arc<dyn Runner>,
+    record: Record,
+    logical_id: String,
+    action: serde_json::Value,
+}
+
+impl Target {
+    fn of(s: &Inspector, id: &str, form: &InvokeForm) -> WebResult<Target> {
+        check_token(s, &form.token)?;
+        let runner = runner(s)?;
+        let record = s.inbox.get(id)?;
+        let action = lambda_action(&record, form.rule, form.action)?;
+        Ok(Target {
+            runner,
+            logical_id: action["logicalId"].as_str().unwrap_or_default().to_string(),
+            record,
+            action,
+        })
+    }
+
+    /// The exact event the rule gave the function.
+    fn event(&self) -> WebResult<&serde_json::Value> {
+        self.action
+            .get("event")
+            .ok_or_else(|| WebError(StatusCode::NOT_FOUND, "no event was recorded".into()))
+    }
 }
 
 /// Runs the function of one Lambda action of a message's trace again, with its event.
@@ -546,15 +645,15 @@ async fn invoke_again(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<InvokeForm>,
 ) -> WebResult<Response> {
-    let (runner, record, action) = for_action(&s, &id, &form)?;
-    let logical_id = action["logicalId"].as_str().unwrap_or_default();
-    let Some(event) = action.get("event") else {
-        return Err(not_ours(&record, form.rule, form.action));
-    };
-    let invoked = runner.invoke(logical_id, event).await;
-    follow_webhook(&s, &record);
+    let t = Target::of(&s, &id, &form)?;
+    let invoked = t.runner.invoke(&t.logical_id, t.event()?).await;
+    follow_webhook(&s, &t.record);
     Ok(html(ui::invoked_page(
-        &s, &record, logical_id, false, &invoked,
+        &s,
+        &t.record,
+        &t.logical_id,
+        false,
+        &invoked,
     )))
 }
 
@@ -565,8 +664,7 @@ async fn retry_now(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<InvokeForm>,
 ) -> WebResult<Response> {
-    let (runner, record, action) = for_action(&s, &id, &form)?;
-    let logical_id = action["logicalId"].as_str().unwrap_or_default();
+    let t = Target::of(&s, &id, &form)?;
     let job = form.job.as_deref().unwrap_or_default();
     // Only a plain relative path inside the state dir; the emulator checks it names a job of
     // this function's retry queue.
@@ -583,10 +681,14 @@ async fn retry_now(
         ));
     }
     let job = s.state_dir().join(relative);
-    let invoked = runner.retry_now(logical_id, &job).await;
-    follow_webhook(&s, &record);
+    let invoked = t.runner.retry_now(&t.logical_id, &job).await;
+    follow_webhook(&s, &t.record);
     Ok(html(ui::invoked_page(
-        &s, &record, logical_id, true, &invoked,
+        &s,
+        &t.record,
+        &t.logical_id,
+        true,
+        &invoked,
     )))
 }
 

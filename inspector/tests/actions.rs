@@ -1,6 +1,7 @@
-//! A webhook's attempts on one timeline: the repository's template with its webhook aimed at a
-//! local endpoint that fails once, the inspector's page read in process, and the queued retry
-//! run from the page ("Run attempt 2 now") through the real api function.
+//! What a message's page does with a Lambda action, read in process over the repository's
+//! template: a webhook's attempts on one timeline (its endpoint local, failing once), the queued
+//! retry run from the page ("Run attempt 2 now") through the real api function, and the exact
+//! event saved under `events/lambda/` for `sam local invoke`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -19,8 +20,9 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The emulator's own retry paths, and nothing else: this test only reads pages and retries.
-struct Retrying(Arc<Emulator>);
+/// The emulator's own retry paths and an events folder, and nothing else: these tests only read
+/// pages, retry and save.
+struct Retrying(Arc<Emulator>, PathBuf);
 
 #[async_trait::async_trait]
 impl Runner for Retrying {
@@ -32,6 +34,9 @@ impl Runner for Retrying {
     }
     fn retries(&self, logical_id: &str) -> Option<mailroom_emulator::functions::Retries> {
         self.0.retries(logical_id)
+    }
+    fn events_dir(&self) -> Option<PathBuf> {
+        Some(self.1.clone())
     }
     async fn retry_now(&self, logical_id: &str, job: &Path) -> Result<Invoked, String> {
         let (answer, outputs) = self.0.retry_now(logical_id, job).await?;
@@ -77,19 +82,14 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-#[tokio::test]
-async fn every_attempt_shows_on_one_timeline_and_a_queued_retry_runs_from_the_page() {
-    let endpoint = HttpServer::scripted(vec![
-        Reply::status(503).body("busy"),
-        Reply::status(200).body("ok"),
-    ])
-    .await;
-    let dir = tempfile::tempdir().unwrap();
+/// The template's rule set over `state`, its webhook at `webhook`, with one message received and
+/// recorded: the inspector's router, and the record.
+async fn received(state: &Path, webhook: &str) -> (axum::Router, Record) {
     let mut settings = Settings::new(root().join("template.yaml"));
-    settings.state_dir = dir.path().to_path_buf();
-    settings.params = vec![("WebhookUrl".into(), endpoint.url("/hook"))];
+    settings.state_dir = state.to_path_buf();
+    settings.params = vec![("WebhookUrl".into(), webhook.into())];
     let emulator = Arc::new(Emulator::new(&settings).await.unwrap());
-    let inbox = Arc::new(Inbox::open(dir.path(), Retention::default()).unwrap());
+    let inbox = Arc::new(Inbox::open(state, Retention::default()).unwrap());
     let envelope = Envelope {
         mail_from: "carla@example.org".into(),
         recipients: vec!["dana@example.com".into()],
@@ -110,8 +110,20 @@ async fn every_attempt_shows_on_one_timeline_and_a_queued_retry_runs_from_the_pa
         "250".into(),
     );
     inbox.add(&record, Some(&message)).unwrap();
-    let runner: Arc<dyn Runner> = Arc::new(Retrying(emulator.clone()));
+    let runner: Arc<dyn Runner> = Arc::new(Retrying(emulator, state.join("project/events/lambda")));
     let app = router(Inspector::new(inbox, Some(runner), "127.0.0.1:8025".into()));
+    (app, record)
+}
+
+#[tokio::test]
+async fn every_attempt_shows_on_one_timeline_and_a_queued_retry_runs_from_the_page() {
+    let endpoint = HttpServer::scripted(vec![
+        Reply::status(503).body("busy"),
+        Reply::status(200).body("ok"),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, record) = received(dir.path(), &endpoint.url("/hook")).await;
     let page_of = format!("/message/{}", record.id);
 
     let (status, page) = call(&app, "GET", &page_of, String::new()).await;
@@ -193,4 +205,63 @@ async fn every_attempt_shows_on_one_timeline_and_a_queued_retry_runs_from_the_pa
         2,
         "both signatures check"
     );
+}
+
+#[tokio::test]
+async fn a_lambda_event_is_saved_under_events_for_sam_local_invoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, record) = received(dir.path(), "https://hooks.example.com/mail").await;
+    let (_, page) = call(
+        &app,
+        "GET",
+        &format!("/message/{}", record.id),
+        String::new(),
+    )
+    .await;
+    let save = format!("/message/{}/save-event", record.id);
+    // The first such form on the page is the gate's stop function.
+    let form = |name: &str, replace: bool| {
+        format!(
+            "token={}&rule={}&action={}&name={}{}",
+            field(&page, &save, "token"),
+            field(&page, &save, "rule"),
+            field(&page, &save, "action"),
+            enc(name),
+            if replace { "&replace=1" } else { "" }
+        )
+    };
+    let (status, saved) = call(&app, "POST", &save, form("stop-my-case", false)).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert!(
+        saved.contains("sam local invoke StopFunction -e events/lambda/stop-my-case.json"),
+        "{saved}"
+    );
+    let file = dir.path().join("project/events/lambda/stop-my-case.json");
+    let event: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let recorded = &record.trace.as_ref().unwrap()["rules"][0]["actions"][0]["event"];
+    assert_eq!(
+        &event, recorded,
+        "the exact event the rule gave the function"
+    );
+    assert_eq!(
+        event["Records"][0]["ses"]["mail"]["messageId"],
+        record.id.as_str()
+    );
+
+    let (status, again) = call(&app, "POST", &save, form("stop-my-case.json", false)).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "an existing file is kept: {again}"
+    );
+    std::fs::write(&file, "{}").unwrap();
+    let (status, _) = call(&app, "POST", &save, form("stop-my-case", true)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(std::fs::read(&file).unwrap(), b"{}", "replaced when asked");
+    for bad in ["../escape", ".hidden", "a/b", "", "x y"] {
+        let (status, _) = call(&app, "POST", &save, form(bad, false)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    let written: Vec<_> = std::fs::read_dir(file.parent().unwrap()).unwrap().collect();
+    assert_eq!(written.len(), 1, "nothing else was written");
 }
