@@ -9,6 +9,7 @@
 
 pub mod filter_policy;
 pub mod mailpit;
+pub mod mime;
 pub mod query;
 pub mod record;
 mod ui;

@@ -228,6 +228,7 @@ pub fn message_page(
                     a href="#body" { "Message" }
                     a href="#headers" { "Headers" }
                     a href="#attachments" { "Attachments" }
+                    a href="#structure" { "MIME structure" }
                     a href="#raw" { "Raw" }
                 }
             }
@@ -270,6 +271,13 @@ pub fn message_page(
                                 @if let Some(m) = &a.message { " · message: " (m.subject.clone().unwrap_or_default()) }
                             }
                         }
+                    }
+                }
+                @if let Some((root, left_out)) = message.and_then(crate::mime::tree) {
+                    section #structure {
+                        h2 { "MIME structure" }
+                        ul.mime { (mime_node(&r.id, &root)) }
+                        @if left_out > 0 { p.warn { (left_out) " more parts are not shown (over " (crate::mime::MAX_NODES) ")." } }
                     }
                 }
                 section #raw {
@@ -627,6 +635,30 @@ pub fn attempts_page(s: &Inspector, r: &Record, d: &Delivery) -> Markup {
             }
         },
     )
+}
+
+/// One part of the MIME structure and, nested under it, its children (a nested message's own
+/// parts under it).
+fn mime_node(record: &str, n: &crate::mime::Node) -> Markup {
+    html! {
+        li {
+            span.ctype { (n.content_type) }
+            @if let Some(c) = &n.charset { " " span.muted { "charset " (c) } }
+            @if let Some(e) = &n.encoding { " " span.muted { (e) } }
+            @if let Some(d) = &n.disposition { " " span.badge.neutral { (d) } }
+            @if let Some(subject) = &n.subject { " " span.badge.warn { "message" } " " q { (subject) } }
+            " " span.muted { (n.size) " bytes" }
+            @if n.problems { " " span.badge.warn { "repaired" } }
+            @if n.downloadable() {
+                " " a href={ "/message/" (record) "/mime/" (n.n) } download {
+                    "download" @if let Some(f) = &n.filename { " " (f) } @else { span.visually-hidden { " part " (n.n) } }
+                }
+            }
+            @if !n.children.is_empty() {
+                ul { @for c in &n.children { (mime_node(record, c)) } }
+            }
+        }
+    }
 }
 
 /// A function's JSON answer pretty-printed; anything else as it is.

@@ -173,6 +173,7 @@ pub fn router(state: Shared) -> Router {
         .route("/message/{id}/invoke", post(invoke_again))
         .route("/message/{id}/retry", post(retry_now))
         .route("/message/{id}/save-event", post(save_event))
+        .route("/message/{id}/mime/{n}", get(mime_part))
         .route("/message/{id}/attempts/{webhook}", get(attempts_page))
         .route("/compare/{a}/{b}", get(compare))
         .route("/inject", get(inject_page).post(inject))
@@ -329,6 +330,33 @@ async fn message_page(State(s): State<Shared>, Path(id): Path<String>) -> WebRes
         message.as_deref(),
         &deliveries,
     )))
+}
+
+/// One part of a message's MIME structure, decoded, as a download that is never a page here.
+async fn mime_part(
+    State(s): State<Shared>,
+    Path((id, n)): Path<(String, usize)>,
+) -> WebResult<Response> {
+    let not_found = || WebError(StatusCode::NOT_FOUND, format!("no part {n} in {id}"));
+    let message = s.inbox.message(&id)?.ok_or_else(not_found)?;
+    let (node, bytes) = crate::mime::part(&message, n)
+        .filter(|(node, _)| node.downloadable())
+        .ok_or_else(not_found)?;
+    let name = mailroom::keys::safe_filename(node.filename.as_deref(), n, &node.content_type);
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    Ok(resp)
 }
 
 /// The webhook deliveries of a record's api actions, with the schedule when a rule set is loaded.

@@ -199,3 +199,112 @@ async fn hosts_tokens_and_paths_are_checked() {
     .await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
 }
+
+#[tokio::test]
+async fn the_mime_structure_opens_nested_messages_and_serves_leaf_parts_as_downloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Arc::new(Inbox::open(dir.path(), Retention::default()).unwrap());
+    let raw = "From: a@example.org\r\nSubject: outer\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"o\"\r\n\r\n\
+--o\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+--o\r\nContent-Type: message/rfc822\r\n\r\n\
+From: b@example.org\r\nSubject: <b>inner</b>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"i\"\r\n\r\n\
+--i\r\nContent-Type: text/html\r\n\r\n<script>alert(1)</script>\r\n\
+--i\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=\"doc.pdf\"\r\n\r\nJVBERi0xLjQ=\r\n--i--\r\n--o--\r\n";
+    let envelope = Envelope {
+        mail_from: "a@example.org".into(),
+        recipients: vec!["support@example.com".into()],
+        helo: "h".into(),
+        client_ip: "192.0.2.1".into(),
+        tls: false,
+    };
+    let record = Record::without_message(Source::Inject, &envelope, "250 ok".into(), "accepted");
+    inbox.add(&record, Some(raw.as_bytes())).unwrap();
+    let app = router(Inspector::new(inbox, None, "127.0.0.1:8025".into()));
+    let (status, _, page) = call(
+        &app,
+        "GET",
+        &format!("/message/{}", record.id),
+        "127.0.0.1:8025",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let tree = &page[page.find("<ul class=\"mime\">").unwrap()..];
+    let tree = &tree[..tree.find("</section>").unwrap()];
+    for needle in [
+        "multipart/mixed",
+        "message/rfc822",
+        "<q>&lt;b&gt;inner&lt;/b&gt;</q>",
+        "text/html",
+        "application/pdf",
+        "download doc.pdf",
+    ] {
+        assert!(tree.contains(needle), "{needle} in {tree}");
+    }
+    assert!(!tree.contains("<b>inner"), "a nested subject is text");
+    // Parts in document order: 0 mixed, 1 text, 2 rfc822, 3 inner mixed, 4 html, 5 pdf.
+    let (status, headers, body) = call(
+        &app,
+        "GET",
+        &format!("/message/{}/mime/5", record.id),
+        "127.0.0.1:8025",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "%PDF-1.4");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/octet-stream");
+    assert_eq!(
+        headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"doc.pdf\""
+    );
+    let (status, headers, body) = call(
+        &app,
+        "GET",
+        &format!("/message/{}/mime/4", record.id),
+        "127.0.0.1:8025",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the nested HTML, as a download");
+    assert!(body.contains("<script>"));
+    assert!(
+        csp(&headers).starts_with("sandbox"),
+        "never a page of this origin"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let (status, headers, body) = call(
+        &app,
+        "GET",
+        &format!("/message/{}/mime/2", record.id),
+        "127.0.0.1:8025",
+        "",
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the nested message, as the message it holds"
+    );
+    assert!(body.starts_with("From: b@example.org"), "{body}");
+    assert!(
+        headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .ends_with(".eml\"")
+    );
+    for container in [0, 3, 99] {
+        let (status, _, _) = call(
+            &app,
+            "GET",
+            &format!("/message/{}/mime/{container}", record.id),
+            "127.0.0.1:8025",
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "part {container}");
+    }
+}
