@@ -1142,7 +1142,10 @@ async fn api_events(State(s): State<Shared>) -> Response {
         };
         Ok::<_, std::convert::Infallible>(event)
     });
-    Sse::new(stream)
+    // Firefox opens an EventSource on the first bytes of the body, not on the headers: without
+    // a comment at once, a page in Firefox would not know it is live until the first keep-alive.
+    let ready = tokio_stream::once(Ok(Event::default().comment("live")));
+    Sse::new(ready.chain(stream))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }

@@ -1,170 +1,32 @@
 // The receipt inspector in a real browser: `mailroom serve` with its web inspector, mail sent
-// over SMTP, Debian's chromium driven through playwright-core, axe-core on every page, the
-// Mailpit-compatible API through the `mailpit-api` client, and hostile mail HTML that must neither
-// run script nor reach the network. Screenshots go to target/inspector/.
+// over SMTP, Debian's chromium driven through playwright-core, axe-core on every page, a
+// keyboard walk (every control reached by Tab, with a visible focus indicator, and no trap) and
+// the search, section tabs, replay and inject form by keyboard alone, the Mailpit-compatible API
+// through the `mailpit-api` client, and hostile mail HTML that must neither run script nor reach
+// the network. The helpers it shares with firefox.test.mjs are in lib.mjs. Screenshots go to
+// target/inspector/.
 //
 // MAILROOM_BIN: the mailroom binary (default target/debug/mailroom); CHROMIUM: the browser
 // (default /usr/bin/chromium). Run from the repository root: node tests/browser/inspector.test.mjs
 
-import { spawn } from "node:child_process";
-import { createServer, request as httpRequest } from "node:http";
-import { connect } from "node:net";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { createRequire } from "node:module";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { MailpitClient } from "mailpit-api";
+import {
+  attachments as attachmentsEml, axe as axeOn, check, closedPort as freePort, finish, hostile as hostileMail,
+  injectByKeyboard, keyboardWalk, keyboardWalkCatches, plain, replayByKeyboard, searchByKeyboard, shots,
+  startBeacon, startServe, submitInjectByKeyboard, tabsByKeyboard,
+} from "./lib.mjs";
 
-const require = createRequire(import.meta.url);
-const root = resolve(new URL("../..", import.meta.url).pathname);
-const bin = process.env.MAILROOM_BIN || join(root, "target/debug/mailroom");
 const browserPath = process.env.CHROMIUM || "/usr/bin/chromium";
-const shots = join(root, "target/inspector");
-mkdirSync(shots, { recursive: true });
 
-let failures = 0;
-const results = [];
-function check(name, ok, detail = "") {
-  results.push(`${ok ? "ok  " : "FAIL"} ${name}${detail ? ` (${detail})` : ""}`);
-  console.log(results.at(-1));
-  if (!ok) failures++;
-}
-
-// --- a beacon: any request the mail's HTML makes lands here ---------------------------------
-const beaconHits = [];
-const beacon = createServer((req, res) => {
-  beaconHits.push(req.url);
-  res.writeHead(200, { "content-type": "image/gif" });
-  res.end(Buffer.from("R0lGODlhAQABAAAAACw=", "base64"));
-});
-await new Promise((r) => beacon.listen(0, "127.0.0.1", r));
-const B = `http://127.0.0.1:${beacon.address().port}`;
-// A port nothing listens on: a webhook sent there is refused.
-const closed = createServer();
-await new Promise((r) => closed.listen(0, "127.0.0.1", r));
-const closedPort = closed.address().port;
-await new Promise((r) => closed.close(r));
-
-// --- mailroom serve ---------------------------------------------------------------------------
-const state = mkdtempSync(join(tmpdir(), "mailroom-inspector-"));
-const serve = spawn(
-  bin,
-  ["serve", "--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--state-dir", state],
-  { cwd: root, stdio: ["ignore", "pipe", "inherit"] },
-);
-const banner = await new Promise((resolveBanner, reject) => {
-  let out = "";
-  const timer = setTimeout(() => reject(new Error(`no banner from serve: ${out}`)), 30000);
-  serve.stdout.on("data", (d) => {
-    out += d;
-    const m = out.match(/SMTP on ([\d.:]+).*inspector on (http:\/\/[\d.:]+\/)/);
-    if (m) {
-      clearTimeout(timer);
-      resolveBanner({ smtp: m[1], ui: m[2] });
-    }
-  });
-  serve.on("exit", (c) => reject(new Error(`serve exited ${c}: ${out}`)));
-});
-serve.stdout.resume();
-const [smtpHost, smtpPort] = banner.smtp.split(":");
-const UI = banner.ui.replace(/\/$/, "");
-console.log(`serve: SMTP ${banner.smtp}, inspector ${UI}, state ${state}`);
-
-/** One SMTP transaction; returns every reply line the client read. */
-function smtp(from, rcpts, message) {
-  return new Promise((resolveSmtp, reject) => {
-    const sock = connect(Number(smtpPort), smtpHost);
-    const replies = [];
-    const script = [`EHLO browser.test`, `MAIL FROM:<${from}>`, ...rcpts.map((r) => `RCPT TO:<${r}>`), "DATA"];
-    let buf = "";
-    let step = -1;
-    let sentData = false;
-    let ended = false;
-    sock.setEncoding("utf8");
-    sock.on("data", (d) => {
-      buf += d;
-      let i;
-      while ((i = buf.indexOf("\r\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        if (line[3] === "-") continue;
-        replies.push(line);
-        if (ended) continue;
-        if (sentData) {
-          ended = true;
-          sock.end("QUIT\r\n");
-          return;
-        }
-        step++;
-        if (step < script.length) {
-          sock.write(script[step] + "\r\n");
-        } else if (line.startsWith("354")) {
-          const body = message.replace(/\r?\n/g, "\r\n").replace(/^\./gm, "..");
-          sock.write(body + "\r\n.\r\n");
-          sentData = true;
-        } else {
-          ended = true;
-          sock.end("QUIT\r\n");
-        }
-      }
-    });
-    sock.on("close", () => resolveSmtp(replies));
-    sock.on("error", reject);
-  });
-}
-
-const plain = (subject, extra = "") => `From: Carla Rossi <carla@example.org>
-To: support@example.com
-Subject: ${subject}
-Message-ID: <${subject.replace(/\W/g, "")}@example.org>
-Date: Sun, 06 Dec 2026 10:00:00 +0000
-MIME-Version: 1.0
-Content-Type: text/plain; charset=utf-8
-${extra}
-Hello from the browser test: ${subject}.
-`;
-
-const hostile = `From: "<b>Mallory</b>" <mallory@example.org>
-To: support@example.com
-Subject: <img src=x onerror="document.title='PW'+'NED'"> hostile
-Message-ID: <hostile@example.org>
-X-Markup: <script>document.title='PW'+'NED'</script>
-MIME-Version: 1.0
-Content-Type: text/html; charset=utf-8
-
-<html><head>
-<meta http-equiv="refresh" content="0;url=${B}/meta-refresh">
-<link rel="stylesheet" href="${B}/stylesheet">
-<style>body { background: url('${B}/css-url'); } @import url('${B}/css-import');</style>
-<base href="${B}/base/">
-</head><body>
-<h1>Totally normal newsletter</h1>
-<script>document.title='PW'+'NED'; fetch('${B}/script-fetch'); parent.document.title='PW'+'NED';</script>
-<img src="${B}/remote-image.gif" alt="tracker">
-<img src="x" onerror="fetch('${B}/onerror')">
-<a id="js" href="javascript:fetch('${B}/javascript-link')">click me</a>
-<svg xmlns="http://www.w3.org/2000/svg"><script>fetch('${B}/svg-script')</script><image href="${B}/svg-image"/></svg>
-<iframe src="${B}/nested-frame"></iframe>
-<form action="${B}/form"><input name="q"><button>go</button></form>
-<object data="${B}/object"></object>
-</body></html>
-`;
-
-/** A GET with the path exactly as given (fetch would normalise `..`); the status. */
-function rawGet(path, headers = {}) {
-  return new Promise((done) => {
-    const u = new URL(UI);
-    const req = httpRequest({ host: u.hostname, port: u.port, path, headers }, (res) => {
-      res.resume();
-      done(res.statusCode);
-    });
-    req.on("error", () => done(0));
-    req.end();
-  });
-}
-
-const attachments = readFileSync(join(root, "events/mail/attachments.eml"), "utf8");
+const beacon = await startBeacon();
+const beaconHits = beacon.hits;
+const closedPort = await freePort();
+const serve = await startServe("mailroom-inspector-");
+const { UI, smtp, rawGet } = serve;
+const hostile = hostileMail(beacon.url);
+const attachments = attachmentsEml();
 
 const browser = await chromium.launch({ executablePath: browserPath, args: ["--no-sandbox"] });
 const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
@@ -174,20 +36,7 @@ page.on("dialog", (d) => {
   dialogs.push(d.message());
   d.dismiss();
 });
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-async function axe(name) {
-  await page.evaluate(axeSource + "\n;0");
-  const r = await page.evaluate(() =>
-    window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "best-practice"] }),
-  );
-  const serious = r.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  check(
-    `axe-core on ${name}: no serious or critical violation`,
-    serious.length === 0,
-    serious.map((v) => `${v.id}: ${v.nodes.length} nodes`).join("; ") ||
-      `${r.violations.length} minor, ${r.passes.length} rules pass`,
-  );
-}
+const axe = (name) => axeOn(page, name);
 
 try {
   // 1. Live list: a message sent over SMTP appears without a reload.
@@ -228,6 +77,9 @@ try {
   await page.keyboard.press("Enter");
   await page.waitForSelector("#trace");
   check("keyboard: Tab reaches a message and Enter opens it", reached.includes("/message/") && page.url().includes(reached), reached);
+  await page.goto(UI + "/");
+  await keyboardWalk(page, "the list");
+  await searchByKeyboard(page, UI);
 
   // 3. A message: the trace, the webhook's signature, the Lambda events.
   await page.goto(UI + "/");
@@ -240,9 +92,12 @@ try {
   check("message: the sam local invoke line names the function", trace.includes("sam local invoke ApiFunction"));
   await page.screenshot({ path: join(shots, "message.png"), fullPage: true });
   await axe("a message");
+  const messageUrl = page.url();
+  await page.goto(messageUrl);
+  await keyboardWalk(page, "a message");
+  await tabsByKeyboard(page, messageUrl);
   // What the functions wrote, one click from the trace: the webhook as the sink received it,
   // and a stored object with its metadata.
-  const messageUrl = page.url();
   await page.click("#trace a[href*='/webhooks/']");
   const webhookFile = await page.locator("main").innerText();
   check("the webhook request: headers, signature, body", webhookFile.includes("webhook-signature") && webhookFile.includes('"signatureValid": true'));
@@ -266,6 +121,8 @@ try {
   check("the filter-policy tester: one policy takes the publication, another filters it out", yes.includes("delivered") && no.includes("filtered out") && no.includes('spam: "PASS" matches none of'));
   await page.screenshot({ path: join(shots, "sns.png"), fullPage: true });
   await axe("an SNS publication and the filter-policy tester");
+  await page.goto(page.url());
+  await keyboardWalk(page, "a state file (an SNS publication)");
   // Redeliver now: the api function again, with the exact event, and the webhook it sent.
   await page.goto(messageUrl);
   await page.click("text=Redeliver now");
@@ -348,18 +205,17 @@ try {
   const rebound = await rawGet("/api/messages", { host: "attacker.example" });
   check("a request naming another Host is refused (DNS rebinding)", rebound === 403, `HTTP ${rebound}`);
 
-  // 8. Replay after a change: the same message with DenySenders set is stopped at the gate.
+  // 8. Replay after a change: the same message with DenySenders set is stopped at the gate,
+  // asked for by keyboard alone.
   await page.goto(UI + "/?q=" + encodeURIComponent("subject:quarterly"));
   await page.click("text=Quarterly invoice");
-  await page.click("text=Replay with other parameters");
-  await page.fill("#params", "DenySenders=carla@example.org");
-  await page.click("text=Run it again and compare");
-  await page.waitForSelector("table.compare");
-  const changedRows = await page.locator("table.compare tr.changed").count();
-  const dispositionRow = await page.locator("table.compare tbody tr").first().innerText();
-  check("replay: the diff marks what changed", changedRows > 0 && /accepted\s+stopped/.test(dispositionRow), `${changedRows} rows changed; ${dispositionRow.replace(/\s+/g, " ")}`);
+  await page.waitForSelector("#trace");
+  const compared = await replayByKeyboard(page, page.url(), "DenySenders=carla@example.org");
+  check("replay: the diff marks what changed", compared.changed > 0 && /accepted stopped/.test(compared.first), `${compared.changed} rows changed; ${compared.first}`);
   await page.screenshot({ path: join(shots, "replay.png"), fullPage: true });
   await axe("a replay's comparison");
+  await page.goto(page.url());
+  await keyboardWalk(page, "a replay's comparison");
 
   // Forward, through a replay with a forward map: the message sent, SES's rules checked on it,
   // and its headers beside the original's.
@@ -408,19 +264,15 @@ try {
   const job = await page.locator("main").innerText();
   check("webhook down: the queued retry job, with its attempt number", job.includes('"attempt": 2'), job.slice(0, 80).replace(/\n/g, " "));
 
-  // 9. Inject from the form: composed, with a verdict, as deliver takes it.
+  // 9. Inject from the form, by keyboard alone: composed, with a verdict, as deliver takes it.
   await page.goto(UI + "/inject");
-  await page.fill("#from", "Dana <dana@example.org>");
-  await page.fill("#to", "support@example.com");
-  await page.fill("#subject", "Injected from the form");
-  await page.fill("#body", "Composed in the inspector.");
-  await page.selectOption("#virus", "FAIL");
+  await keyboardWalk(page, "the inject form");
+  await injectByKeyboard(page, UI);
   await page.screenshot({ path: join(shots, "inject.png"), fullPage: true });
   await axe("the inject form");
-  await page.click("text=Run through the rule set");
-  await page.waitForSelector("#trace");
-  const injected = await page.locator("dl.facts").innerText();
-  check("inject: the message ran, with its verdict", (await page.title()).startsWith("Injected from the form") && injected.includes("virus FAIL"), injected.split("\n").slice(0, 2).join(" "));
+  await submitInjectByKeyboard(page);
+
+  await keyboardWalkCatches(page);
 
   // The inbox after all of the above, as the README shows it.
   await page.goto(UI + "/");
@@ -431,10 +283,8 @@ try {
   check("browser test ran to the end", false, e.stack);
 } finally {
   await browser.close();
-  serve.kill("SIGINT");
+  serve.stop();
   beacon.close();
-  rmSync(state, { recursive: true, force: true });
 }
 
-console.log(`\n${results.length - failures} of ${results.length} checks passed; screenshots in ${shots}`);
-process.exit(failures ? 1 : 0);
+finish();
