@@ -176,36 +176,56 @@ impl EmulatorRunner {
     }
 }
 
+impl EmulatorRunner {
+    /// The server's emulator, or, with parameters or when the template is to be read again, one
+    /// built for them from the template on disk now (and how that template is named for the
+    /// record).
+    async fn emulator_for(
+        &self,
+        params: &[(String, String)],
+        from_disk: bool,
+    ) -> Result<(Arc<Emulator>, Option<String>), String> {
+        if params.is_empty() && !from_disk {
+            return Ok((self.emulator.clone(), None));
+        }
+        let mut settings = self.settings.clone();
+        for (k, v) in params {
+            settings.params.retain(|(name, _)| name != k);
+            settings.params.push((k.clone(), v.clone()));
+        }
+        let digest = TemplateFile::digest_of(&settings.template);
+        let fresh = Emulator::new(&settings).await.map_err(|e| {
+            format!(
+                "{} with these parameters: {e:#}",
+                settings.template.display()
+            )
+        })?;
+        let template = format!(
+            "{} (sha256 {})",
+            settings.template.display(),
+            digest.as_deref().unwrap_or("unreadable")
+        );
+        Ok((Arc::new(fresh), Some(template)))
+    }
+
+    /// The emulator a recorded run went through: a replay's parameters and template again, so
+    /// that running one of its functions once more (or its queued retry) sends where it sent.
+    async fn emulator_of(
+        &self,
+        record: &Record,
+    ) -> Result<(Arc<Emulator>, Option<String>), String> {
+        self.emulator_for(&record.params, record.template.is_some())
+            .await
+    }
+}
+
 #[async_trait::async_trait]
 impl Runner for EmulatorRunner {
     async fn run(&self, run: Run) -> Result<Record, String> {
-        let fresh;
         // A replay reads the template from disk again, so that an edited rule shows in the
         // comparison without a restart; injected mail goes through the server's own rule set.
         let replay = matches!(run.source, Source::Replay);
-        let mut template = None;
-        let emulator = if run.params.is_empty() && !replay {
-            self.emulator.as_ref()
-        } else {
-            let mut settings = self.settings.clone();
-            for (k, v) in &run.params {
-                settings.params.retain(|(name, _)| name != k);
-                settings.params.push((k.clone(), v.clone()));
-            }
-            let digest = TemplateFile::digest_of(&settings.template);
-            fresh = Emulator::new(&settings).await.map_err(|e| {
-                format!(
-                    "{} with these parameters: {e:#}",
-                    settings.template.display()
-                )
-            })?;
-            template = Some(format!(
-                "{} (sha256 {})",
-                settings.template.display(),
-                digest.as_deref().unwrap_or("unreadable")
-            ));
-            &fresh
-        };
+        let (emulator, template) = self.emulator_for(&run.params, replay).await?;
         let size = run.raw.len();
         let kept = (!emulator.filters.is_empty()).then(|| run.raw.clone());
         let mut trace = emulator
@@ -221,11 +241,17 @@ impl Runner for EmulatorRunner {
         Ok(record)
     }
 
-    async fn invoke(&self, logical_id: &str, event: &serde_json::Value) -> Result<Invoked, String> {
+    async fn invoke(
+        &self,
+        record: &Record,
+        logical_id: &str,
+        event: &serde_json::Value,
+    ) -> Result<Invoked, String> {
         let event: mailroom::SesEvent = serde_json::from_value(event.clone())
             .map_err(|e| format!("the recorded event does not read as an SES event: {e}"))?;
         let started = std::time::Instant::now();
-        let (answer, outputs) = self.emulator.invoke(logical_id, &event).await?;
+        let (emulator, _) = self.emulator_of(record).await?;
+        let (answer, outputs) = emulator.invoke(logical_id, &event).await?;
         Ok(invoked(logical_id, answer, outputs, started))
     }
 
@@ -250,9 +276,15 @@ impl Runner for EmulatorRunner {
         self.emulator.retries(logical_id)
     }
 
-    async fn retry_now(&self, logical_id: &str, job: &Path) -> Result<Invoked, String> {
+    async fn retry_now(
+        &self,
+        record: &Record,
+        logical_id: &str,
+        job: &Path,
+    ) -> Result<Invoked, String> {
         let started = std::time::Instant::now();
-        let (answer, outputs) = self.emulator.retry_now(logical_id, job).await?;
+        let (emulator, _) = self.emulator_of(record).await?;
+        let (answer, outputs) = emulator.retry_now(logical_id, job).await?;
         Ok(invoked(logical_id, answer, outputs, started))
     }
 }

@@ -204,7 +204,7 @@ pub fn message_page(
             }
             @if s.runner.is_some() && message.is_some() {
                 details.replay {
-                    summary { "Replay through the template as it is now, or with other parameters" }
+                    summary { "Replay with other parameters, or after editing the template" }
                     @if let Some(t) = s.runner.as_ref().and_then(|run| run.template()) {
                         p.muted {
                             "Reads " code { (t.path) } " from disk when it runs, so an edit to the rules shows in the comparison"

@@ -31,7 +31,13 @@ pub trait Runner: Send + Sync {
 
     /// Invokes one function (by logical id) once with the exact event a rule gave it: "redeliver
     /// now" for the api function, "invoke again" for any. Its answer and where its outputs went.
-    async fn invoke(&self, logical_id: &str, event: &serde_json::Value) -> Result<Invoked, String>;
+    /// `record` is the run the action belongs to: a replay's parameters apply again.
+    async fn invoke(
+        &self,
+        record: &Record,
+        logical_id: &str,
+        event: &serde_json::Value,
+    ) -> Result<Invoked, String>;
 
     /// How the function with this logical id retries, when it keeps a retry queue (api).
     fn retries(&self, _logical_id: &str) -> Option<mailroom_emulator::functions::Retries> {
@@ -40,7 +46,12 @@ pub trait Runner: Send + Sync {
 
     /// Hands a job waiting in the function's retry queue (`job`, a file under the state dir) to
     /// the function now, as the queue's trigger would once the job is due.
-    async fn retry_now(&self, logical_id: &str, job: &std::path::Path) -> Result<Invoked, String>;
+    async fn retry_now(
+        &self,
+        record: &Record,
+        logical_id: &str,
+        job: &std::path::Path,
+    ) -> Result<Invoked, String>;
 
     /// Where a recorded Lambda event is saved for `sam local invoke -e` (the project's
     /// `events/lambda/`, beside the template).
@@ -349,7 +360,9 @@ async fn mime_part(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+    let disposition =
+        mailroom::served::content_disposition(mailroom::email::Disposition::Attachment, &name);
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     h.insert(
@@ -674,7 +687,7 @@ async fn invoke_again(
     axum::Form(form): axum::Form<InvokeForm>,
 ) -> WebResult<Response> {
     let t = Target::of(&s, &id, &form)?;
-    let invoked = t.runner.invoke(&t.logical_id, t.event()?).await;
+    let invoked = t.runner.invoke(&t.record, &t.logical_id, t.event()?).await;
     follow_webhook(&s, &t.record);
     Ok(html(ui::invoked_page(
         &s,
@@ -709,7 +722,7 @@ async fn retry_now(
         ));
     }
     let job = s.state_dir().join(relative);
-    let invoked = t.runner.retry_now(&t.logical_id, &job).await;
+    let invoked = t.runner.retry_now(&t.record, &t.logical_id, &job).await;
     follow_webhook(&s, &t.record);
     Ok(html(ui::invoked_page(
         &s,

@@ -29,7 +29,12 @@ impl Runner for Retrying {
     async fn run(&self, _run: Run) -> Result<Record, String> {
         Err("not used by this test".into())
     }
-    async fn invoke(&self, _id: &str, _event: &serde_json::Value) -> Result<Invoked, String> {
+    async fn invoke(
+        &self,
+        _record: &Record,
+        _id: &str,
+        _event: &serde_json::Value,
+    ) -> Result<Invoked, String> {
         Err("not used by this test".into())
     }
     fn retries(&self, logical_id: &str) -> Option<mailroom_emulator::functions::Retries> {
@@ -38,7 +43,12 @@ impl Runner for Retrying {
     fn events_dir(&self) -> Option<PathBuf> {
         Some(self.1.clone())
     }
-    async fn retry_now(&self, logical_id: &str, job: &Path) -> Result<Invoked, String> {
+    async fn retry_now(
+        &self,
+        _record: &Record,
+        logical_id: &str,
+        job: &Path,
+    ) -> Result<Invoked, String> {
         let (answer, outputs) = self.0.retry_now(logical_id, job).await?;
         Ok(Invoked {
             logical_id: logical_id.into(),

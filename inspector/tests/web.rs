@@ -259,7 +259,7 @@ Content-Disposition: attachment; filename=\"doc.pdf\"\r\n\r\nJVBERi0xLjQ=\r\n--i
     assert_eq!(headers[header::CONTENT_TYPE], "application/octet-stream");
     assert_eq!(
         headers[header::CONTENT_DISPOSITION],
-        "attachment; filename=\"doc.pdf\""
+        "attachment; filename=\"doc.pdf\"; filename*=UTF-8''doc.pdf"
     );
     let (status, headers, body) = call(
         &app,
@@ -294,7 +294,7 @@ Content-Disposition: attachment; filename=\"doc.pdf\"\r\n\r\nJVBERi0xLjQ=\r\n--i
         headers[header::CONTENT_DISPOSITION]
             .to_str()
             .unwrap()
-            .ends_with(".eml\"")
+            .ends_with(".eml")
     );
     for container in [0, 3, 99] {
         let (status, _, _) = call(

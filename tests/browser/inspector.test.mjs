@@ -9,6 +9,8 @@
 // MAILROOM_BIN: the mailroom binary (default target/debug/mailroom); CHROMIUM: the browser
 // (default /usr/bin/chromium). Run from the repository root: node tests/browser/inspector.test.mjs
 
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { MailpitClient } from "mailpit-api";
@@ -93,6 +95,19 @@ try {
   await page.screenshot({ path: join(shots, "message.png"), fullPage: true });
   await axe("a message");
   const messageUrl = page.url();
+
+  // The MIME structure of the message with attachments, and one part downloaded from it.
+  await page.goto(UI + "/?q=" + encodeURIComponent("has:attachment"));
+  await page.click("#rows a[href^='/message/']");
+  await page.waitForSelector("#structure");
+  const structure = await page.locator("#structure").innerText();
+  const pdfLink = page.locator("#structure a", { hasText: "invoice-2025-01.pdf" });
+  const [download] = await Promise.all([page.waitForEvent("download"), pdfLink.click()]);
+  const pdf = readFileSync(await download.path(), "latin1");
+  const notesLink = page.locator("#structure a", { hasText: "notes.txt" });
+  const [notes] = await Promise.all([page.waitForEvent("download"), notesLink.click()]);
+  check("MIME structure: the tree of parts, and a part downloaded decoded", /multipart\/mixed/.test(structure) && /application\/pdf/.test(structure) && pdf.startsWith("%PDF") && download.suggestedFilename() === "invoice-2025-01.pdf" && notes.suggestedFilename().normalize() === "Résumé_notes.txt".normalize(), `${notes.suggestedFilename()}: ` + structure.split("\n").slice(0, 4).join(" | "));
+  await page.locator("#structure").screenshot({ path: join(shots, "mime.png") });
   await page.goto(messageUrl);
   await keyboardWalk(page, "a message");
   await tabsByKeyboard(page, messageUrl);
@@ -263,6 +278,78 @@ try {
   await page.click("li.action:has-text('ApiFunction') a[href*='/sqs/']");
   const job = await page.locator("main").innerText();
   check("webhook down: the queued retry job, with its attempt number", job.includes('"attempt": 2'), job.slice(0, 80).replace(/\n/g, " "));
+
+  // A webhook endpoint that answers 503 once, then 200: every attempt on one timeline, the
+  // retry schedule with attempt 2 queued, and that attempt run from the page.
+  const hookAttempts = [];
+  const flaky = createServer((req, res) => {
+    hookAttempts.push(req.headers["x-mailroom-attempt"]);
+    req.resume();
+    req.on("end", () => {
+      const first = hookAttempts.length === 1;
+      res.writeHead(first ? 503 : 200, { "content-type": "text/plain" });
+      res.end(first ? "busy" : "ok");
+    });
+  });
+  await new Promise((r) => flaky.listen(0, "127.0.0.1", r));
+  await page.goto(UI + "/?q=" + encodeURIComponent("subject:quarterly -disposition:stopped"));
+  await page.click("text=Quarterly invoice >> nth=-1");
+  await page.click("text=Replay with other parameters");
+  await page.fill("#params", `WebhookUrl=http://127.0.0.1:${flaky.address().port}/hook`);
+  await page.click("text=Run it again and compare");
+  await page.waitForSelector("table.compare");
+  await page.click("table.compare thead a >> text=After");
+  const firstTry = await page.locator(".delivery").innerText();
+  const queued = await page.locator("ol.schedule li.queued").innerText().catch(() => "");
+  check("webhook attempts: the first, answered 503, on the timeline; attempt 2 queued on the schedule", /: 1 attempt\b/.test(firstTry) && firstTry.includes("HTTP 503") && /^2\b/.test(queued) && firstTry.includes("Run attempt 2 now"), queued.replace(/\s+/g, " "));
+  await page.locator(".delivery").screenshot({ path: join(shots, "webhook-queued.png") });
+  await page.click("text=Run attempt 2 now");
+  await page.waitForSelector("text=retry job run now");
+  const ran = await page.locator("main").innerText();
+  check("webhook attempts: attempt 2, run now, reaches the endpoint with its attempt number", ran.includes("HTTP 200") && hookAttempts.join(",") === "1,2", `attempts sent: ${hookAttempts.join(",")}`);
+  await page.click("text=Back to the trace");
+  const secondTry = await page.locator(".delivery").innerText();
+  const facts = await page.locator("dl.facts").innerText();
+  check("webhook attempts: both on one timeline with their latency, delivered, and the record follows", /: 2 attempts/.test(secondTry) && /\d+ ms/.test(secondTry) && (await page.locator("ol.schedule li.delivered").count()) === 1 && /Webhook\s*delivered/.test(facts) && !secondTry.includes("Run attempt"), secondTry.split("\n").slice(0, 8).join(" | "));
+  await page.locator(".delivery").screenshot({ path: join(shots, "webhook-attempts.png") });
+  const withAttempts = page.url();
+  await page.click(".delivery table.attempts a >> nth=0");
+  const detail = await page.evaluate(() => document.querySelector("main").textContent);
+  check("webhook attempts: each in full, request headers, answer and signature", detail.includes("x-mailroom-attempt: 1") && detail.includes("x-mailroom-attempt: 2") && detail.includes("busy") && (await page.locator("span.badge.good", { hasText: "valid" }).count()) === 2);
+  await axe("a webhook's attempts");
+  // From the top of the page: the link's fragment would start Tab after the header.
+  await page.goto(page.url().split("#")[0]);
+  await keyboardWalk(page, "a webhook's attempts");
+  flaky.close();
+
+  // The api function's exact event, saved beside the template for `sam local invoke`.
+  await page.goto(withAttempts);
+  const apiAction = page.locator("li.action", { hasText: "ApiFunction" });
+  await apiAction.locator("details.event summary").click();
+  await apiAction.locator("input[name=name]").fill("api-from-inspector");
+  await apiAction.locator("text=Save event").click();
+  await page.waitForSelector("text=Event saved");
+  const savedPage = await page.locator("main").innerText();
+  const savedFile = join(serve.project, "events/lambda/api-from-inspector.json");
+  const saved = existsSync(savedFile) ? JSON.parse(readFileSync(savedFile, "utf8")) : {};
+  check("save event: written under the project's events/lambda/, with the sam local invoke line", savedPage.includes("sam local invoke ApiFunction -e events/lambda/api-from-inspector.json") && saved.Records?.[0]?.ses?.mail?.messageId === withAttempts.split("/").pop().split("#")[0], savedFile);
+  await page.screenshot({ path: join(shots, "saved-event.png"), fullPage: true });
+
+  // Replay after an edit of template.yaml, without a restart: the receive rule disabled.
+  const original = readFileSync(serve.template, "utf8");
+  writeFileSync(serve.template, original.replace("Name: receive\n        Enabled: true", "Name: receive\n        Enabled: false"));
+  await page.goto(UI + "/?q=" + encodeURIComponent("subject:quarterly -disposition:stopped"));
+  await page.click("text=Quarterly invoice >> nth=-1");
+  await page.click("text=Replay with other parameters");
+  const note = await page.locator("details.replay").innerText();
+  await page.fill("#params", "");
+  await page.click("text=Run it again and compare");
+  await page.waitForSelector("table.compare");
+  const receiveRow = await page.locator("table.compare tbody tr", { hasText: "rule receive" }).first().innerText();
+  const header = await page.locator("p.count").innerText();
+  check("replay after editing template.yaml: the page says it changed, the diff shows the rule disabled", note.includes("changed since serve started") && receiveRow.includes("not run: disabled") && header.includes("template.yaml"), receiveRow.replace(/\s+/g, " "));
+  await page.screenshot({ path: join(shots, "replay-edited.png"), fullPage: true });
+  writeFileSync(serve.template, original);
 
   // 9. Inject from the form, by keyboard alone: composed, with a verdict, as deliver takes it.
   await page.goto(UI + "/inject");

@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { createServer, request as httpRequest } from "node:http";
 import { connect } from "node:net";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createRequire } from "node:module";
@@ -55,9 +55,15 @@ export async function closedPort() {
 /** `mailroom serve` on free loopback ports with a fresh state dir, once its banner is out. */
 export async function startServe(prefix) {
   const state = mkdtempSync(join(tmpdir(), prefix));
+  // A copy of the template in a project folder of its own: the test edits it (replay after an
+  // edit) and saves events beside it, never in the repository.
+  const project = join(state, "project");
+  mkdirSync(project);
+  const template = join(project, "template.yaml");
+  copyFileSync(join(root, "template.yaml"), template);
   const serve = spawn(
     bin,
-    ["serve", "--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--state-dir", state],
+    ["serve", "--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--state-dir", join(state, "state"), "--template", template],
     { cwd: root, stdio: ["ignore", "pipe", "inherit"] },
   );
   const banner = await new Promise((resolveBanner, reject) => {
@@ -81,6 +87,8 @@ export async function startServe(prefix) {
   return {
     UI,
     state,
+    template,
+    project,
     smtp: (from, rcpts, message) => smtp(host, Number(port), from, rcpts, message),
     rawGet: (path, headers) => rawGet(UI, path, headers),
     stop() {
