@@ -47,7 +47,8 @@ pub struct Recorded {
 }
 
 /// One POST the api function made, to the sink or to a real endpoint: its request, what came
-/// back and how long it took. Kept a JSON line each in `<state>/webhooks/<id>.attempts.jsonl`,
+/// back and how long it took. Kept a JSON line each in `<state>/webhook-attempts/<id>.jsonl` (beside
+/// `<state>/webhooks/`, which holds only what the sink itself received),
 /// so the first try, the retries and every redelivery of one webhook read as one timeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -89,11 +90,14 @@ pub struct Attempt {
 /// latest whole).
 pub const ATTEMPT_BODY_MAX: usize = 256 * 1024;
 
+/// The folder of the attempts files, under the state dir.
+pub const ATTEMPTS_DIR: &str = "webhook-attempts";
+
 /// Where the attempts of the webhook `webhook_id` are kept, under the state dir `state`.
 pub fn attempts_file(state: &Path, webhook_id: &str) -> PathBuf {
     state
-        .join("webhooks")
-        .join(format!("{}.attempts.jsonl", file_stem(webhook_id)))
+        .join(ATTEMPTS_DIR)
+        .join(format!("{}.jsonl", file_stem(webhook_id)))
 }
 
 /// The attempts of the webhook `webhook_id`, oldest first; lines that do not read are skipped.
@@ -110,8 +114,8 @@ pub fn read_attempts(state: &Path, webhook_id: &str) -> Vec<Attempt> {
 #[derive(Debug)]
 struct Shared {
     dir: PathBuf,
-    /// Serialises appends to the attempts files.
-    attempts: Mutex<()>,
+    /// Where the attempts files go, and a lock that serialises appends to them.
+    attempts: (PathBuf, Mutex<()>),
     secrets: Mutex<Vec<Secret>>,
     /// Original URL by webhook-id, set just before a request is sent to the sink.
     pending: Mutex<HashMap<String, String>>,
@@ -136,7 +140,7 @@ impl WebhookSink {
                 secrets: Mutex::new(Vec::new()),
                 pending: Mutex::new(HashMap::new()),
                 recorded: Mutex::new(Vec::new()),
-                attempts: Mutex::new(()),
+                attempts: (state.join(ATTEMPTS_DIR), Mutex::new(())),
             }),
             addr: OnceCell::new(),
         }
@@ -210,12 +214,10 @@ impl WebhookSink {
         let Ok(line) = serde_json::to_string(&attempt) else {
             return;
         };
-        let path = self
-            .shared
-            .dir
-            .join(format!("{}.attempts.jsonl", file_stem(id)));
-        let _guard = self.shared.attempts.lock();
-        let written = std::fs::create_dir_all(&self.shared.dir).and_then(|()| {
+        let (dir, lock) = &self.shared.attempts;
+        let path = dir.join(format!("{}.jsonl", file_stem(id)));
+        let _guard = lock.lock();
+        let written = std::fs::create_dir_all(dir).and_then(|()| {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
                 .create(true)

@@ -1,6 +1,6 @@
 //! The webhook deliveries of one message, gathered for its page: every attempt the api function
 //! made (first try, retries, redeliveries, kept by the emulator in
-//! `<state>/webhooks/<id>.attempts.jsonl`), the retry schedule its configuration sets, the retry
+//! `<state>/webhook-attempts/<id>.jsonl`), the retry schedule its configuration sets, the retry
 //! job waiting in its queue and the dead letter it ended in, if any.
 
 use crate::record::Record;
