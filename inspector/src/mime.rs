@@ -7,7 +7,8 @@ use mail_parser::{MessageParser, MessagePart, PartKind};
 pub const MAX_NODES: usize = 500;
 
 /// One part.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Node {
     /// Its number in document order (a pre-order walk), used to download it.
     pub n: usize,

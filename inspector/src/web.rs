@@ -194,6 +194,8 @@ pub fn router(state: Shared) -> Router {
         .route("/assets/app.js", get(script))
         .route("/api/messages", get(api_list))
         .route("/api/message/{id}", get(api_message))
+        .route("/api/message/{id}/webhooks", get(api_webhooks))
+        .route("/api/message/{id}/mime", get(api_mime))
         .route("/api/wait", get(api_wait))
         .route("/api/events", get(api_events))
         .route(
@@ -1095,6 +1097,25 @@ async fn api_list(State(s): State<Shared>, Params(p): Params<ListParams>) -> Web
 
 async fn api_message(State(s): State<Shared>, Path(id): Path<String>) -> WebResult<Response> {
     Ok(axum::Json(s.inbox.get(&id)?).into_response())
+}
+
+/// Every webhook of a record's api actions: attempts, schedule, queued retry, dead letter.
+async fn api_webhooks(State(s): State<Shared>, Path(id): Path<String>) -> WebResult<Response> {
+    let record = s.inbox.get(&id)?;
+    Ok(axum::Json(crate::webhooks::to_json(&deliveries(&s, &record))).into_response())
+}
+
+/// A message's MIME structure; `null` when there is no message (refused at RCPT).
+async fn api_mime(State(s): State<Shared>, Path(id): Path<String>) -> WebResult<Response> {
+    let record = s.inbox.get(&id)?;
+    let tree = s
+        .inbox
+        .message(&record.id)?
+        .and_then(|m| crate::mime::tree(&m));
+    Ok(axum::Json(
+        tree.map(|(root, left_out)| serde_json::json!({ "root": root, "leftOut": left_out })),
+    )
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,7 +25,8 @@ pub struct Delivery {
 }
 
 /// A message in the local retry or dead-letter queue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Job {
     /// The file, relative to the state dir.
     pub file: String,
@@ -193,6 +194,34 @@ pub fn status(deliveries: &Deliveries) -> Option<&'static str> {
             .is_some_and(|s| (200..300).contains(&s))
     };
     all.iter().all(delivered).then_some("delivered")
+}
+
+/// The deliveries as the JSON API answers them: per webhook, the action it came from, its
+/// attempts, the schedule (waits in seconds), what waits in the retry queue and what was
+/// dead-lettered.
+pub fn to_json(deliveries: &Deliveries) -> Value {
+    let list: Vec<Value> = deliveries
+        .iter()
+        .flat_map(|((rule, action), ds)| {
+            ds.iter().map(move |d| {
+                serde_json::json!({
+                    "webhookId": d.webhook_id,
+                    "rule": rule,
+                    "action": action,
+                    "attempts": d.attempts,
+                    "schedule": d.policy.as_ref().map(|p| serde_json::json!({
+                        "attempts": p.max_attempts(),
+                        "delaysSecs": p.delays.iter().map(|w| w.as_secs()).collect::<Vec<_>>(),
+                        "jitter": p.jitter,
+                        "maxRetryAfterSecs": p.max_retry_after.as_secs(),
+                    })),
+                    "queued": d.queued,
+                    "deadLetters": d.dead,
+                })
+            })
+        })
+        .collect();
+    Value::Array(list)
 }
 
 /// The webhook deliveries of a record's api actions, by (rule, action) index.

@@ -191,6 +191,30 @@ async fn every_attempt_shows_on_one_timeline_and_a_queued_retry_runs_from_the_pa
     assert!(page.contains("<li class=\"delivered\"><span class=\"n\">2</span>"));
     assert!(!page.contains("Run attempt"), "nothing is queued any more");
 
+    let (status, json) = call(
+        &app,
+        "GET",
+        &format!("/api/message/{}/webhooks", record.id),
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let statuses: Vec<_> = json[0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["attempt"].as_u64(), a["status"].as_u64()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [(Some(1), Some(503)), (Some(2), Some(200))],
+        "{json}"
+    );
+    assert_eq!(json[0]["schedule"]["attempts"], 10);
+    assert_eq!(json[0]["schedule"]["delaysSecs"][0], 60);
+    assert_eq!(json[0]["queued"], serde_json::json!([]));
+
     let webhook_id = &record.id;
     let (status, detail) = call(
         &app,

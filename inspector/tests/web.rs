@@ -296,6 +296,20 @@ Content-Disposition: attachment; filename=\"doc.pdf\"\r\n\r\nJVBERi0xLjQ=\r\n--i
             .unwrap()
             .ends_with(".eml")
     );
+    let (_, _, json) = call(
+        &app,
+        "GET",
+        &format!("/api/message/{}/mime", record.id),
+        "127.0.0.1:8025",
+        "",
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let nested = &json["root"]["children"][1];
+    assert_eq!(nested["contentType"], "message/rfc822");
+    assert_eq!(nested["subject"], "<b>inner</b>");
+    assert_eq!(nested["children"][0]["children"][1]["filename"], "doc.pdf");
+    assert_eq!(nested["children"][0]["children"][1]["n"], 5);
     for container in [0, 3, 99] {
         let (status, _, _) = call(
             &app,
