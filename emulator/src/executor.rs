@@ -28,23 +28,32 @@ pub struct LocalExecutor {
     pub region: String,
 }
 
+/// What a function is invoked with outside the rule set.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger<'e> {
+    /// An SES event, as a receipt rule's Lambda action gives it.
+    Ses(&'e mailroom::SesEvent),
+    /// A batch from the function's retry queue, as the queue's trigger gives it.
+    Sqs(&'e mailroom_api::SqsEvent),
+}
+
 impl LocalExecutor {
-    /// Invokes the function with this logical id once with `event`, outside any rule: its
-    /// answer and where its outputs landed. For running one function again on the exact event a
-    /// rule gave it (the inspector's "invoke again").
+    /// Invokes the function with this logical id once, outside any rule: its answer and where
+    /// its outputs landed. For running one function again on the exact event a rule gave it
+    /// (the inspector's "invoke again"), or on a job of its retry queue ("run attempt n now").
     pub async fn invoke_once(
         &self,
         logical_id: &str,
-        event: &mailroom::SesEvent,
+        trigger: Trigger<'_>,
     ) -> Result<(Returned, Vec<String>), String> {
         let f = self.deployed(logical_id)?;
         let log = Log::default();
         let ports = self.ports.recording(&log);
-        let returned = f
-            .function
-            .invoke(event, &ports)
-            .await
-            .map_err(|e: FunctionError| format!("{e:#}"))?;
+        let returned = match trigger {
+            Trigger::Ses(event) => f.function.invoke(event, &ports).await,
+            Trigger::Sqs(event) => f.function.invoke_sqs(event, &ports).await,
+        }
+        .map_err(|e: FunctionError| format!("{e:#}"))?;
         Ok((returned, log.take()))
     }
 
@@ -53,24 +62,6 @@ impl LocalExecutor {
             .values()
             .find(|f| f.logical_id == logical_id)
             .ok_or_else(|| format!("the template has no function {logical_id}"))
-    }
-
-    /// Hands the function with this logical id one batch from its retry queue, as the queue's
-    /// trigger would: its answer and where its outputs landed.
-    pub async fn invoke_sqs_once(
-        &self,
-        logical_id: &str,
-        event: &mailroom_api::SqsEvent,
-    ) -> Result<(Returned, Vec<String>), String> {
-        let f = self.deployed(logical_id)?;
-        let log = Log::default();
-        let ports = self.ports.recording(&log);
-        let returned = f
-            .function
-            .invoke_sqs(event, &ports)
-            .await
-            .map_err(|e: FunctionError| format!("{e:#}"))?;
-        Ok((returned, log.take()))
     }
 
     /// How the function with this logical id retries, when it does on its own.

@@ -157,7 +157,10 @@ impl Emulator {
         logical_id: &str,
         event: &mailroom::SesEvent,
     ) -> Result<(String, Vec<String>), String> {
-        let (returned, outputs) = self.executor.invoke_once(logical_id, event).await?;
+        let (returned, outputs) = self
+            .executor
+            .invoke_once(logical_id, executor::Trigger::Ses(event))
+            .await?;
         Ok((returned.summary, outputs))
     }
 
@@ -182,45 +185,29 @@ impl Emulator {
         let retries = self
             .retries(logical_id)
             .ok_or_else(|| format!("{logical_id} keeps no retry queue"))?;
-        let dir = queue
-            .dir_of(&retries.queue_url)
-            .map_err(|e| e.to_string())?;
-        let name = job_file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|_| job_file.parent() == Some(dir.as_path()))
-            .ok_or_else(|| {
+        let pending = queue
+            .pending_at(&retries.queue_url, job_file)
+            .map_err(|e| {
                 format!(
-                    "{} is not a job in {logical_id}'s retry queue ({})",
-                    job_file.display(),
-                    dir.display()
+                    "{} is not a job in {logical_id}'s retry queue: {e}",
+                    job_file.display()
                 )
             })?;
-        let text = std::fs::read_to_string(job_file).map_err(|e| {
-            format!(
-                "{}: {e} (already run, or taken by another attempt)",
-                job_file.display()
-            )
-        })?;
-        let stored: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: not a queued message: {e}", job_file.display()))?;
+        let mut record = mailroom_api::SqsRecord::from(&pending.message);
         // The job is due now: the function re-queues a job received before its `notBefore`.
-        let mut body = stored["body"].as_str().unwrap_or_default().to_string();
-        if let Ok(mut job) = serde_json::from_str::<serde_json::Value>(&body)
+        if let Ok(mut job) = serde_json::from_str::<serde_json::Value>(&record.body)
             && job.get("notBefore").is_some()
         {
             job["notBefore"] = time::OffsetDateTime::now_utc().unix_timestamp().into();
-            body = job.to_string();
+            record.body = job.to_string();
         }
         let event = mailroom_api::SqsEvent {
-            records: vec![mailroom_api::SqsRecord {
-                message_id: stored["id"].as_str().unwrap_or_default().to_string(),
-                receipt_handle: name.to_string(),
-                body,
-                event_source: Some("aws:sqs".into()),
-            }],
+            records: vec![record],
         };
-        let (returned, mut outputs) = self.executor.invoke_sqs_once(logical_id, &event).await?;
+        let (returned, mut outputs) = self
+            .executor
+            .invoke_once(logical_id, executor::Trigger::Sqs(&event))
+            .await?;
         // Lambda's poller deletes each record the batch response does not list as failed; the
         // function itself deletes only what it re-queued.
         let failed = serde_json::from_str::<mailroom_api::SqsBatchResponse>(&returned.summary)

@@ -67,14 +67,11 @@ pub fn of_action(action: &Value, state: &Path, retries: Option<&Retries>) -> Vec
         .collect();
     ids.dedup();
     let queue = LocalQueue::new(state);
-    let dir = |url: &str| queue.dir_of(url).ok();
-    let retry_jobs: Vec<(String, delivery::Job)> = retries
-        .and_then(|r| dir(&r.queue_url))
-        .map(|d| queued_in(state, &d))
+    let retry_jobs: Vec<(Job, delivery::Job)> = retries
+        .map(|r| queued_in(&queue, state, &r.queue_url))
         .unwrap_or_default();
-    let dead_letters: Vec<(String, delivery::DeadLetter)> = retries
-        .and_then(|r| dir(&r.dlq_url))
-        .map(|d| queued_in(state, &d))
+    let dead_letters: Vec<(Job, delivery::DeadLetter)> = retries
+        .map(|r| queued_in(&queue, state, &r.dlq_url))
         .unwrap_or_default();
     ids.into_iter()
         .map(|id| Delivery {
@@ -84,20 +81,19 @@ pub fn of_action(action: &Value, state: &Path, retries: Option<&Retries>) -> Vec
                 .iter()
                 .filter(|(_, j)| j.webhook_id == id)
                 .map(|(file, j)| Job {
-                    file: file.clone(),
                     attempt: j.attempt,
-                    due_ms: due_of(file),
                     reason: j.last_error.clone().unwrap_or_default(),
+                    ..file.clone()
                 })
                 .collect(),
             dead: dead_letters
                 .iter()
                 .filter(|(_, d)| d.job.as_ref().is_some_and(|j| j.webhook_id == id))
                 .map(|(file, d)| Job {
-                    file: file.clone(),
                     attempt: d.attempts,
                     due_ms: None,
                     reason: format!("{}: {}", d.reason, d.detail),
+                    ..file.clone()
                 })
                 .collect(),
             webhook_id: id,
@@ -105,41 +101,34 @@ pub fn of_action(action: &Value, state: &Path, retries: Option<&Retries>) -> Vec
         .collect()
 }
 
-/// The messages of one local queue folder that read as `T`: (file relative to `state`, body).
-fn queued_in<T: serde::de::DeserializeOwned>(state: &Path, dir: &Path) -> Vec<(String, T)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    paths.sort();
-    paths
+/// The messages of one local queue whose body reads as `T`, each with its file (relative to
+/// `state`) and when it is due; the rest of the [`Job`] is the caller's to fill.
+fn queued_in<T: serde::de::DeserializeOwned>(
+    queue: &LocalQueue,
+    state: &Path,
+    url: &str,
+) -> Vec<(Job, T)> {
+    queue
+        .pending(url)
+        .unwrap_or_default()
         .into_iter()
-        .filter_map(|path| {
-            let stored: Value = serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
-            let body = serde_json::from_str(stored.get("body")?.as_str()?).ok()?;
-            let rel = path
+        .filter_map(|p| {
+            let body = serde_json::from_str(&p.message.body).ok()?;
+            let file = p
+                .file
                 .strip_prefix(state)
                 .ok()?
                 .to_string_lossy()
                 .into_owned();
-            Some((rel, body))
+            let job = Job {
+                file,
+                attempt: 0,
+                due_ms: Some(p.visible_at_ms),
+                reason: String::new(),
+            };
+            Some((job, body))
         })
         .collect()
-}
-
-/// When a local queue message becomes visible: its file name starts with that, in Unix ms.
-fn due_of(file: &str) -> Option<u128> {
-    Path::new(file)
-        .file_name()?
-        .to_str()?
-        .split('-')
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// The attempts of every api action in a record, by (rule, action) index.

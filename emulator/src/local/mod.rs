@@ -22,7 +22,7 @@ pub use bouncer::LocalBouncer;
 pub use mailer::LocalMailer;
 pub use objects::LocalObjectStore;
 pub use publisher::LocalPublisher;
-pub use queue::LocalQueue;
+pub use queue::{LocalQueue, Pending};
 
 use mailroom::ports::{ErrorKind, PortError};
 use std::path::{Path, PathBuf};

@@ -31,6 +31,74 @@ impl LocalQueue {
     }
 }
 
+/// A message waiting in a local queue, as its file holds it, without receiving it.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub file: PathBuf,
+    /// When it becomes visible, Unix milliseconds.
+    pub visible_at_ms: u128,
+    /// The message as a receive would return it; the receipt handle is the file's name, so a
+    /// delete with it removes this message.
+    pub message: Received,
+}
+
+impl LocalQueue {
+    /// Every message in the queue, in the order they become visible, received or not; files
+    /// that are not messages are skipped.
+    pub fn pending(&self, queue_url: &str) -> Result<Vec<Pending>, PortError> {
+        let dir = self.dir_of(queue_url)?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("ReceiveMessage", &dir, &e)),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .filter_map(|name| read_pending(&dir.join(&name), &name))
+            .collect())
+    }
+
+    /// The message in `file`, when it is one of this queue's.
+    pub fn pending_at(&self, queue_url: &str, file: &Path) -> Result<Pending, PortError> {
+        let dir = self.dir_of(queue_url)?;
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|_| file.parent() == Some(dir.as_path()));
+        name.and_then(|name| read_pending(file, name))
+            .ok_or_else(|| {
+                PortError::new(
+                    mailroom::ports::ErrorKind::NotFound,
+                    "ReceiveMessage",
+                    format!("not a message of the queue in {}", dir.display()),
+                )
+            })
+    }
+}
+
+fn read_pending(path: &Path, name: &str) -> Option<Pending> {
+    let (visible_at_ms, id) = parse_queue_file(name)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    Some(Pending {
+        file: path.to_path_buf(),
+        visible_at_ms,
+        message: Received {
+            message_id: id.to_string(),
+            receipt_handle: name.to_string(),
+            body: json["body"].as_str()?.to_string(),
+            receive_count: json["receiveCount"]
+                .as_u64()
+                .and_then(|c| u32::try_from(c).ok()),
+        },
+    })
+}
+
 /// `<visible-at ms>-<id>.json` → (visible-at, id).
 fn parse_queue_file(name: &str) -> Option<(u128, &str)> {
     let stem = name.strip_suffix(".json")?;
