@@ -9,7 +9,7 @@ use crate::query::Query;
 use crate::record::Record;
 use crate::web::{ListParams, Shared, WebError, WebResult};
 use axum::extract::{Path, Query as Params, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mailroom::email::Address;
 use serde::Deserialize;
@@ -220,24 +220,11 @@ pub async fn part(
     let a = p.email.attachments.get(index).ok_or_else(not_found)?;
     let meta = mailroom::served::attachment_meta(a);
     let body = p.contents.get(a.index).cloned().unwrap_or_default();
-    let mut resp = body.into_response();
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&meta.content_type) {
-        h.insert(header::CONTENT_TYPE, v);
-    }
-    if let Some(Ok(v)) = meta
-        .content_disposition
-        .as_deref()
-        .map(HeaderValue::from_str)
-    {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    // Whatever the part claims to be, it is never a page of this origin.
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("sandbox; default-src 'none'"),
-    );
-    Ok(resp)
+    Ok(crate::web::download(
+        body,
+        &meta.content_type,
+        meta.content_disposition.as_deref(),
+    ))
 }
 
 pub async fn info(State(s): State<Shared>) -> WebResult<Response> {

@@ -535,13 +535,9 @@ impl Inbox {
                 None => text_of(message),
             };
         }
-        let json = serde_json::to_vec_pretty(record).map_err(|source| RecordError::Json {
-            path: folder.clone(),
-            source,
-        })?;
         // The record is written last: a folder without one is an unfinished write that the
         // rebuild ignores.
-        write(&folder.join("record.json"), &json)?;
+        write_record(&folder, record)?;
         insert(&self.db(), record, &text)?;
         self.prune()?;
         let _ = self.news.send(record.summary());
@@ -556,12 +552,7 @@ impl Inbox {
             return Ok(());
         }
         record.webhook = Some(status.to_string());
-        let folder = self.folder(&record.id)?;
-        let json = serde_json::to_vec_pretty(&record).map_err(|source| RecordError::Json {
-            path: folder.clone(),
-            source,
-        })?;
-        write(&folder.join("record.json"), &json)?;
+        write_record(&self.folder(&record.id)?, &record)?;
         let summary = record.summary();
         self.db().execute(
             "UPDATE messages SET webhook = ?1, summary = ?2 WHERE id = ?3",
@@ -805,6 +796,15 @@ fn search_text(text: Option<&str>) -> String {
 fn text_of(message: &[u8]) -> String {
     let parsed = mailroom::Email::parse(message, &mailroom::Limits::default()).ok();
     search_text(parsed.as_ref().and_then(|p| p.email.text.as_deref()))
+}
+
+/// `record.json` in a record's folder.
+fn write_record(folder: &Path, record: &Record) -> Result<(), RecordError> {
+    let json = serde_json::to_vec_pretty(record).map_err(|source| RecordError::Json {
+        path: folder.to_path_buf(),
+        source,
+    })?;
+    write(&folder.join("record.json"), &json)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {

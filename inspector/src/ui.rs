@@ -555,8 +555,7 @@ fn delivery(d: &Delivery, at: &At<'_>) -> Markup {
                 @let total = policy.max_attempts();
                 p.schedule-head { "Retry schedule: " (total) " attempts, each wait ±" (format!("{:.0}", policy.jitter * 100.0)) "%, a " code { "Retry-After" } " up to " (human(policy.max_retry_after)) " honoured; then the dead-letter queue." }
                 ol.schedule {
-                    @for n in 1..=total {
-                        @let wait = if n == 1 { std::time::Duration::ZERO } else { policy.delays[(n - 2) as usize] };
+                    @for (n, wait) in (1..=total).zip(std::iter::once(std::time::Duration::ZERO).chain(policy.delays.iter().copied())) {
                         @let state = if delivered && n == done { "delivered" } else if n <= done { "failed" } else if Some(n) == next { "queued" } else { "pending" };
                         li.(state) { span.n { (n) } " " (if n == 1 { "first try".to_string() } else { format!("{} later", human(wait)) }) " " span.visually-hidden { "(" (state) ")" } }
                     }

@@ -356,22 +356,31 @@ async fn mime_part(
         .filter(|(node, _)| node.downloadable())
         .ok_or_else(not_found)?;
     let name = mailroom::keys::safe_filename(node.filename.as_deref(), n, &node.content_type);
-    let mut resp = bytes.into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
     let disposition =
         mailroom::served::content_disposition(mailroom::email::Disposition::Attachment, &name);
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
+    Ok(download(
+        bytes,
+        "application/octet-stream",
+        Some(&disposition),
+    ))
+}
+
+/// Bytes from mail or the state dir, served so that whatever they claim to be they are never a
+/// page of this origin (the `nosniff` every answer carries does the rest).
+pub(crate) fn download(body: Vec<u8>, content_type: &str, disposition: Option<&str>) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Some(Ok(v)) = disposition.map(HeaderValue::from_str) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("sandbox; default-src 'none'"),
     );
-    Ok(resp)
+    resp
 }
 
 /// The webhook deliveries of a record's api actions, with the schedule when a rule set is loaded.
@@ -961,21 +970,11 @@ async fn state_file(
     }
     if p.raw.is_some() {
         let bytes = tokio::fs::read(&full).await.map_err(|_| not_found())?;
-        let mut resp = bytes.into_response();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        h.insert(
-            header::CONTENT_DISPOSITION,
-            HeaderValue::from_static("attachment"),
-        );
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("sandbox; default-src 'none'"),
-        );
-        return Ok(resp);
+        return Ok(download(
+            bytes,
+            "application/octet-stream",
+            Some("attachment"),
+        ));
     }
     let size = tokio::fs::metadata(&full)
         .await
